@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` (the main job) and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SUITE  ?= scenarios/quick/suite.yaml
+
+.PHONY: setup demo test lint bench clean-data
+
+# torch is installed first with an exact pin: its CPU build; a looser range would pull a
+# multi-GB CUDA build on a machine without a GPU.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Main job: generate the quick dataset on local disk and build the frame cache of the quick suite.
+demo: setup
+	$(BIN)/harness validate $(SUITE)
+	$(BIN)/harness datagen $(SUITE)
+	$(BIN)/harness cache $(SUITE)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+# Performance checks (ratios measured side by side in one run); needs ffmpeg and dd.
+bench: setup
+	$(BIN)/python benchmarks/bench_data.py
+
+clean-data:
+	rm -rf data

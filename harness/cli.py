@@ -1,0 +1,103 @@
+"""Command-line interface: parse, call, print. No logic lives here.
+
+Every command that takes a scenario also takes a suite file and ``-o key.path=value`` overrides.
+A ``HarnessError`` becomes one line per problem on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
+
+
+def _scenario_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario or suite YAML files")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a scenario field, e.g. -o pipeline.workers=4 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Benchmark and validate storage-to-GPU throughput with real training loops.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check scenario and suite files")
+    _scenario_args(validate)
+
+    show = commands.add_parser("show", help="print the resolved scenario (defaults filled in)")
+    _scenario_args(show)
+
+    datagen = commands.add_parser(
+        "datagen", help="generate each scenario's dataset, or index a bring-your-own folder"
+    )
+    _scenario_args(datagen)
+    datagen.add_argument(
+        "--force", action="store_true", help="regenerate even where an up-to-date dataset exists"
+    )
+
+    cache = commands.add_parser("cache", help="decode videos once into the frame cache")
+    _scenario_args(cache)
+    cache.add_argument(
+        "--force", action="store_true", help="rebuild even where a complete cache exists"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ScenarioError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished files are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from harness import scenario as scenarios
+
+    loaded = scenarios.load_scenarios(args.files, args.override)
+    if args.command == "validate":
+        for item in loaded:
+            s = item.scenario
+            mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
+            print(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
+        return 0
+    if args.command == "show":
+        for index, item in enumerate(loaded):
+            if index:
+                print("---")
+            print(f"# {item.file}")
+            print(scenarios.scenario_to_yaml(item.scenario), end="")
+        return 0
+    if args.command == "datagen":
+        from harness.data import prepare_datasets
+
+        prepare_datasets([item.scenario for item in loaded], force=args.force)
+        return 0
+    if args.command == "cache":
+        from harness.data.cache import build_caches
+
+        build_caches([item.scenario for item in loaded], force=args.force)
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")

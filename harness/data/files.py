@@ -1,0 +1,143 @@
+"""Writing on the storage under test: atomic files, writable folders, clear disk errors.
+
+Every file the harness writes appears under its final name only once it is complete (written to a
+temporary name beside it, then renamed), so a killed or failed run never leaves a file that looks
+finished. Temporary names start with ``.`` and contain ``.tmp-`` so that a resume can sweep them.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import HarnessError
+
+TMP_MARK = ".tmp-"
+
+
+@contextmanager
+def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path``; rename it to ``path`` when the block ends cleanly.
+
+    ``fsync`` makes the content durable before the rename (manifests); bulk data skips it and the
+    caller syncs once at the end instead, which costs far less on many small files.
+    """
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise disk_error(exc, path) from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes | memoryview, *, fsync: bool = False) -> int:
+    """Write ``data`` atomically; return its CRC-32 (the checksum kept in cache manifests)."""
+    with atomic_write(path, fsync=fsync) as handle:
+        handle.write(data)
+    return zlib.crc32(data)
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Manifests are small and are what marks work as done, so they are always fsynced."""
+    text = json.dumps(document, indent=1, sort_keys=False) + "\n"
+    with atomic_write(path, fsync=True) as handle:
+        handle.write(text.encode())
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON document, or None when the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+    if not isinstance(document, dict):
+        raise HarnessError(f"{path}: expected a JSON object")
+    return document
+
+
+def disk_error(exc: OSError, path: Path) -> HarnessError:
+    """One line that names the file and says what went wrong on the disk."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HarnessError(f"disk full while writing {path}: free space or choose another path")
+    reason = exc.strerror or str(exc)
+    return HarnessError(f"cannot write {path}: {reason}")
+
+
+def ensure_writable_dir(path: Path) -> None:
+    """Create ``path`` if needed and prove that a file can be written in it, before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise HarnessError(f"cannot write in {path}: {reason}") from None
+
+
+def sweep_temporaries(folder: Path) -> int:
+    """Remove temporary files a killed writer left behind (recursively); return how many."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if name.startswith(".") and TMP_MARK in name:
+                _remove_quietly(Path(root) / name)
+                removed += 1
+    return removed
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush written data of the filesystem holding ``path`` to the device, so that reported
+    write throughput is the disk's, not the page cache's. Uses Linux syncfs(2), which flushes
+    that filesystem only; falls back to sync(2) elsewhere."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    try:
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    except AttributeError:
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def folder_bytes(folder: Path, suffixes: tuple[str, ...] | None = None) -> int:
+    """Bytes of the files under ``folder`` (optionally only those ending with ``suffixes``)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if suffixes is None or name.endswith(suffixes):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

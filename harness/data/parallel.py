@@ -1,0 +1,61 @@
+"""Run independent units of work (one file, one cache segment) on a pool of processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from tqdm import tqdm
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_parallel(
+    work: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    *,
+    processes: int,
+    description: str,
+    unit: str,
+) -> list[Any]:
+    """Call ``work(*job)`` for every job on ``processes`` processes; return results in job order.
+
+    The first failure cancels the jobs not yet started and is raised once the running ones stop,
+    so that nothing is left half-written by a process still running in the background.
+    """
+    if not jobs:
+        return []
+    if processes <= 1 or len(jobs) == 1:
+        results = []
+        for job in tqdm(jobs, desc=description, unit=unit, disable=None, leave=False):
+            results.append(work(*job))
+        return results
+    # spawn, not fork: the parent may hold threads (progress bar) and open codec state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
+        progress = tqdm(total=len(jobs), desc=description, unit=unit, disable=None, leave=False)
+        try:
+            pending: set[Future[Any]] = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                progress.update(len(done))
+                for future in done:
+                    if future.exception() is not None:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise future.exception()  # type: ignore[misc]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            progress.close()
+        return [future.result() for future in futures]

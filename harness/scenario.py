@@ -1,0 +1,493 @@
+"""Typed, frozen scenario model; YAML loading with ``-o`` overrides and one-line errors.
+
+A scenario file describes one experiment: the dataset (generated or brought by the user), the input
+pipeline, the training loop, the collectors and the pass/fail thresholds. A suite file lists
+scenario files. Loading never raises anything but ``ScenarioError``, whose ``problems`` are lines of
+the form ``FILE: field.path: what is expected (got VALUE)``.
+
+Relative dataset and cache paths are resolved against the current working directory: they name
+the storage under test, which belongs to the machine, not to the scenario file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import ScenarioError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+ClassCount = Annotated[int, Field(ge=2, le=255)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+
+ImageFormat = Literal["npy", "png", "jpeg"]
+VideoCodec = Literal["h264", "hevc", "vp9", "mjpeg"]
+LabelRule = Literal["luma_bins"]
+
+
+class Model(BaseModel):
+    """Base of every scenario section: immutable, unknown keys rejected, no silent coercion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --- dataset ------------------------------------------------------------------------------------
+
+
+class CollageGenerate(Model):
+    """Parameters of the synthetic image collage (large images of textured objects)."""
+
+    images: PositiveInt
+    width: PositiveInt
+    height: PositiveInt
+    classes: ClassCount = 5
+    objects_per_image: PositiveInt = 40
+    format: ImageFormat = "npy"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    seed: Seed = 0
+    workers: PositiveInt | None = None  # processes; None: every core given to the harness
+
+    def image_bytes(self) -> int:
+        """Raw uint8 RGB bytes of one image (the size of an ``npy`` file, less its header)."""
+        return self.width * self.height * 3
+
+
+class VideoGenerate(Model):
+    """Parameters of the synthetic surveillance videos (fixed background, moving objects)."""
+
+    videos: PositiveInt
+    frames: PositiveInt  # per video
+    width: PositiveInt
+    height: PositiveInt
+    fps: Annotated[int, Field(ge=1, le=240)] = 30
+    codec: VideoCodec = "h264"
+    gop: PositiveInt = 60  # frames between keyframes; a random frame costs ~gop/2 decodes
+    crf: Annotated[int, Field(ge=0, le=63)] | None = 23
+    bitrate_kbps: PositiveInt | None = None  # when set, replaces crf
+    preset: str = "veryfast"  # x264/x265 preset; ignored by other codecs
+    classes: ClassCount = 5
+    objects: PositiveInt = 4  # mean number of objects in view at once
+    noise: Annotated[int, Field(ge=0, le=32)] = 3  # sensor noise amplitude, in 8-bit levels
+    seed: Seed = 0
+    workers: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _even_sizes(self) -> VideoGenerate:
+        # 4:2:0 chroma subsampling, used by every codec here, needs even dimensions.
+        for name in ("width", "height"):
+            if getattr(self, name) % 2:
+                raise ValueError(f"{name} must be even for 4:2:0 video, got {getattr(self, name)}")
+        return self
+
+
+class _DatasetBase(Model):
+    kind: str  # narrowed by each dataset kind below; declared here so that it prints first
+    path: str  # where the dataset lives: the storage under test
+    classes: ClassCount | None = None  # bring-your-own only: number of classes in the masks
+    label_rule: LabelRule | None = None  # bring-your-own without masks: how labels are derived
+
+    @property
+    def generated(self) -> bool:
+        return getattr(self, "generate", None) is not None
+
+    @property
+    def num_classes(self) -> int:
+        generate = getattr(self, "generate", None)
+        return generate.classes if generate is not None else int(self.classes or 0)
+
+    @model_validator(mode="after")
+    def _generated_or_brought(self) -> _DatasetBase:
+        if self.generated:
+            for name in ("classes", "label_rule"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} is for bring-your-own data; a generated dataset sets "
+                        "generate.classes instead"
+                    )
+        elif self.classes is None:
+            raise ValueError(
+                "bring-your-own data (no generate section) needs classes: the number of classes "
+                "in its masks, or produced by its label_rule"
+            )
+        return self
+
+
+class ImageCollageDataset(_DatasetBase):
+    kind: Literal["image_collage"]
+    generate: CollageGenerate | None = None
+
+
+class VideoDataset(_DatasetBase):
+    kind: Literal["video"]
+    generate: VideoGenerate | None = None
+
+
+Dataset = Annotated[ImageCollageDataset | VideoDataset, Field(discriminator="kind")]
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+
+class FrameCache(Model):
+    """Where and how the "cached" video mode stores decoded frames."""
+
+    path: str
+    format: ImageFormat = "npy"
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    segment_frames: PositiveInt = 256  # unit of parallel work and of resume after a kill
+    workers: PositiveInt | None = None
+
+
+class Pipeline(Model):
+    backend: Literal["torch", "dali", "nvdec"] = "torch"
+    mode: Literal["decoded", "cached"] | None = None  # video only
+    workers: NonNegativeInt = 2  # DataLoader worker processes
+    batch_size: PositiveInt = 8
+    crop: PositiveInt = 256  # square crops, in pixels
+    shuffle: bool = True
+    prefetch_factor: PositiveInt = 2
+    decoder_threads: PositiveInt = 1  # per worker, for video decode
+    page_cache: Literal["cold", "warm"] = "cold"
+    on_corrupt: Literal["skip", "fail"] = "fail"
+    cache: FrameCache | None = None
+
+
+# --- training, collectors, thresholds -----------------------------------------------------------
+
+
+class UNetConfig(Model):
+    width: PositiveInt = 16  # channels of the first level; doubles at each level down
+    depth: Annotated[int, Field(ge=1, le=7)] = 3
+
+
+class Training(Model):
+    model: UNetConfig = UNetConfig()
+    steps: PositiveInt | None = None
+    duration_s: PositiveFloat | None = None
+    warmup_steps: NonNegativeInt = 5
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: PositiveFloat = 1e-3
+    eval_samples: NonNegativeInt = 32  # held-out samples for mIoU
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _one_stop_rule(self) -> Training:
+        if (self.steps is None) == (self.duration_s is None):
+            raise ValueError("set exactly one of steps or duration_s")
+        if self.steps is not None and self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be less than steps ({self.steps})"
+            )
+        return self
+
+
+class Collectors(Model):
+    rate_hz: Annotated[float, Field(gt=0, le=1000)] = 10.0
+    enabled: list[Literal["gpu", "io", "cpu", "latency"]] = ["gpu", "io", "cpu", "latency"]
+
+
+class Thresholds(Model):
+    """Pass/fail limits a run is judged against, and tolerances for regression checks."""
+
+    min_busy_pct: Percent | None = None
+    min_gpu_util_pct: Percent | None = None
+    min_samples_per_s: PositiveFloat | None = None
+    max_data_wait_pct: Percent | None = None
+    max_fetch_latency_p99_ms: PositiveFloat | None = None
+    tolerance_pct: dict[str, PositiveFloat] = {}
+
+
+# --- scenario -----------------------------------------------------------------------------------
+
+
+class Scenario(Model):
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    dataset: Dataset
+    pipeline: Pipeline = Pipeline()
+    training: Training
+    collectors: Collectors = Collectors()
+    thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        dataset, pipeline = self.dataset, self.pipeline
+        if dataset.kind == "video":
+            if pipeline.mode is None:
+                raise ValueError("pipeline.mode is required for video: decoded or cached")
+            if pipeline.mode == "cached" and pipeline.cache is None:
+                raise ValueError(
+                    "pipeline.mode cached needs pipeline.cache.path: where the frame cache lives"
+                )
+        elif pipeline.mode is not None:
+            raise ValueError("pipeline.mode applies to video datasets only")
+        generate = dataset.generate
+        if generate is not None and pipeline.crop > min(generate.width, generate.height):
+            raise ValueError(
+                f"pipeline.crop ({pipeline.crop}) is larger than the generated images "
+                f"({generate.width}x{generate.height})"
+            )
+        if pipeline.workers == 0 and pipeline.prefetch_factor != 2:
+            raise ValueError("pipeline.prefetch_factor needs pipeline.workers > 0")
+        return self
+
+    @property
+    def cache_dir(self) -> Path | None:
+        cache = self.pipeline.cache
+        return Path(cache.path) if cache is not None else None
+
+
+class Suite(Model):
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    scenarios: Annotated[list[str], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario and the file it came from (for messages and results)."""
+
+    file: Path
+    scenario: Scenario
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.path=value``; the value is read as YAML (``8``, ``true``, ``[1, 2]``, ``null``)."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ScenarioError([f"-o {text}: expected key.path=value, e.g. -o pipeline.workers=4"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"-o {text}: value is not valid YAML: {_one_line(exc)}"]) from None
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.path=value`` set (sections created as needed)."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ScenarioError([f"-o {text}: {where} is a value, not a section"])
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; any problem becomes a one-line ScenarioError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ScenarioError([f"{path}: is a directory, expected a YAML file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([f"{path}: cannot read: {_one_line(exc)}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or _one_line(exc)
+        raise ScenarioError([f"{path}{where}: YAML syntax error: {problem}"]) from None
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ScenarioError([f"{path}: expected a mapping of fields, got {got}"])
+    return data
+
+
+def load_scenario(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> LoadedScenario:
+    """Load and validate one scenario file, with ``-o`` overrides applied before validation."""
+    file = Path(path)
+    data = apply_overrides(read_yaml(file), overrides)
+    if "scenarios" in data:
+        raise ScenarioError([f"{file}: is a suite file; this command takes a scenario file"])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(file, exc, Scenario)) from None
+    return LoadedScenario(file=file, scenario=_resolve_paths(scenario))
+
+
+def is_suite(path: str | os.PathLike[str]) -> bool:
+    """A suite is a YAML mapping with a ``scenarios`` list."""
+    return "scenarios" in read_yaml(Path(path))
+
+
+def load_suite(
+    path: str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> tuple[Suite, list[LoadedScenario]]:
+    """Load a suite and every scenario it lists (paths relative to the suite file).
+
+    Every problem in every file is collected before raising, so one run of ``validate`` shows all.
+    """
+    file = Path(path)
+    data = read_yaml(file)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(file, exc, Suite)) from None
+    problems: list[str] = []
+    loaded: list[LoadedScenario] = []
+    for entry in suite.scenarios:
+        try:
+            loaded.append(load_scenario(file.parent / entry, overrides))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    names = [item.scenario.name for item in loaded]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{file}: scenarios: two scenarios are named {name!r}; names must differ")
+    problems.extend(_shared_dataset_conflicts(file, loaded))
+    if problems:
+        raise ScenarioError(problems)
+    return suite, loaded
+
+
+def load_scenarios(
+    paths: Iterable[str | os.PathLike[str]], overrides: Sequence[str] = ()
+) -> list[LoadedScenario]:
+    """Load scenario and suite files alike, collecting every problem of every file."""
+    problems: list[str] = []
+    loaded: list[LoadedScenario] = []
+    for path in paths:
+        try:
+            if is_suite(path):
+                loaded.extend(load_suite(path, overrides)[1])
+            else:
+                loaded.append(load_scenario(path, overrides))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ScenarioError(problems)
+    return loaded
+
+
+def scenario_to_yaml(scenario: Scenario) -> str:
+    """The fully resolved scenario (defaults filled in), as YAML."""
+    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False, width=100)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _resolve_paths(scenario: Scenario) -> Scenario:
+    dataset = scenario.dataset.model_copy(update={"path": _absolute(scenario.dataset.path)})
+    pipeline = scenario.pipeline
+    if pipeline.cache is not None:
+        cache = pipeline.cache.model_copy(update={"path": _absolute(pipeline.cache.path)})
+        pipeline = pipeline.model_copy(update={"cache": cache})
+    return scenario.model_copy(update={"dataset": dataset, "pipeline": pipeline})
+
+
+def _absolute(path: str) -> str:
+    return str(Path(os.path.expanduser(path)).absolute())
+
+
+def _shared_dataset_conflicts(file: Path, loaded: list[LoadedScenario]) -> list[str]:
+    """Scenarios of one suite that put different datasets at the same path would overwrite each
+    other; the same dataset shared by several scenarios (decoded and cached video) is fine."""
+    seen: dict[str, LoadedScenario] = {}
+    problems = []
+    for item in loaded:
+        dataset = item.scenario.dataset
+        first = seen.setdefault(dataset.path, item)
+        if first is not item and first.scenario.dataset != dataset:
+            problems.append(
+                f"{file}: scenarios {first.scenario.name!r} and {item.scenario.name!r} describe "
+                f"different datasets at the same dataset.path {dataset.path}"
+            )
+    return problems
+
+
+_DATASET_KINDS: dict[str, type[BaseModel]] = {
+    "image_collage": ImageCollageDataset,
+    "video": VideoDataset,
+}
+
+
+def _format_errors(file: Path, exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        # Discriminated unions add the tag ("video") to the location: users never wrote it.
+        loc = [str(p) for i, p in enumerate(error["loc"]) if not (i == 1 and p in _DATASET_KINDS)]
+        field = ".".join(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            hint = _suggest(model, [str(p) for p in error["loc"]])
+            lines.append(f"{file}: {field}: unknown field{hint}")
+            continue
+        if kind == "missing":
+            lines.append(f"{file}: {field}: required field is missing")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or kind == "value_error" else f" (got {got!r})"
+        where = f"{field}: " if field else ""  # whole-scenario checks name their fields
+        lines.append(f"{file}: {where}{_lower_first(message)}{shown}")
+    return lines
+
+
+def _suggest(model: type[BaseModel], loc: list[str]) -> str:
+    """' (did you mean workers?)' for a misspelt key, found among the siblings it sits beside.
+
+    ``loc`` is pydantic's location, with the dataset kind's tag still in it."""
+    fields = _fields_at(model, loc[:-1])
+    close = difflib.get_close_matches(loc[-1], fields, n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (expected one of: {', '.join(fields)})"
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if part in _DATASET_KINDS:
+            current = _DATASET_KINDS[part]
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
