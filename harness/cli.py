@@ -68,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: finished files are kept; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished files are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

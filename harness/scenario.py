@@ -267,7 +267,7 @@ class LoadedScenario:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``key.path=value``; the value is read as YAML (``8``, ``true``, ``[1, 2]``, ``null``)."""
+    """Split ``key.path=value``; the value is YAML (``8``, ``true``, ``[1, 2]``, ``null``)."""
     key, sep, raw = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(parts):

@@ -46,14 +46,28 @@ def tiny_video_scenario(root: Path, **changes: Any) -> dict[str, Any]:
             "kind": "video",
             "path": str(root / "videos"),
             "generate": {
-                "videos": 2, "frames": 40, "width": 128, "height": 96, "fps": 25, "gop": 10,
-                "crf": 20, "classes": 4, "objects": 3, "seed": 7, "workers": 1,
+                "videos": 2,
+                "frames": 40,
+                "width": 128,
+                "height": 96,
+                "fps": 25,
+                "gop": 10,
+                "crf": 20,
+                "classes": 4,
+                "objects": 3,
+                "seed": 7,
+                "workers": 1,
             },
         },
         "pipeline": {
-            "mode": "cached", "crop": 64,
-            "cache": {"path": str(root / "cache"), "format": "npy", "segment_frames": 8,
-                      "workers": 1},
+            "mode": "cached",
+            "crop": 64,
+            "cache": {
+                "path": str(root / "cache"),
+                "format": "npy",
+                "segment_frames": 8,
+                "workers": 1,
+            },
         },
         "training": {"steps": 10, "warmup_steps": 2},
     }
@@ -66,8 +80,15 @@ def tiny_collage_scenario(root: Path, **changes: Any) -> dict[str, Any]:
         "dataset": {
             "kind": "image_collage",
             "path": str(root / "collage"),
-            "generate": {"images": 3, "width": 160, "height": 120, "classes": 4,
-                         "objects_per_image": 12, "seed": 3, "workers": 1},
+            "generate": {
+                "images": 3,
+                "width": 160,
+                "height": 120,
+                "classes": 4,
+                "objects_per_image": 12,
+                "seed": 3,
+                "workers": 1,
+            },
         },
         "pipeline": {"crop": 64},
         "training": {"steps": 10, "warmup_steps": 2},
@@ -94,3 +115,19 @@ def write_scenario(tmp_path: Path) -> Callable[[dict[str, Any], str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs: a real filesystem that fills up. Needs root (CI and dev machines are)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)

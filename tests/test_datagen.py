@@ -6,7 +6,6 @@ import colorsys
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ from harness.data.video import Tracks, VideoReader
 
 
 def _digest(folder: Path, pattern: str) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern))
+    }
 
 
 def _saturation(image: np.ndarray) -> np.ndarray:
@@ -30,7 +31,8 @@ def _saturation(image: np.ndarray) -> np.ndarray:
 def test_collage_manifest_and_determinism(tmp_path: Path, write_scenario) -> None:
     first = write_scenario(tiny_collage_scenario(tmp_path), "a.yaml")
     second = write_scenario(
-        tiny_collage_scenario(tmp_path, dataset__path=str(tmp_path / "again")), "b.yaml")
+        tiny_collage_scenario(tmp_path, dataset__path=str(tmp_path / "again")), "b.yaml"
+    )
     for path in (first, second):
         result = run_harness("datagen", str(path))
         assert result.returncode == 0, result.stderr
@@ -41,21 +43,31 @@ def test_collage_manifest_and_determinism(tmp_path: Path, write_scenario) -> Non
     assert manifest["classes"] == 4 and manifest["params"]["seed"] == 3
     assert len(manifest["files"]) == 3
     assert manifest["total_bytes"] == sum(
-        os.path.getsize(root / f[key]) for f in manifest["files"] for key in ("path", "mask"))
+        os.path.getsize(root / f[key]) for f in manifest["files"] for key in ("path", "mask")
+    )
     image = np.load(root / "images/img_00000.npy", mmap_mode="r")  # memory-mappable raw array
     assert image.shape == (120, 160, 3) and image.dtype == np.uint8
     assert _digest(root, "*/*.npy") == _digest(tmp_path / "again", "*/*.npy")
-    other = write_scenario(tiny_collage_scenario(
-        tmp_path, dataset__path=str(tmp_path / "seed4"), dataset__generate__seed=4), "c.yaml")
+    other = write_scenario(
+        tiny_collage_scenario(
+            tmp_path, dataset__path=str(tmp_path / "seed4"), dataset__generate__seed=4
+        ),
+        "c.yaml",
+    )
     assert run_harness("datagen", str(other)).returncode == 0
     assert _digest(root, "*/*.npy") != _digest(tmp_path / "seed4", "*/*.npy")
 
 
 def test_collage_masks_mark_the_drawn_objects(tmp_path: Path, write_scenario) -> None:
     # Objects are saturated colours on a muted background: the mask must say where they are.
-    path = write_scenario(tiny_collage_scenario(
-        tmp_path, dataset__generate__format="png", dataset__generate__width=320,
-        dataset__generate__height=240))
+    path = write_scenario(
+        tiny_collage_scenario(
+            tmp_path,
+            dataset__generate__format="png",
+            dataset__generate__width=320,
+            dataset__generate__height=240,
+        )
+    )
     assert run_harness("datagen", str(path)).returncode == 0
     root = tmp_path / "collage"
     image = read_image(root / "images/img_00001.png")
@@ -77,10 +89,13 @@ def test_jpeg_collage_keeps_masks_lossless(tmp_path: Path, write_scenario) -> No
     assert run_harness("datagen", str(path)).returncode == 0
     root = tmp_path / "collage"
     assert sorted(p.name for p in (root / "images").iterdir())[0] == "img_00000.jpg"
-    npy = write_scenario(tiny_collage_scenario(tmp_path, dataset__path=str(tmp_path / "n")), "n.yaml")
+    npy = write_scenario(
+        tiny_collage_scenario(tmp_path, dataset__path=str(tmp_path / "n")), "n.yaml"
+    )
     assert run_harness("datagen", str(npy)).returncode == 0
-    np.testing.assert_array_equal(read_image(root / "masks/img_00002.png"),
-                                  np.load(tmp_path / "n/masks/img_00002.npy"))
+    np.testing.assert_array_equal(
+        read_image(root / "masks/img_00002.png"), np.load(tmp_path / "n/masks/img_00002.npy")
+    )
 
 
 def test_video_frames_masks_and_random_access(tmp_path: Path, write_scenario) -> None:
@@ -109,16 +124,18 @@ def test_video_frames_masks_and_random_access(tmp_path: Path, write_scenario) ->
 
 def test_video_generation_is_deterministic(tmp_path: Path, write_scenario) -> None:
     for name in ("a", "b"):
-        path = write_scenario(tiny_video_scenario(tmp_path, dataset__path=str(tmp_path / name)),
-                              f"{name}.yaml")
+        path = write_scenario(
+            tiny_video_scenario(tmp_path, dataset__path=str(tmp_path / name)), f"{name}.yaml"
+        )
         assert run_harness("datagen", str(path)).returncode == 0
     assert _digest(tmp_path / "a/videos", "*") == _digest(tmp_path / "b/videos", "*")
 
 
 @pytest.mark.parametrize("codec", ["hevc", "vp9", "mjpeg"])
 def test_other_codecs_decode_to_every_frame(tmp_path: Path, write_scenario, codec: str) -> None:
-    path = write_scenario(tiny_video_scenario(
-        tmp_path, dataset__generate__codec=codec, dataset__generate__videos=1))
+    path = write_scenario(
+        tiny_video_scenario(tmp_path, dataset__generate__codec=codec, dataset__generate__videos=1)
+    )
     result = run_harness("datagen", str(path))
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "videos/dataset.json").read_text())["files"][0]
@@ -170,33 +187,28 @@ def test_foreign_folder_and_unwritable_path(tmp_path: Path, write_scenario) -> N
     assert result.returncode == 2
     assert "is not empty and holds no harness dataset" in result.stderr
     (tmp_path / "a-file").write_text("")
-    blocked = write_scenario(tiny_collage_scenario(
-        tmp_path, dataset__path=str(tmp_path / "a-file/data")), "blocked.yaml")
+    blocked = write_scenario(
+        tiny_collage_scenario(tmp_path, dataset__path=str(tmp_path / "a-file/data")), "blocked.yaml"
+    )
     result = run_harness("datagen", str(blocked))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: cannot write in {tmp_path / 'a-file/data'}: Not a directory"]
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs: a real filesystem that fills up. Needs root (CI and dev machines are)."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+        f"error: cannot write in {tmp_path / 'a-file/data'}: Not a directory"
+    ]
 
 
 def test_full_disk_leaves_no_file_that_looks_complete(
     tmp_path: Path, write_scenario, small_disk: Path
 ) -> None:
-    path = write_scenario(tiny_collage_scenario(
-        tmp_path, dataset__path=str(small_disk / "collage"), dataset__generate__images=8,
-        dataset__generate__width=400, dataset__generate__height=300))  # 8 x 480 kB > 1 MiB
+    path = write_scenario(
+        tiny_collage_scenario(
+            tmp_path,
+            dataset__path=str(small_disk / "collage"),
+            dataset__generate__images=8,
+            dataset__generate__width=400,
+            dataset__generate__height=300,
+        )
+    )  # 8 x 480 kB > 1 MiB
     result = run_harness("datagen", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -33,13 +33,28 @@ def test_texture_tiles_are_deterministic_and_seamless() -> None:
     np.testing.assert_array_equal(wide[0, 0], tile[10, 20])
 
 
+def test_pack_and_unpack_round_trip() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    packed = render.pack(rgb)
+    assert packed.shape == (5, 7) and packed.dtype == np.uint32
+    np.testing.assert_array_equal(render.unpack(packed), rgb)
+    np.testing.assert_array_equal(render.rgba_view(packed)[..., 3], 255)
+
+
+def test_fill_tiled_matches_tiled() -> None:
+    tile = render.pack(render.texture_bank(seed=1, classes=2, variants=1)[0, 0])
+    canvas = np.empty((600, 300), np.uint32)
+    render.fill_tiled(canvas, tile, 17, 99)
+    np.testing.assert_array_equal(canvas, render.tiled(tile, 600, 300, 17, 99))
+
+
 def test_paste_clips_at_every_edge() -> None:
-    image = np.zeros((10, 10, 3), np.uint8)
+    image = np.zeros((10, 10), np.uint32)
     mask = np.zeros((10, 10), np.uint8)
     outline = np.ones((4, 4), bool)
-    texture = np.full((4, 4, 3), 200, np.uint8)
+    texture = render.pack(np.full((4, 4, 3), 200, np.uint8))
     render.paste(image, mask, outline, -2, 8, texture, 3)
     assert mask.sum() == 3 * 2 * 2
-    assert (image[0:2, 8:10] == 200).all()
+    assert (render.unpack(image)[0:2, 8:10] == 200).all()
     render.paste(image, mask, outline, 20, 20, texture, 1)  # fully outside: no change
     assert mask.sum() == 12

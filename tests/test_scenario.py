@@ -1,4 +1,4 @@
-"""Scenario validation through the real CLI: shipped files pass, bad input fails in one line each."""
+"""Scenario validation through the real CLI: shipped files pass, bad input fails one line each."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import REPO, run_harness, tiny_collage_scenario, tiny_video_scenario
 
-from harness.scenario import apply_overrides, load_scenario
 from harness.errors import ScenarioError
+from harness.scenario import apply_overrides, load_scenario
 
 SHIPPED = sorted((REPO / "scenarios").glob("*/*.yaml"))
 
@@ -101,19 +101,32 @@ def test_yaml_syntax_error_missing_file_and_non_mapping(tmp_path: Path) -> None:
 
 
 def test_every_problem_of_every_file_is_reported(tmp_path: Path, write_scenario) -> None:
-    one = write_scenario(tiny_video_scenario(tmp_path, pipeline__workers=-1, colour="red"), "1.yaml")
+    one = write_scenario(
+        tiny_video_scenario(tmp_path, pipeline__workers=-1, colour="red"), "1.yaml"
+    )
     two = write_scenario(tiny_collage_scenario(tmp_path, pipeline__crop=0), "2.yaml")
     result = run_harness("validate", str(one), str(two))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert sorted(line.split(": ")[1] for line in lines) == ["colour", "pipeline.crop",
-                                                            "pipeline.workers"]
+    assert sorted(line.split(": ")[1] for line in lines) == [
+        "colour",
+        "pipeline.crop",
+        "pipeline.workers",
+    ]
 
 
 def test_overrides_apply_before_validation(tmp_path: Path, write_scenario) -> None:
     path = write_scenario(tiny_collage_scenario(tmp_path))
-    result = run_harness("show", str(path), "-o", "pipeline.workers=5", "-o",
-                         "training.model.width=8", "-o", "dataset.path=rel/data")
+    result = run_harness(
+        "show",
+        str(path),
+        "-o",
+        "pipeline.workers=5",
+        "-o",
+        "training.model.width=8",
+        "-o",
+        "dataset.path=rel/data",
+    )
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
     assert shown["pipeline"]["workers"] == 5
@@ -124,7 +137,10 @@ def test_overrides_apply_before_validation(tmp_path: Path, write_scenario) -> No
     assert bad.returncode == 2
     assert f"{path}: pipeline.workers: input should be a valid integer (got 'many')" in bad.stderr
     nonsense = run_harness("validate", str(path), "-o", "pipeline.crop.size=3")
-    assert nonsense.stderr.strip() == "-o pipeline.crop.size=3: pipeline.crop is a value, not a section"
+    assert (
+        nonsense.stderr.strip()
+        == "-o pipeline.crop.size=3: pipeline.crop is a value, not a section"
+    )
     no_equals = run_harness("validate", str(path), "-o", "pipeline.crop")
     assert "expected key.path=value" in no_equals.stderr
 

@@ -84,8 +84,10 @@ def index_dataset(
     except HarnessError as exc:
         raise HarnessError(f"{exc} (the index dataset.json is written there)") from None
     write_manifest(root, manifest)
-    print(f"indexed bring-your-own {dataset.kind} at {root}: {len(files)} files, "
-          f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}")
+    print(
+        f"indexed bring-your-own {dataset.kind} at {root}: {len(files)} files, "
+        f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}"
+    )
     return manifest
 
 
@@ -125,8 +127,9 @@ def _image_size(path: Path) -> tuple[int, int, int]:
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{path}: not a readable .npy array: {exc}") from None
         if array.dtype != np.uint8 or array.ndim not in (2, 3):
-            raise HarnessError(f"{path}: expected a uint8 HxW or HxWx3 array, got "
-                               f"{array.dtype} {array.shape}")
+            raise HarnessError(
+                f"{path}: expected a uint8 HxW or HxWx3 array, got {array.dtype} {array.shape}"
+            )
         return array.shape[0], array.shape[1], array.shape[2] if array.ndim == 3 else 1
     from PIL import Image, UnidentifiedImageError
 
@@ -152,16 +155,24 @@ def _check_image(
     }
     if dataset.label_rule:
         return record
-    mask = next((root / "masks" / (path.stem + s) for s in MASK_SUFFIXES
-                 if (root / "masks" / (path.stem + s)).exists()), None)
+    mask = next(
+        (
+            root / "masks" / (path.stem + s)
+            for s in MASK_SUFFIXES
+            if (root / "masks" / (path.stem + s)).exists()
+        ),
+        None,
+    )
     if mask is None:
         raise HarnessError(
             f"{path}: no mask masks/{path.stem}.png or .npy; add masks or set dataset.label_rule"
         )
     mask_height, mask_width, channels = _image_size(mask)
     if (mask_height, mask_width) != (height, width) or channels != 1:
-        raise HarnessError(f"{mask}: mask is {mask_width}x{mask_height}x{channels}, expected "
-                           f"{width}x{height} with one channel (class ids)")
+        raise HarnessError(
+            f"{mask}: mask is {mask_width}x{mask_height}x{channels}, expected "
+            f"{width}x{height} with one channel (class ids)"
+        )
     record.update(mask=str(mask.relative_to(root)), mask_bytes=mask.stat().st_size)
     return record
 
@@ -191,8 +202,10 @@ def _check_video(
         )
     mask_frames, mask_width, mask_height, _fps, _codec = _probe(masks[0])
     if (mask_frames, mask_width, mask_height) != (frames, width, height):
-        raise HarnessError(f"{masks[0]}: {mask_frames} frames of {mask_width}x{mask_height}, "
-                           f"expected {frames} of {width}x{height} like its video")
+        raise HarnessError(
+            f"{masks[0]}: {mask_frames} frames of {mask_width}x{mask_height}, "
+            f"expected {frames} of {width}x{height} like its video"
+        )
     record.update(mask=str(masks[0].relative_to(root)), mask_bytes=masks[0].stat().st_size)
     return record
 
@@ -208,5 +221,5 @@ def _probe(path: Path) -> tuple[int, int, int, float, str]:
             reader.read(frames - 1)
         except HarnessError as exc:
             detail = str(exc).removeprefix(f"{path}: ")
-            raise HarnessError(f"{path}: corrupt or truncated video ({detail})") from None
+            raise HarnessError(f"{path}: corrupt or truncated video: {detail}") from None
         return frames, reader.width, reader.height, float(reader.fps), reader.codec

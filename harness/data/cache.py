@@ -132,15 +132,17 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
         for start in range(0, record["frames"], cache.segment_frames):
             stop = min(start + cache.segment_frames, record["frames"])
             if _segment_done(cache_dir, video_id(record["path"]), start, wanted) is None:
-                jobs.append((str(dataset_dir), str(cache_dir), dataset, record, start, stop, cache,
-                             wanted))
+                jobs.append(
+                    (str(dataset_dir), str(cache_dir), dataset, record, start, stop, cache, wanted)
+                )
     total_segments = sum(-(-r["frames"] // cache.segment_frames) for r in dataset["files"])
     if len(jobs) < total_segments:
         print(f"resuming: {total_segments - len(jobs)} of {total_segments} segments already built")
     processes = max(1, min(cache.workers or available_cpus(), len(jobs)))
     started = time.perf_counter()
-    run_parallel(build_segment, jobs, processes=processes, description="building frame cache",
-                 unit="segment")
+    run_parallel(
+        build_segment, jobs, processes=processes, description="building frame cache", unit="segment"
+    )
     sync_filesystem(cache_dir)
     elapsed = time.perf_counter() - started
 
@@ -165,8 +167,13 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
         "jpeg_quality": cache.jpeg_quality if cache.format == "jpeg" else None,
         "segment_frames": cache.segment_frames,
         "videos": [
-            {"path": r["path"], "id": video_id(r["path"]), "frames": r["frames"],
-             "width": r["width"], "height": r["height"]}
+            {
+                "path": r["path"],
+                "id": video_id(r["path"]),
+                "frames": r["frames"],
+                "width": r["width"],
+                "height": r["height"],
+            }
             for r in dataset["files"]
         ],
         "frames": frames,
@@ -176,15 +183,21 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
         # The study's trade-off: how much more storage the decoded frames take than the videos.
         "expansion": round(frame_bytes / video_bytes, 3) if video_bytes else None,
         "expansion_with_masks": round((frame_bytes + mask_bytes) / video_bytes, 3)
-        if video_bytes else None,
-        "build": {"seconds": round(elapsed, 3), "processes": processes,
-                  "frames_decoded": decoded_now},
+        if video_bytes
+        else None,
+        "build": {
+            "seconds": round(elapsed, 3),
+            "processes": processes,
+            "frames_decoded": decoded_now,
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json_atomic(cache_dir / MANIFEST_NAME, manifest)
     rate = decoded_now / elapsed if elapsed > 0 else 0.0
-    print(f"built frame cache at {cache_dir}: {_describe(manifest)}; decoded {decoded_now} frames "
-          f"in {elapsed:.1f} s ({rate:.0f} frames/s, flushed to disk) with {processes} process(es)")
+    print(
+        f"built frame cache at {cache_dir}: {_describe(manifest)}; decoded {decoded_now} frames "
+        f"in {elapsed:.1f} s ({rate:.0f} frames/s, flushed to disk) with {processes} process(es)"
+    )
     return manifest
 
 
@@ -206,8 +219,11 @@ def build_segment(
     frame_bytes = mask_bytes = 0
     for index, image, mask in _frames_with_masks(root, dataset, record, start, stop):
         for path, array, fmt in (
-            (frame_path(out, video, index, cache.segment_frames, cache.format), image,
-             cache.format),
+            (
+                frame_path(out, video, index, cache.segment_frames, cache.format),
+                image,
+                cache.format,
+            ),
             (mask_path(out, video, index, cache.segment_frames, cache.format), mask, mask_format),
         ):
             crc = write_image(path, array, fmt, quality=cache.jpeg_quality, checksum=True)
@@ -255,8 +271,10 @@ def _frames_with_masks(
                 masks = mask_reader.frames(start, stop, pixel_format="gray")
                 for (index, image), (mask_index, mask) in zip(frames, masks, strict=False):
                     if mask_index != index:
-                        raise HarnessError(f"{root / record['mask']}: mask frame {mask_index} "
-                                           f"does not line up with video frame {index}")
+                        raise HarnessError(
+                            f"{root / record['mask']}: mask frame {mask_index} "
+                            f"does not line up with video frame {index}"
+                        )
                     yield index, image, mask
         else:
             rule = str(dataset["labels"]).removeprefix("derived:")

@@ -42,33 +42,49 @@ def job_count(params: CollageGenerate) -> int:
     return params.images
 
 
-@functools.lru_cache(maxsize=4)
-def _bank(seed: int, classes: int) -> np.ndarray:
-    return render.texture_bank(seed, classes)
+@functools.lru_cache(maxsize=1)
+def _bank(seed: int, classes: int, side: int) -> np.ndarray:
+    """Packed textures ``[classes, variants, side, side]`` uint32, tiled once up to the largest
+    object so that each object's texture is a view, not a fresh copy."""
+    tiles = render.pack(render.texture_bank(seed, classes))
+    reps = -(-side // render.TILE)
+    return np.tile(tiles, (1, 1, reps, reps))[:, :, :side, :side]
+
+
+@functools.lru_cache(maxsize=1)
+def _workspace(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canvas, mask and RGB buffers reused from image to image: fresh 100 MB allocations would
+    cost more in page faults than the drawing itself."""
+    return (
+        np.empty((height, width), dtype=np.uint32),
+        np.empty((height, width), dtype=np.uint8),
+        np.empty((height, width, 3), dtype=np.uint8),
+    )
 
 
 def render_image(params: CollageGenerate, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image ``index`` and its mask; the same parameters always give the same bytes."""
-    bank = _bank(params.seed, params.classes)
+    """Image ``index`` and its mask; the same parameters always give the same bytes.
+
+    The arrays are reused by the next call in this process: copy them to keep them."""
     rng = np.random.default_rng([params.seed, index, 0xC0])
     height, width = params.height, params.width
-    background = bank[0, rng.integers(bank.shape[1])]
-    image = np.ascontiguousarray(
-        render.tiled(background, height, width, *rng.integers(render.TILE, size=2))
-    )
-    mask = np.zeros((height, width), dtype=np.uint8)
     side = min(height, width)
     low, high = max(4, side // 24), max(5, side // 5)
+    bank = _bank(params.seed, params.classes, max(high, render.TILE))
+    image, mask, rgb = _workspace(height, width)
+    background = bank[0, rng.integers(bank.shape[1]), : render.TILE, : render.TILE]
+    render.fill_tiled(image, background, *(int(v) for v in rng.integers(render.TILE, size=2)))
+    mask.fill(0)
     for _ in range(params.objects_per_image):
         cls = int(rng.integers(1, params.classes))
         obj_h, obj_w = (int(v) for v in rng.integers(low, high, size=2))
         top = int(rng.integers(-obj_h // 2, height - obj_h // 2))
         left = int(rng.integers(-obj_w // 2, width - obj_w // 2))
         shape = int(rng.integers(len(render.SHAPES)))
-        texture = render.tiled(bank[cls, rng.integers(bank.shape[1])], obj_h, obj_w)
+        texture = bank[cls, rng.integers(bank.shape[1]), :obj_h, :obj_w]
         outline = render.shape_mask(shape, obj_h, obj_w)
         render.paste(image, mask, outline, top, left, texture, cls)
-    return image, mask
+    return render.unpack(image, out=rgb), mask
 
 
 def make(root: str, params: CollageGenerate, index: int, threads: int = 1) -> None:

@@ -21,8 +21,8 @@ SUFFIX = {"npy": ".npy", "png": ".png", "jpeg": ".jpg"}
 class _Writer:
     """A write-only file wrapper, optionally keeping a running CRC-32 of what passes through.
 
-    It also keeps NumPy off its ``tofile`` fast path, whose short write on a full disk raises an
-    OSError without errno; plain ``write`` calls raise ENOSPC, which becomes a clear message.
+    Arrays go through plain ``write`` calls rather than NumPy's ``tofile``, whose short write on a
+    full disk raises an OSError without errno; ``write`` raises ENOSPC, a clear message.
     """
 
     def __init__(self, handle: IO[bytes], checksum: bool) -> None:
@@ -30,7 +30,7 @@ class _Writer:
         self._checksum = checksum
         self.crc = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         if self._checksum:
             self.crc = zlib.crc32(data, self.crc)
         return self._handle.write(data)
@@ -50,7 +50,10 @@ def write_image(
     with atomic_write(path) as handle:
         sink = _Writer(handle, checksum)
         if image_format == "npy":
-            np.lib.format.write_array(sink, np.ascontiguousarray(array), allow_pickle=False)
+            array = np.ascontiguousarray(array)
+            header = np.lib.format.header_data_from_array_1_0(array)
+            np.lib.format.write_array_header_1_0(sink, header)
+            sink.write(memoryview(array).cast("B"))  # one write, no intermediate copy
         else:
             from PIL import Image
 

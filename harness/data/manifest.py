@@ -67,7 +67,7 @@ def read_manifest(dataset_dir: Path) -> dict[str, Any] | None:
 
 
 def check_format(path: Path, document: dict[str, Any], name: str, version: int) -> None:
-    """Refuse, in one line, a file of another kind or of a format version this harness can't read."""
+    """Refuse, in one line, a file of another kind or of a format version not readable here."""
     if document.get("format") != name:
         raise HarnessError(f"{path}: not a {name} file (format {document.get('format')!r})")
     found = document.get("format_version")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -39,8 +40,10 @@ def run_parallel(
         for job in tqdm(jobs, desc=description, unit=unit, disable=None, leave=False):
             results.append(work(*job))
         return results
-    # spawn, not fork: the parent may hold threads (progress bar) and open codec state.
-    context = multiprocessing.get_context("spawn")
+    # fork starts workers without re-importing everything (a second or more per worker), but is
+    # only safe from a single-threaded parent; the progress bar's thread starts after the pool.
+    method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
         progress = tqdm(total=len(jobs), desc=description, unit=unit, disable=None, leave=False)

@@ -105,8 +105,19 @@ class Tracks:
             if t1 <= 0:
                 continue
             rows.append(
-                (int(rng.integers(1, params.classes)), int(rng.integers(len(render.SHAPES))),
-                 obj_w, obj_h, t, t1, x0, y0, vx, vy, int(rng.integers(4)))
+                (
+                    int(rng.integers(1, params.classes)),
+                    int(rng.integers(len(render.SHAPES))),
+                    obj_w,
+                    obj_h,
+                    t,
+                    t1,
+                    x0,
+                    y0,
+                    vx,
+                    vy,
+                    int(rng.integers(4)),
+                )
             )
         table = np.array(rows, dtype=np.int64).reshape(-1, len(TRACK_COLUMNS))
         return cls(table, width, height, frames)
@@ -123,7 +134,9 @@ class Tracks:
     def position(row: np.ndarray, t: int) -> tuple[int, int]:
         """Top-left corner of the object's box at frame ``t`` (floor of fixed point: exact)."""
         dt = t - int(row[T0])
-        return (int(row[Y0]) + int(row[VY]) * dt) // FIXED, (int(row[X0]) + int(row[VX]) * dt) // FIXED
+        return (int(row[Y0]) + int(row[VY]) * dt) // FIXED, (
+            int(row[X0]) + int(row[VX]) * dt
+        ) // FIXED
 
     def mask(self, t: int) -> np.ndarray:
         """The class of every pixel of frame ``t``, uint8 HxW."""
@@ -179,8 +192,13 @@ class SceneRenderer:
 
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 HxWx3 and class mask uint8 HxW of frame ``t``."""
+        canvas, mask = self.packed_frame(t)
+        return render.unpack(canvas), mask
+
+    def packed_frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ``t`` as a packed RGBX canvas (see ``render.pack``) and its class mask."""
         image = self.backgrounds[t % len(self.backgrounds)].copy()
-        mask = np.zeros(image.shape[:2], dtype=np.uint8)
+        mask = np.zeros(image.shape, dtype=np.uint8)
         for row in self.tracks.alive(t):
             top, left = self.tracks.position(row, t)
             height, width = int(row[H]), int(row[W])
@@ -192,29 +210,31 @@ class SceneRenderer:
 
 @functools.lru_cache(maxsize=2)
 def _bank(seed: int, classes: int) -> np.ndarray:
-    return render.texture_bank(seed, classes)
+    return render.pack(render.texture_bank(seed, classes))
 
 
 def _backgrounds(params: VideoGenerate, video: int, bank: np.ndarray) -> np.ndarray:
     """A camera's fixed scene (ground texture, lighting gradient, static blocks, all class 0),
-    with ``NOISE_PLANES`` copies carrying independent sensor noise."""
+    with ``NOISE_PLANES`` copies carrying independent sensor noise; packed canvases."""
     rng = np.random.default_rng([params.seed, video, 0xB6])
     height, width = params.height, params.width
-    ground = render.tiled(bank[0, video % bank.shape[1]], height, width).astype(np.float32)
+    ground_tile = render.rgba_view(bank[0, video % bank.shape[1]])[..., :3]
+    ground = render.tiled(ground_tile, height, width).astype(np.float32)
     gradient = np.linspace(rng.uniform(0.6, 0.9), rng.uniform(1.0, 1.3), height, dtype=np.float32)
     scene = ground * gradient[:, None, None]
     for _ in range(6):  # static scenery: walls, kerbs, parked things; still background
-        block_h, block_w = int(rng.integers(height // 10, height // 3)), int(
-            rng.integers(width // 10, width // 3)
+        block_h, block_w = (
+            int(rng.integers(height // 10, height // 3)),
+            int(rng.integers(width // 10, width // 3)),
         )
         top, left = int(rng.integers(0, height - block_h)), int(rng.integers(0, width - block_w))
         scene[top : top + block_h, left : left + block_w] *= rng.uniform(0.5, 1.4)
-    planes = np.empty((NOISE_PLANES if params.noise else 1, height, width, 3), dtype=np.uint8)
+    planes = np.empty((NOISE_PLANES if params.noise else 1, height, width), dtype=np.uint32)
     for plane in planes:
         noisy = scene
         if params.noise:
             noisy = scene + rng.integers(-params.noise, params.noise + 1, size=scene.shape)
-        plane[...] = np.clip(noisy, 0, 255)
+        plane[...] = render.pack(np.clip(noisy, 0, 255).astype(np.uint8))
     return planes
 
 
@@ -224,14 +244,26 @@ def encoder_options(params: VideoGenerate) -> dict[str, str]:
     gop = params.gop
     quality: dict[str, str] = {} if params.bitrate_kbps else {"crf": str(params.crf)}
     if params.codec == "h264":
-        return {**quality, "preset": params.preset,
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        return {
+            **quality,
+            "preset": params.preset,
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+        }
     if params.codec == "hevc":
-        return {**quality, "preset": params.preset,
-                "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"}
+        return {
+            **quality,
+            "preset": params.preset,
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error",
+        }
     if params.codec == "vp9":
-        vp9 = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1",
-               "g": str(gop), "keyint_min": str(gop)}
+        vp9 = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "row-mt": "1",
+            "g": str(gop),
+            "keyint_min": str(gop),
+        }
         return {**vp9, **quality, "b": "0"} if not params.bitrate_kbps else vp9
     # MJPEG: every frame is a keyframe; map crf 0..63 onto the JPEG quantiser scale 2..31.
     scale = str(max(2, min(31, 2 + (params.crf or 23) * 29 // 63)))
@@ -259,8 +291,8 @@ def make(root: str, params: VideoGenerate, index: int, threads: int = 1) -> None
                 stream.codec_context.bit_rate = params.bitrate_kbps * 1000
             stream.options = encoder_options(params)
             for t in range(params.frames):
-                image, _mask = renderer.frame(t)
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                canvas, _mask = renderer.packed_frame(t)
+                frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
                 frame.pts = t
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
@@ -340,14 +372,14 @@ class VideoReader:
         duration = self._stream.duration or self._container.duration
         if duration:
             base = self._time_base if self._stream.duration else Fraction(1, 1_000_000)
-            return int(math.floor(duration * base * self.fps + Fraction(1, 2)))
+            return math.floor(duration * base * self.fps + Fraction(1, 2))
         return 0
 
     def index_of(self, pts: int) -> int:
-        return int(round((pts - self._start) * self._time_base * self.fps))
+        return round((pts - self._start) * self._time_base * self.fps)
 
     def _pts_of(self, index: int) -> int:
-        return self._start + int(round(Fraction(index) / self.fps / self._time_base))
+        return self._start + round(Fraction(index) / self.fps / self._time_base)
 
     def frames(
         self, start: int = 0, stop: int | None = None, *, pixel_format: str = "rgb24"
@@ -371,8 +403,9 @@ class VideoReader:
                     return
                 yield index, frame.to_ndarray(format=pixel_format)
         except av.error.FFmpegError as exc:
-            raise HarnessError(f"{self.path}: cannot decode near frame {start}: {_reason(exc)}") \
-                from None
+            raise HarnessError(
+                f"{self.path}: cannot decode near frame {start}: {_reason(exc)}"
+            ) from None
 
     def read(self, index: int) -> np.ndarray:
         """One frame by index (seek + decode forward)."""
@@ -383,4 +416,6 @@ class VideoReader:
 
 
 def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """FFmpeg's own words ("Invalid data found when processing input"), without errno noise."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
