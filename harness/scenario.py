@@ -243,11 +243,6 @@ class Scenario(Model):
             raise ValueError("pipeline.prefetch_factor needs pipeline.workers > 0")
         return self
 
-    @property
-    def cache_dir(self) -> Path | None:
-        cache = self.pipeline.cache
-        return Path(cache.path) if cache is not None else None
-
 
 class Suite(Model):
     name: Annotated[str, Field(min_length=1)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -42,13 +41,6 @@ def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[bytes]]:
     except BaseException:
         _remove_quietly(tmp)
         raise
-
-
-def write_bytes_atomic(path: Path, data: bytes | memoryview, *, fsync: bool = False) -> int:
-    """Write ``data`` atomically; return its CRC-32 (the checksum kept in cache manifests)."""
-    with atomic_write(path, fsync=fsync) as handle:
-        handle.write(data)
-    return zlib.crc32(data)
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
@@ -124,16 +116,6 @@ def sync_filesystem(path: Path) -> None:
         os.sync()
     finally:
         os.close(fd)
-
-
-def folder_bytes(folder: Path, suffixes: tuple[str, ...] | None = None) -> int:
-    """Bytes of the files under ``folder`` (optionally only those ending with ``suffixes``)."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            if suffixes is None or name.endswith(suffixes):
-                total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 def _remove_quietly(path: Path) -> None:
