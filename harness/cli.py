@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness import __version__
 from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
@@ -53,6 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--force", action="store_true", help="rebuild even where a complete cache exists"
     )
+
+    for name, text in (
+        ("run", "run each scenario's training loop with its collectors; write results/<run-id>/"),
+        ("suite", "prepare the data of a suite (datagen, cache), then run all its scenarios"),
+    ):
+        command = commands.add_parser(name, help=text)
+        _scenario_args(command)
+        command.add_argument(
+            "--results",
+            type=Path,
+            default=Path("results"),
+            metavar="DIR",
+            help="where run folders are written (default: ./results)",
+        )
+        command.add_argument(
+            "--repeat",
+            type=int,
+            default=1,
+            metavar="N",
+            help="run each scenario N times (for noise-aware comparisons)",
+        )
+        command.add_argument(
+            "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
+        )
+        command.add_argument("--quiet", action="store_true", help="no progress or summary lines")
     return parser
 
 
@@ -73,6 +99,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _run(args: argparse.Namespace, loaded: list) -> int:
+    from harness.run import run_scenario
+
+    if args.repeat < 1:
+        raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
+    if args.command == "suite":
+        from harness.data import prepare_datasets
+        from harness.data.cache import build_caches
+
+        scenarios = [item.scenario for item in loaded]
+        prepare_datasets(scenarios)
+        build_caches(scenarios)
+    command = ["harness", *sys.argv[1:]]
+    worst = 0
+    for item in loaded:
+        for index in range(args.repeat):
+            repeat = (index + 1, args.repeat) if args.repeat > 1 else None
+            outcome = run_scenario(
+                item, results_root=args.results, command=command, repeat=repeat, quiet=args.quiet
+            )
+            if not outcome.complete:
+                print(
+                    f"error: {item.scenario.name}: {outcome.reason}; partial results kept in "
+                    f"{outcome.folder}",
+                    file=sys.stderr,
+                )
+                return outcome.exit_code
+            failed = [
+                t for t in (outcome.summary or {}).get("thresholds", []) if t["pass"] is False
+            ]
+            if failed and args.strict:
+                worst = 1
+    return worst
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -102,4 +163,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         build_caches([item.scenario for item in loaded], force=args.force)
         return 0
+    if args.command in ("run", "suite"):
+        return _run(args, loaded)
     raise AssertionError(f"unhandled command {args.command}")

@@ -180,6 +180,9 @@ class Training(Model):
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: PositiveFloat = 1e-3
     eval_samples: NonNegativeInt = 32  # held-out samples for mIoU
+    # CPU training threads; None: the cores left after the DataLoader workers (at least one),
+    # so that the loop and the workers do not fight over the same cores.
+    cpu_threads: PositiveInt | None = None
     seed: Seed = 0
 
     @model_validator(mode="after")

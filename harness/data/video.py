@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -330,21 +330,27 @@ class VideoReader:
     on average half a GOP of decodes, which is what makes the study's "decoded" mode CPU heavy.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], threads: int = 1, file: IO[bytes] | None = None
+    ) -> None:
+        """``file``, when given, is the open file to read (e.g. one that counts its reads);
+        ``path`` then only names it in messages."""
         import av
 
         self.path = Path(path)
         try:
-            self._container = av.open(str(path))
+            self._container = av.open(file if file is not None else str(path))
         except (av.error.FFmpegError, OSError) as exc:
             raise HarnessError(f"{path}: cannot open video: {_reason(exc)}") from None
         if not self._container.streams.video:
             self._container.close()
             raise HarnessError(f"{path}: holds no video stream")
         self._stream = self._container.streams.video[0]
+        # Explicit even for one thread: FFmpeg's default is one decoding thread per core, which
+        # would take cores from the training loop behind the configuration's back.
+        self._stream.codec_context.thread_count = threads
         if threads > 1:
             self._stream.thread_type = "AUTO"
-            self._stream.codec_context.thread_count = threads
         rate = self._stream.average_rate or self._stream.guessed_rate
         if not rate:
             self._container.close()
@@ -389,10 +395,10 @@ class VideoReader:
         import av
 
         try:
-            if start > 0:
-                self._container.seek(
-                    self._pts_of(start), stream=self._stream, backward=True, any_frame=False
-                )
+            # Always seek, frame 0 included: the container may be anywhere after earlier reads.
+            self._container.seek(
+                self._pts_of(start), stream=self._stream, backward=True, any_frame=False
+            )
             for frame in self._container.decode(self._stream):
                 if frame.pts is None:
                     raise HarnessError(f"{self.path}: frame without a timestamp: cannot index")

@@ -1,0 +1,149 @@
+"""CPU: the run's process tree (as % of one core, may exceed 100) and every core of the machine.
+
+Tree CPU is utime + stime + cutime + cstime from /proc/<pid>/stat over the tree (clock ticks of
+SC_CLK_TCK, usually 10 ms): cutime/cstime carry the CPU time of children the member reaped, so
+short-lived workers count in full (see proctree). Tree RSS is the sum of the members' resident
+pages (field 24 of /proc/<pid>/stat, the same count as the second field of statm, read in the
+same call); pages shared between forked workers count once per process, as in ``ps``.
+
+A core is busy for user + nice + system + irq + softirq + steal of /proc/stat and idle for
+idle + iowait; its utilisation is busy / (busy + idle) between two samples.
+
+Frame columns: t, cpu_pct (tree, from the previous sample), cpu_s (tree CPU seconds since the
+first sample), cpu_cores_pct (mean over cores), rss_MiB (tree), procs (live tree members), and
+one ``cpu_core_pct[N]`` column per core (wide, named like the summary metrics).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from harness.collect.proctree import ProcessTree, TreeCounters
+from harness.collect.sampler import Collector, ProcFile, per_sample_rate, read_small
+from harness.stats import counter_rate, metric, window_mean
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+MiB = 2**20
+
+
+def parse_stat(data: bytes) -> tuple[int, int]:
+    """(utime + stime + cutime + cstime in ticks, rss in pages) from /proc/<pid>/stat."""
+    # fields after the command name; field 3 (state) is index 0, so field N is index N - 3
+    fields = data.rpartition(b")")[2].split()
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks, int(fields[21])
+
+
+def parse_cores(data: bytes) -> dict[int, tuple[int, int]]:
+    """core -> (busy ticks, total ticks) from /proc/stat."""
+    cores = {}
+    for line in data.split(b"\n"):
+        if not line.startswith(b"cpu") or not line[3:4].isdigit():
+            continue
+        fields = line.split()
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
+        busy = user + nice + system + irq + softirq + steal
+        cores[int(fields[0][3:])] = (busy, busy + idle + iowait)
+    return cores
+
+
+class CpuCollector(Collector):
+    name = "cpu"
+
+    def __init__(
+        self, *, rate_hz: float, t0: float, root_pid: int, tree: ProcessTree | None = None
+    ) -> None:
+        reason: str | None = None
+        try:
+            with open("/proc/stat", "rb") as stat:
+                self.cores = sorted(parse_cores(stat.read()))
+        except OSError as err:
+            self.cores, reason = [], f"cannot read /proc/stat: {err.strerror}"
+        core_columns = [f"cpu_core_pct[{core}]" for core in self.cores]
+        super().__init__(
+            rate_hz=rate_hz, t0=t0, columns=("t", "cpu_s", "rss_MiB", "procs", *core_columns)
+        )
+        self.root_pid = root_pid
+        self._stat: ProcFile | None = None
+        if reason is None and not read_small(f"/proc/{root_pid}/stat"):
+            reason = f"process {root_pid} not found"
+        self.unavailable = reason
+        if reason is not None:
+            return
+        self._stat = ProcFile("/proc/stat")
+        self._tree = tree or ProcessTree(root_pid)
+        self._counters = TreeCounters(
+            self._tree,
+            "stat",
+            parse_stat,
+            counters=1,
+            gauges=1,
+        )
+        self._previous: dict[int, tuple[int, int]] = {}
+
+    def _sample(self) -> None:
+        t = self._now()
+        (ticks,), (rss_pages,), procs = self._counters.sample()
+        assert self._stat is not None
+        now = parse_cores(self._stat.read())
+        previous, self._previous = self._previous, now
+        row = [t, ticks / CLK_TCK, rss_pages * PAGE_BYTES / MiB, procs]
+        for core in self.cores:
+            pct = math.nan
+            if core in now and core in previous:
+                busy = now[core][0] - previous[core][0]
+                total = now[core][1] - previous[core][1]
+                if total > 0:
+                    pct = 100.0 * busy / total
+            row.append(pct)
+        self._record(row)
+
+    def _close(self) -> None:
+        self._counters.close()
+        if self._stat is not None:
+            self._stat.close()
+            self._stat = None
+
+    def _build_frame(self, raw: np.ndarray) -> pd.DataFrame:
+        t, cpu_s, rss, procs = raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3]
+        per_core = raw[:, 4:]
+        finite = np.isfinite(per_core)
+        counts = finite.sum(axis=1)
+        sums = np.where(finite, per_core, 0.0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cores_mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        columns = {
+            "t": t,
+            "cpu_pct": per_sample_rate(t, cpu_s) * 100.0,
+            "cpu_s": cpu_s,
+            "cpu_cores_pct": cores_mean,
+            "rss_MiB": rss,
+            "procs": procs,
+        }
+        for i, name in enumerate(self.columns[4:]):
+            columns[name] = per_core[:, i]
+        return pd.DataFrame(columns)
+
+    def summary(self, start: float, end: float) -> dict[str, dict]:
+        if self.unavailable is not None:
+            return {}
+        frame = self.frame()
+        t = frame["t"].to_numpy()
+        busy = counter_rate(t, frame["cpu_s"].to_numpy(), start, end)
+        rss = frame["rss_MiB"].to_numpy()[(t >= start) & (t <= end)]
+        found = {
+            # the exact time-weighted mean over the window: CPU seconds / wall seconds
+            "cpu_pct": metric(None if busy is None else busy * 100.0, "% of a core", "context"),
+            "cpu_cores_pct": metric(
+                window_mean(t, frame["cpu_cores_pct"].to_numpy(), start, end), "%", "context"
+            ),
+            "rss_MiB": metric(float(rss.max()) if rss.size else None, "MiB", "context"),
+        }
+        for name in self.columns[4:]:
+            found[name] = metric(window_mean(t, frame[name].to_numpy(), start, end), "%", "context")
+        return found

@@ -1,0 +1,164 @@
+"""Page-cache honesty: start a run cold or warm on purpose, and prove which one it was.
+
+A dataset that fits in RAM and was just written or read is served from the page cache, so a run
+on it measures memory, not the storage under test. :func:`evict` drops a dataset's pages without
+root (``posix_fadvise(POSIX_FADV_DONTNEED)``, unlike ``drop_caches``, which needs root and flushes
+every file on the machine); :func:`warm` reads it all once; :func:`resident_bytes` asks the kernel
+(``mincore(2)``) how much of it is in memory, so a summary can say how cold a "cold" run was.
+
+Files are handled one at a time with their own descriptor and mapping, released before the next,
+so thousands of files or files larger than RAM cost no more than one window of bookkeeping.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import mmap
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+READ_CHUNK = 8 * 2**20  # large sequential reads keep readahead streaming
+WINDOW = 2**30  # bytes mapped and queried per mincore() call: bounds the vector to 256 KiB
+_LOW_BIT = bytes(b & 1 for b in range(256))  # mincore(2): only the lowest bit of each byte counts
+
+
+def evict(paths: Iterable[Path]) -> int:
+    """Drop the cached pages of every file; return the bytes the files hold.
+
+    Dirty pages cannot be dropped, so each file is flushed (``fdatasync``) first. The kernel may
+    still keep pages that another process has mapped or locked; :func:`resident_bytes` tells.
+    """
+    covered = 0
+    for path in paths:
+        with _open(path) as (fd, size):
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                # Filesystems with nothing to flush (read-only, some FUSE) may refuse; that is fine.
+                if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                    raise _error(path, "cannot flush", exc) from None
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:
+                raise _error(path, "cannot evict from the page cache", exc) from None
+            covered += size
+    return covered
+
+
+def warm(paths: Iterable[Path]) -> int:
+    """Read every file once, start to end, in large chunks; return the bytes read."""
+    buffer = bytearray(READ_CHUNK)
+    view = memoryview(buffer)
+    total = 0
+    for path in paths:
+        with _open(path) as (fd, _size):
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                while True:
+                    count = os.readv(fd, [view])
+                    if count == 0:
+                        break
+                    total += count
+            except OSError as exc:
+                raise _error(path, "cannot read", exc) from None
+    return total
+
+
+def resident_bytes(paths: Iterable[Path]) -> tuple[int, int]:
+    """(bytes in the page cache, bytes in total) over all files; empty files are skipped.
+
+    Each file is mapped read-only (which reads nothing) and ``mincore(2)`` reports, per page,
+    whether it is resident. A resident last page counts only the bytes the file has in it, so the
+    resident figure never exceeds the total.
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    window = max(page, WINDOW // page * page)
+    vector = (ctypes.c_ubyte * (window // page))()
+    resident = total = 0
+    for path in paths:
+        with _open(path) as (fd, size):
+            if size == 0:
+                continue
+            total += size
+            for offset in range(0, size, window):
+                length = min(window, size - offset)
+                pages = -(-length // page)
+                try:
+                    count = _resident_pages(fd, offset, length, vector, pages)
+                except OSError as exc:
+                    raise _error(path, "cannot query the page cache", exc) from None
+                in_cache = count * page
+                if vector[pages - 1] & 1:
+                    in_cache -= pages * page - length  # the last page is partly past the end
+                resident += in_cache
+    return resident, total
+
+
+def _resident_pages(fd: int, offset: int, length: int, vector: ctypes.Array, pages: int) -> int:
+    """How many of the ``pages`` pages of ``fd``'s [offset, offset + length) are in memory;
+    ``vector`` keeps the per-page answer for the caller."""
+    libc = _libc()
+    address = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, offset)
+    if address is None or address == _MAP_FAILED:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    try:
+        if libc.mincore(ctypes.c_void_p(address), length, vector) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        libc.munmap(ctypes.c_void_p(address), length)
+    return bytes(vector[:pages]).translate(_LOW_BIT).count(1)
+
+
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    """libc with the prototypes of mmap, munmap and mincore declared, so that 64-bit addresses
+    and sizes pass intact (ctypes assumes int otherwise)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.restype = ctypes.c_int
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    return libc
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[tuple[int, int]]:
+    """(descriptor, size) of a regular file, read-only; a one-line error naming it otherwise."""
+    try:
+        # O_NONBLOCK: opening a FIFO by mistake must fail below, not wait forever for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _error(path, "cannot open", exc) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise HarnessError(f"{path}: not a regular file")
+        yield fd, info.st_size
+    finally:
+        os.close(fd)
+
+
+def _error(path: Path, action: str, exc: OSError) -> HarnessError:
+    return HarnessError(f"{action} {path}: {exc.strerror or exc}")

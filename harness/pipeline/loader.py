@@ -1,0 +1,152 @@
+"""The PyTorch DataLoader backend: worker processes, pinned memory on CUDA, prefetch.
+
+Each sample is timed inside the worker (read + decode + crop: the fetch latency) and carries the
+bytes it asked the storage for, so that latency and the bytes cross-check need no side channel:
+they travel with the batch. Failures travel the same way: a corrupt file becomes an entry in the
+batch's ``errors`` (policy ``skip``: another sample is read instead) or its ``fatal`` (policy
+``fail``: the loop stops and names the file), never a traceback from deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from harness.errors import HarnessError
+from harness.pipeline.sources import SamplePlan, Source
+
+MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
+
+
+class SegmentationSamples(Dataset):
+    """Sample number -> one (image, mask) crop with its fetch latency and bytes requested."""
+
+    def __init__(
+        self, source: Source, plan: SamplePlan, crop: int, on_corrupt: str, held_out: bool = False
+    ) -> None:
+        self.source, self.plan, self.crop = source, plan, crop
+        self.on_corrupt, self.held_out = on_corrupt, held_out
+
+    def __len__(self) -> int:
+        return 2**62  # samples are numbered, not enumerated: the sampler decides how many
+
+    def __getitem__(self, number: int) -> dict[str, Any]:
+        started = time.monotonic_ns()
+        errors: list[tuple[str, str]] = []
+        for attempt in range(MAX_SKIPS):
+            # A replacement sample is another deterministic number, far from the sequence.
+            key = number if attempt == 0 else number + attempt * 2**40
+            ref = self.plan.held_out(key) if self.held_out else self.plan.train(key)
+            try:
+                image, mask, reads = self.source.load(ref, self.crop)
+            except (HarnessError, OSError, ValueError) as exc:
+                errors.append((self.source.describe(ref), _message(exc)))
+                if self.on_corrupt == "fail":
+                    return self._failed(errors, started)
+                continue
+            ended = time.monotonic_ns()
+            return {
+                "image": torch.from_numpy(image).permute(2, 0, 1),
+                "mask": torch.from_numpy(mask),
+                "latency_ns": ended - started,
+                "end_ns": ended,
+                "requested": reads.requested,
+                "first_time": reads.first_time,
+                "errors": errors,
+                "fatal": None,
+            }
+        return self._failed(errors, started)
+
+    def _failed(self, errors: list[tuple[str, str]], started: int) -> dict[str, Any]:
+        crop = self.crop
+        return {
+            "image": torch.zeros(3, crop, crop, dtype=torch.uint8),
+            "mask": torch.zeros(crop, crop, dtype=torch.uint8),
+            "latency_ns": time.monotonic_ns() - started,
+            "end_ns": time.monotonic_ns(),
+            "requested": 0,
+            "first_time": 0,
+            "errors": errors,
+            "fatal": errors[-1],
+        }
+
+
+def _message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "mask": torch.stack([s["mask"] for s in samples]),
+        "latency_ns": torch.tensor([s["latency_ns"] for s in samples], dtype=torch.int64),
+        "end_ns": torch.tensor([s["end_ns"] for s in samples], dtype=torch.int64),
+        "requested": torch.tensor([s["requested"] for s in samples], dtype=torch.int64),
+        "first_time": torch.tensor([s["first_time"] for s in samples], dtype=torch.int64),
+        "errors": [error for s in samples for error in s["errors"]],
+        "fatal": next((s["fatal"] for s in samples if s["fatal"] is not None), None),
+    }
+
+
+class RankSampler(Sampler[int]):
+    """Sample numbers of one rank: step s, rank r, position i -> (s * world + r) * batch + i.
+
+    Ranks read disjoint samples without talking to each other; ``steps=None`` runs until the
+    loop stops (duration-bound runs)."""
+
+    def __init__(self, rank: int, world: int, batch: int, steps: int | None) -> None:
+        self.rank, self.world, self.batch, self.steps = rank, world, batch, steps
+
+    def __iter__(self) -> Iterator[int]:
+        step = 0
+        while self.steps is None or step < self.steps:
+            first = (step * self.world + self.rank) * self.batch
+            yield from range(first, first + self.batch)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("a duration-bound sampler has no length")
+        return self.steps * self.batch
+
+
+def _worker_init(_worker_id: int) -> None:
+    # One compute thread per worker: workers decode, the main process trains.
+    torch.set_num_threads(1)
+    # The main process owns interruption: it shuts the workers down and keeps the results.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def build_loader(
+    dataset: SegmentationSamples,
+    sampler: RankSampler,
+    *,
+    batch_size: int,
+    workers: int,
+    prefetch_factor: int,
+    pin_memory: bool,
+) -> DataLoader:
+    options: dict[str, Any] = {}
+    if workers > 0:
+        options.update(
+            prefetch_factor=prefetch_factor,
+            worker_init_fn=_worker_init,
+            multiprocessing_context="fork" if os.name == "posix" else None,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        **options,
+    )

@@ -1,0 +1,502 @@
+"""Where samples come from: one source per dataset shape, each reading (image, mask) crops.
+
+A source is built in the main process from the manifests (plain data, cheap to pickle into
+DataLoader workers) and opens its files lazily, once per worker. ``load`` returns the crop, its
+mask and the bytes it asked the storage for, which the run compares with what the kernel reports.
+
+Which sample is read is decided by ``SamplePlan`` from the sample number alone (seeded), so the
+sequence is reproducible and can be sharded across ranks without coordination. Training and
+evaluation read disjoint data: the last eighth of every video, or the bottom crop-high band of
+every image, is held out for mIoU.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.data import cache as frame_cache
+from harness.data.labels import derive_mask
+from harness.data.video import Tracks, VideoReader
+from harness.errors import HarnessError
+
+PAGE = mmap.PAGESIZE
+HELD_OUT_FRACTION = 8  # 1/8 of every video is held out for evaluation
+
+
+class PageLedger:
+    """The pages of each file this process has already asked for.
+
+    A page asked for twice is read from storage once (the page cache keeps it), so the bytes the
+    kernel reports are to be compared with the bytes asked for the first time, page by page.
+    One byte per 4 KiB page: 24 MB per worker for a 99 GB dataset.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, np.ndarray] = {}
+
+    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
+        """Mark ``pages`` (page numbers) of ``path`` as asked for; return the bytes of those
+        that were not asked for before."""
+        seen = self._seen.get(path)
+        if seen is None:
+            seen = self._seen[path] = np.zeros(-(-file_size // PAGE), dtype=bool)
+        pages = pages[pages < seen.size]
+        fresh = np.unique(pages[~seen[pages]])
+        seen[fresh] = True
+        return int(fresh.size) * PAGE
+
+    def note_range(self, path: str, offset: int, length: int, file_size: int) -> int:
+        if length <= 0:
+            return 0
+        return self.note(
+            path, np.arange(offset // PAGE, (offset + length - 1) // PAGE + 1), file_size
+        )
+
+
+@dataclass
+class Reads:
+    """Bytes one sample asked the storage for: all of them, and those asked for the first time."""
+
+    requested: int = 0
+    first_time: int = 0
+
+    def add(self, requested: int, first_time: int) -> None:
+        self.requested += requested
+        self.first_time += first_time
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One sample: a file, a frame within it (videos; 0 for images) and a crop's corner."""
+
+    file: int
+    frame: int
+    top: int
+    left: int
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    width: int
+    height: int
+    frames: int  # 1 for images
+
+
+class SamplePlan:
+    """Maps sample numbers to SampleRefs, deterministically from the seed.
+
+    Shuffled: every sample picks a random file (weighted by its frames), frame and crop. In order:
+    frames are taken one after another through the files, crops in raster order; consecutive
+    frames of a video then decode without a seek, as a sequential reader would.
+    """
+
+    def __init__(self, files: list[FileInfo], crop: int, seed: int, shuffle: bool) -> None:
+        self.files, self.crop, self.seed, self.shuffle = files, crop, seed, shuffle
+        for index, info in enumerate(files):
+            if min(info.width, info.height) < crop or (info.frames == 1 and info.height < 2 * crop):
+                raise HarnessError(
+                    f"file {index} of the dataset is {info.width}x{info.height}: too small for "
+                    f"pipeline.crop {crop} (images need twice the crop in height: one band is "
+                    "held out for evaluation)"
+                )
+        self._train_frames = np.array([self._train_range(f)[1] for f in files], dtype=np.int64)
+        self._cumulative = np.cumsum(self._train_frames)
+
+    @staticmethod
+    def _train_range(info: FileInfo) -> tuple[int, int]:
+        """Frames used for training: all but the last eighth (videos); the image (images)."""
+        if info.frames == 1:
+            return 0, 1
+        held_out = max(1, info.frames // HELD_OUT_FRACTION)
+        return 0, info.frames - held_out
+
+    def _train_rows(self, info: FileInfo) -> int:
+        """Top rows a training crop may start at: images keep their bottom band for evaluation."""
+        if info.frames == 1:
+            return info.height - 2 * self.crop + 1
+        return info.height - self.crop + 1
+
+    def train(self, number: int) -> SampleRef:
+        total = int(self._cumulative[-1])
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, number])
+            position = int(rng.integers(total))
+            file = int(np.searchsorted(self._cumulative, position, side="right"))
+            frame = position - int(self._cumulative[file - 1] if file else 0)
+            info = self.files[file]
+            top = int(rng.integers(self._train_rows(info)))
+            left = int(rng.integers(info.width - self.crop + 1))
+            return SampleRef(file, frame, top, left)
+        position = number % total
+        file = int(np.searchsorted(self._cumulative, position, side="right"))
+        frame = position - int(self._cumulative[file - 1] if file else 0)
+        info = self.files[file]
+        across = max(1, (info.width - self.crop) // self.crop + 1)
+        down = max(1, (self._train_rows(info) - 1) // self.crop + 1)
+        cell = (number // total) % (across * down)
+        return SampleRef(file, frame, (cell // across) * self.crop, (cell % across) * self.crop)
+
+    def held_out(self, number: int) -> SampleRef:
+        """Evaluation samples: from the held-out frames or band, never seen in training."""
+        rng = np.random.default_rng([self.seed, 0xE7A1, number])
+        file = int(rng.integers(len(self.files)))
+        info = self.files[file]
+        left = int(rng.integers(info.width - self.crop + 1))
+        if info.frames == 1:
+            return SampleRef(file, 0, info.height - self.crop, left)
+        first = self._train_range(info)[1]
+        frame = int(rng.integers(first, info.frames))
+        return SampleRef(file, frame, int(rng.integers(info.height - self.crop + 1)), left)
+
+
+class Source:
+    """Reads one sample. Subclasses open files lazily so that each worker has its own handles
+    (and its own ledger of pages asked for)."""
+
+    files: list[FileInfo]
+    _ledger: PageLedger | None = None
+
+    @property
+    def ledger(self) -> PageLedger:
+        if self._ledger is None:
+            self._ledger = PageLedger()
+        return self._ledger
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers start with nothing open and nothing asked for: handles and ledgers stay home.
+        state = dict(self.__dict__)
+        for key in ("_ledger", "_maps", "_open", "_tracks", "_masks"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty the per-process state (open files, caches)."""
+
+    def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
+        """(image crop HxWx3 uint8, mask crop HxW uint8, bytes asked of the storage)."""
+        raise NotImplementedError
+
+    def describe(self, ref: SampleRef) -> str:
+        """The file a sample comes from, for error messages and corrupt-file counts."""
+        raise NotImplementedError
+
+    def data_files(self) -> list[Path]:
+        """Every file the training reads: what page-cache conditions act on."""
+        raise NotImplementedError
+
+
+# --- image collage ------------------------------------------------------------------------------
+
+
+class CollageSource(Source):
+    """Crops from large images: ``npy`` through a memory map (only the pages under the crop are
+    read, random access advised so that the kernel reads nothing around them); PNG and JPEG are
+    read and decoded whole, as they must be."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root = root
+        self.records = manifest["files"]
+        self.labels = manifest["labels"]
+        self.classes = int(manifest["classes"])
+        self.files = [FileInfo(r["width"], r["height"], 1) for r in self.records]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def describe(self, ref: SampleRef) -> str:
+        return str(self.root / self.records[ref.file]["path"])
+
+    def data_files(self) -> list[Path]:
+        names = [r["path"] for r in self.records] + [r["mask"] for r in self.records if "mask" in r]
+        return [self.root / name for name in names]
+
+    def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
+        record = self.records[ref.file]
+        rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
+        reads = Reads()
+        image = self._read(self.root / record["path"], rows, cols, reads)
+        if "mask" in record:
+            mask = self._read(self.root / record["mask"], rows, cols, reads)
+        else:
+            mask = derive_mask(image, self.labels.removeprefix("derived:"), self.classes)
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask), reads
+
+    def _read(self, path: Path, rows: slice, cols: slice, reads: Reads) -> np.ndarray:
+        if path.suffix != ".npy":
+            data = path.read_bytes()
+            reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
+            return _decode_picture(data, path)[rows, cols]
+        array = self._map(path, reads)
+        crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
+        pages = _pages_touched(array, rows, cols)
+        size = array.offset + array.nbytes if isinstance(array, np.memmap) else array.nbytes
+        reads.add(pages.size * PAGE, self.ledger.note(str(path), pages, size))
+        return crop
+
+    def _map(self, path: Path, reads: Reads) -> np.memmap:
+        key = str(path)
+        array = self._maps.get(key)
+        if array is None:
+            array = self._maps[key] = _map_npy(path)
+            size = array.offset + array.nbytes
+            reads.add(PAGE, self.ledger.note_range(key, 0, PAGE, size))  # the header's page
+            if len(self._maps) > 4096:  # bound open maps per worker on huge datasets
+                self._maps.popitem(last=False)
+        else:
+            self._maps.move_to_end(key)
+        return array
+
+
+def _map_npy(path: Path) -> np.memmap:
+    """Memory-map a ``.npy`` array so that only the pages a crop lies on are read: the header is
+    read with read-ahead off (``np.load`` would read ahead up to a few hundred kB of pixels), and
+    the mapping is advised random (no read-around on page faults)."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+            header = handle.read(PAGE)
+            stream = io.BytesIO(header)
+            version = np.lib.format.read_magic(stream)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(stream)
+            offset = stream.tell()
+        if fortran or dtype.hasobject:
+            raise ValueError("expected a C-ordered array of plain numbers")
+        array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{path}: cannot map: {' '.join(str(exc).split())}") from None
+    handle_map = getattr(array, "_mmap", None)
+    if handle_map is not None and hasattr(mmap, "MADV_RANDOM"):
+        handle_map.madvise(mmap.MADV_RANDOM)
+    return array
+
+
+def _pages_touched(array: np.memmap, rows: slice, cols: slice) -> np.ndarray:
+    """The distinct page numbers a crop of a C-ordered memory-mapped array lies on."""
+    row_bytes = array.strides[0]
+    pixel = array.strides[1]
+    base = array.offset if isinstance(array, np.memmap) else 0
+    row_numbers = np.arange(rows.start, rows.stop, dtype=np.int64)
+    starts = base + row_numbers * row_bytes + cols.start * pixel
+    ends = starts + (cols.stop - cols.start) * pixel - 1
+    first, last = starts // PAGE, ends // PAGE
+    counts = last - first + 1
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.unique(np.repeat(first, counts) + offsets)
+
+
+def _decode_picture(data: bytes, path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            return np.asarray(picture)
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise HarnessError(f"{path}: corrupt or truncated image: {exc}") from None
+
+
+# --- video, decoded on the fly ------------------------------------------------------------------
+
+
+class _CountingFile(io.FileIO):
+    """A file whose reads are counted: the bytes the decoder asked the storage for, in all and
+    for the first time (through the source's page ledger)."""
+
+    def __init__(self, path: Path, ledger: PageLedger) -> None:
+        super().__init__(path, "r")
+        self.key, self.size, self.ledger = str(path), os.fstat(self.fileno()).st_size, ledger
+        self.reads = Reads()
+
+    def _count(self, offset: int, count: int) -> None:
+        self.reads.add(count, self.ledger.note_range(self.key, offset, count, self.size))
+
+    def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
+        offset = self.tell()
+        count = super().readinto(buffer)
+        if count:
+            self._count(offset, count)
+        return count
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        offset = self.tell()
+        data = super().read(size)
+        self._count(offset, len(data))
+        return data
+
+
+@dataclass
+class _OpenVideo:
+    reader: VideoReader
+    handle: _CountingFile
+    frames: Any = None  # the decoding iterator, kept to continue without a seek
+    last: int = -2  # index of the last frame it produced
+
+
+class DecodedVideoSource(Source):
+    """Random frames decoded from the compressed videos with PyAV: seek to the keyframe at or
+    before the frame, decode forward. A worker keeps its last readers open, and a request for
+    the frame right after the last one continues decoding without a seek."""
+
+    MAX_OPEN = 8
+
+    def __init__(self, root: Path, manifest: dict[str, Any], decoder_threads: int) -> None:
+        self.root = root
+        self.records = manifest["files"]
+        self.labels = manifest["labels"]
+        self.classes = int(manifest["classes"])
+        self.threads = decoder_threads
+        self.files = [FileInfo(r["width"], r["height"], r["frames"]) for r in self.records]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._open: OrderedDict[int, _OpenVideo] = OrderedDict()
+        self._tracks: dict[int, Tracks] = {}
+        self._masks: dict[int, VideoReader] = {}
+
+    def describe(self, ref: SampleRef) -> str:
+        return str(self.root / self.records[ref.file]["path"])
+
+    def data_files(self) -> list[Path]:
+        names = [r["path"] for r in self.records] + [r["mask"] for r in self.records if "mask" in r]
+        return [self.root / name for name in names]
+
+    def _video(self, file: int) -> _OpenVideo:
+        video = self._open.get(file)
+        if video is None:
+            path = self.root / self.records[file]["path"]
+            handle = _CountingFile(path, self.ledger)
+            reader = VideoReader(path, self.threads, file=handle)
+            video = self._open[file] = _OpenVideo(reader, handle)
+            while len(self._open) > self.MAX_OPEN:
+                old = self._open.popitem(last=False)[1]
+                old.reader.close()
+                old.handle.close()
+        self._open.move_to_end(file)
+        return video
+
+    def _frame(self, file: int, index: int) -> tuple[np.ndarray, Reads]:
+        video = self._video(file)  # opening reads the header: those bytes count for this sample
+        if video.frames is None or video.last != index - 1:
+            video.frames = video.reader.frames(index)
+        for found, image in video.frames:
+            if found == index:
+                video.last = index
+                reads, video.handle.reads = video.handle.reads, Reads()
+                return image, reads
+        video.frames, video.last = None, -2
+        raise HarnessError(f"{video.reader.path}: frame {index} not found (the video is shorter)")
+
+    def _mask(self, file: int, index: int, image: np.ndarray) -> np.ndarray:
+        record = self.records[file]
+        if "tracks" in record:
+            tracks = self._tracks.get(file)
+            if tracks is None:
+                tracks = self._tracks[file] = Tracks.load(self.root / record["tracks"])
+            return tracks.mask(index)
+        if "mask" in record:
+            reader = self._masks.get(file)
+            if reader is None:
+                reader = self._masks[file] = VideoReader(self.root / record["mask"])
+            for _found, mask in reader.frames(index, index + 1, pixel_format="gray"):
+                return mask
+            raise HarnessError(f"{reader.path}: mask frame {index} not found")
+        return derive_mask(image, self.labels.removeprefix("derived:"), self.classes)
+
+    def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
+        image, reads = self._frame(ref.file, ref.frame)
+        mask = self._mask(ref.file, ref.frame, image)
+        rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
+        return (
+            np.ascontiguousarray(image[rows, cols]),
+            np.ascontiguousarray(mask[rows, cols]),
+            reads,
+        )
+
+
+# --- video, from the frame cache ----------------------------------------------------------------
+
+
+class CachedVideoSource(Source):
+    """Random frames read from the frame cache: each frame and mask file is read whole (one
+    request of the file's size), then decoded when it is JPEG or PNG, and cropped."""
+
+    def __init__(self, cache_dir: Path, manifest: dict[str, Any]) -> None:
+        self.cache_dir = cache_dir
+        self.videos = manifest["videos"]
+        self.format = manifest["format_name"]
+        self.segment_frames = int(manifest["segment_frames"])
+        self.files = [FileInfo(v["width"], v["height"], v["frames"]) for v in self.videos]
+
+    def _paths(self, file: int, index: int) -> tuple[Path, Path]:
+        video = self.videos[file]["id"]
+        return (
+            frame_cache.frame_path(self.cache_dir, video, index, self.segment_frames, self.format),
+            frame_cache.mask_path(self.cache_dir, video, index, self.segment_frames, self.format),
+        )
+
+    def describe(self, ref: SampleRef) -> str:
+        return str(self._paths(ref.file, ref.frame)[0])
+
+    def data_files(self) -> list[Path]:
+        return [
+            path
+            for file, video in enumerate(self.videos)
+            for index in range(video["frames"])
+            for path in self._paths(file, index)
+        ]
+
+    def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
+        frame_file, mask_file = self._paths(ref.file, ref.frame)
+        rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
+        reads = Reads()
+        image = self._read_whole(frame_file, reads)
+        mask = self._read_whole(mask_file, reads)
+        return (
+            np.ascontiguousarray(image[rows, cols]),
+            np.ascontiguousarray(mask[rows, cols]),
+            reads,
+        )
+
+    def _read_whole(self, path: Path, reads: Reads) -> np.ndarray:
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise HarnessError(f"{path}: missing from the frame cache") from None
+        reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
+        if path.suffix == ".npy":
+            try:
+                return np.load(io.BytesIO(data))
+            except ValueError as exc:
+                raise HarnessError(f"{path}: corrupt array: {exc}") from None
+        return _decode_picture(data, path)
+
+
+def build_source(
+    scenario: Any, dataset_manifest: dict[str, Any], cache_manifest: dict[str, Any] | None
+) -> Source:
+    """The source a scenario reads from (its dataset kind and video mode)."""
+    root = Path(scenario.dataset.path)
+    if scenario.dataset.kind == "image_collage":
+        return CollageSource(root, dataset_manifest)
+    if scenario.pipeline.mode == "cached":
+        assert cache_manifest is not None
+        return CachedVideoSource(Path(scenario.pipeline.cache.path), cache_manifest)
+    return DecodedVideoSource(root, dataset_manifest, scenario.pipeline.decoder_threads)

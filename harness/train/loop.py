@@ -1,0 +1,276 @@
+"""The timed training loop: for every step, time waiting for data vs time computing.
+
+Per step: ``wait`` runs from asking the loader for the next batch until it arrives; ``compute``
+from then until the optimiser step has finished on the device (on CUDA the step ends with a
+synchronise, so GPU time is real time, as MLPerf Storage measures "accelerator utilisation").
+busy % = compute / wall over the measured steps (after warm-up); data-wait % = wait / wall.
+
+Records are appended as the loop goes, so that an interrupted run keeps every finished step.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import HarnessError
+
+
+class RunFailed(Exception):
+    """The run could not go on (a worker died, a rank vanished): reported in one line, exit 1."""
+
+
+@dataclass
+class LoopRecords:
+    """What the loop measured so far, in the run's time base (seconds since its t0)."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class Device:
+    torch_device: torch.device
+    precision: str  # "fp32" or "bf16"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.torch_device.type == "cuda"
+
+
+def resolve_device(device: str, precision: str, local_rank: int = 0) -> Device:
+    """The scenario's device and precision, with "auto" settled; a clear error when CUDA is asked
+    for and absent."""
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise HarnessError(
+            f"training.device cuda: no CUDA device is available (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}); use -o training.device=cpu or auto"
+        )
+    chosen = (
+        torch.device(f"cuda:{local_rank}")
+        if (device == "cuda" or (device == "auto" and cuda))
+        else torch.device("cpu")
+    )
+    if precision == "auto":
+        precision = "bf16" if chosen.type == "cuda" else "fp32"
+    return Device(chosen, precision)
+
+
+def prepare_inputs(batch: dict[str, Any], device: Device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = batch["image"].to(device.torch_device, non_blocking=True)
+    masks = batch["mask"].to(device.torch_device, non_blocking=True).long()
+    images = images.float().div_(255.0).sub_(0.5)
+    if device.is_cuda:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[dict[str, Any]],
+    device: Device,
+    *,
+    t0: float,
+    warmup_steps: int,
+    steps: int | None,
+    duration_s: float | None,
+    records: LoopRecords,
+    progress: Callable[[LoopRecords], None] | None = None,
+) -> None:
+    """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed."""
+    records.warmup_steps = warmup_steps
+    model.train()
+    autocast = torch.autocast(
+        device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
+    )
+    iterator = iter(batches)
+    measured_since: float | None = None
+    step = 0
+    while steps is None or step < steps:
+        started = time.monotonic()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        except RuntimeError as exc:  # DataLoader: a worker was killed or exited
+            raise RunFailed(f"the data pipeline failed: {' '.join(str(exc).split())}") from None
+        arrived = time.monotonic()
+        if batch["fatal"] is not None:
+            path, message = batch["fatal"]
+            records.errors.extend(batch["errors"])
+            raise HarnessError(f"{path}: {message} (pipeline.on_corrupt is fail)")
+        records.errors.extend(batch["errors"])
+        images, masks = prepare_inputs(batch, device)
+        with autocast:
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.is_cuda:
+            torch.cuda.synchronize(device.torch_device)
+        loss_value = float(loss.item())
+        finished = time.monotonic()
+        if not np.isfinite(loss_value):
+            raise RunFailed(f"the loss became {loss_value} at step {step}: training diverged")
+        records.steps.append(
+            {
+                "step": step,
+                "t_start": started - t0,
+                "t_end": finished - t0,
+                "wait_s": arrived - started,
+                "compute_s": finished - arrived,
+                "loss": loss_value,
+                "samples": int(images.shape[0]),
+                "warmup": step < warmup_steps,
+            }
+        )
+        ends = (batch["end_ns"].numpy() / 1e9) - t0
+        columns = zip(
+            ends,
+            batch["latency_ns"].tolist(),
+            batch["requested"].tolist(),
+            batch["first_time"].tolist(),
+            strict=True,
+        )
+        for end, latency, requested, first_time in columns:
+            records.samples.append(
+                {
+                    "t_end": float(end),
+                    "latency_ms": latency / 1e6,
+                    "requested_bytes": requested,
+                    "first_time_bytes": first_time,
+                    "step": step,
+                }
+            )
+        if progress is not None:
+            progress(records)
+        step += 1
+        if step == warmup_steps:
+            measured_since = finished
+        if duration_s is not None and step >= warmup_steps:
+            measured_since = measured_since or started
+            if finished - measured_since >= duration_s:
+                break
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, batches: Iterable[dict[str, Any]], device: Device
+) -> None:
+    """Re-estimate BatchNorm's running statistics with the final weights ("precise BN").
+
+    After a short run the running averages still carry the early, untrained weights' statistics
+    and evaluation mode would understate what the network learnt; an exact average over a few
+    training batches fixes that without touching the weights."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    for batch in batches:
+        images, _masks = prepare_inputs(batch, device)
+        model(images)
+    for norm, momentum in zip(norms, saved, strict=True):
+        norm.momentum = momentum
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[dict[str, Any]], device: Device, classes: int
+) -> dict[str, Any]:
+    """mIoU of the model on held-out samples, and of always answering the most common class
+    (the "chance" a real learner must beat)."""
+    model.eval()
+    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    counts = torch.zeros(classes, dtype=torch.int64)
+    autocast = torch.autocast(
+        device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
+    )
+    for batch in batches:
+        images, masks = prepare_inputs(batch, device)
+        with autocast:
+            predicted = model(images).argmax(dim=1)
+        truth = masks.clamp(0, classes - 1).flatten().cpu()
+        guess = predicted.flatten().cpu()
+        confusion += torch.bincount(truth * classes + guess, minlength=classes * classes).reshape(
+            classes, classes
+        )
+        counts += torch.bincount(truth, minlength=classes)
+    model.train()
+    majority = int(counts.argmax())
+    chance = torch.zeros(classes, classes, dtype=torch.int64)
+    chance[:, majority] = counts
+    return {
+        "miou": mean_iou(confusion),
+        "miou_chance": mean_iou(chance),
+        "iou_per_class": iou_per_class(confusion),
+    }
+
+
+def iou_per_class(confusion: torch.Tensor) -> list[float | None]:
+    """IoU of each class (None for a class absent from both truth and prediction)."""
+    true_positive = confusion.diag().double()
+    union = confusion.sum(0).double() + confusion.sum(1).double() - true_positive
+    return [float(tp / u) if u > 0 else None for tp, u in zip(true_positive, union, strict=True)]
+
+
+def mean_iou(confusion: torch.Tensor) -> float | None:
+    values = [v for v in iou_per_class(confusion) if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def progress_printer(
+    total_steps: int | None, every_s: float = 1.0
+) -> Callable[[LoopRecords], None]:
+    """A live line: steps, samples/s, busy %, MB/s requested (rewritten in place on a terminal,
+    a line every ten seconds otherwise)."""
+    interactive = sys.stderr.isatty()
+    interval = every_s if interactive else 10.0
+    last = [0.0]
+
+    def show(records: LoopRecords) -> None:
+        now = time.monotonic()
+        if now - last[0] < interval:
+            return
+        last[0] = now
+        recent = records.steps[-20:]
+        wall = recent[-1]["t_end"] - recent[0]["t_start"] if recent else 0
+        if wall <= 0:
+            return
+        samples = sum(r["samples"] for r in recent)
+        busy = sum(r["compute_s"] for r in recent) / wall * 100
+        window_start = recent[0]["t_start"]
+        requested = sum(
+            s["requested_bytes"]
+            for s in records.samples[-len(recent) * 64 :]
+            if s["t_end"] >= window_start
+        )
+        of = f"/{total_steps}" if total_steps else ""
+        line = (
+            f"step {len(records.steps)}{of}  {samples / wall:7.1f} samples/s  busy "
+            f"{busy:5.1f} %  {requested / wall / 1e6:7.1f} MB/s requested"
+        )
+        print(
+            f"\r{line}" if interactive else line,
+            end="" if interactive else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
