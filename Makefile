@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Main job: generate the quick dataset on local disk and build the frame cache of the quick suite.
+# Main job: generate the quick dataset on local disk, build the frame cache, run the three
+# scenarios of the quick suite (results in ./results/).
 demo: setup
 	$(BIN)/harness validate $(SUITE)
-	$(BIN)/harness datagen $(SUITE)
-	$(BIN)/harness cache $(SUITE)
+	$(BIN)/harness suite $(SUITE)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -31,9 +31,10 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
-# Performance checks (ratios measured side by side in one run); needs ffmpeg and dd.
+# Performance checks (ratios measured side by side in one run); needs ffmpeg, dd and fio.
 bench: setup
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_run.py
 
 clean-data:
 	rm -rf data

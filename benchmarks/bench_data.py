@@ -32,7 +32,6 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.data.parallel import available_cpus
 
 

@@ -79,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
         )
         command.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+
+    report = commands.add_parser(
+        "report", help="write report.html and report.pdf from run folders (or folders of runs)"
+    )
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_OR_FOLDER")
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="where report.html and report.pdf are written (default: ./reports)",
+    )
     return parser
 
 
@@ -138,6 +150,13 @@ def _run(args: argparse.Namespace, loaded: list) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from harness import scenario as scenarios
+
+    if args.command == "report":
+        from harness.report import write_report
+
+        html, pdf = write_report(args.runs, args.out)
+        print(f"report: {html}\nreport: {pdf}")
+        return 0
 
     loaded = scenarios.load_scenarios(args.files, args.override)
     if args.command == "validate":

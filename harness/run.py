@@ -343,7 +343,14 @@ def _finish(
         "errors": records.errors,
         "series": {c.name: c.frame() for c in collectors if c.unavailable is None},
         "collector_metrics": _collector_metrics(collectors, records),
-        "unavailable": {c.name: c.unavailable for c in collectors if c.unavailable is not None},
+        "unavailable": {
+            **{c.name: c.unavailable for c in collectors if c.unavailable is not None},
+            **{
+                c.name: f"stopped sampling: {c.error}"
+                for c in collectors
+                if getattr(c, "error", None)
+            },
+        },
         "sampler_cpu_s": {c.name: c.cpu_seconds for c in collectors},
         "io_read_bytes": _tree_read_bytes(collectors),
         "device": next((getattr(c, "device", None) for c in collectors if c.name == "io"), None),
