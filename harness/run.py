@@ -32,6 +32,20 @@ class Interrupted(BaseException):
 
 
 @dataclass
+class RunContext:
+    """What every stage of one run needs to know about it, passed explicitly."""
+
+    scenario: Scenario
+    folder: Path
+    ranks: Any  # train.distributed.Ranks
+    device: Any  # train.loop.Device
+    dataset_manifest: dict[str, Any]
+    cache_manifest: dict[str, Any] | None
+    quiet: bool
+    page_cache: dict[str, Any] | None = None
+
+
+@dataclass
 class RunOutcome:
     folder: Path | None  # None on ranks other than 0
     complete: bool
@@ -97,7 +111,8 @@ def run_scenario(
                 **environment,
             },
         )
-    page_cache = _prepare_page_cache(scenario, source.data_files(), ranks)
+    context = RunContext(scenario, folder, ranks, device, dataset_manifest, cache_manifest, quiet)
+    context.page_cache = _prepare_page_cache(scenario, source.data_files(), ranks)
     distributed.barrier(ranks)
 
     torch.manual_seed(scenario.training.seed)
@@ -119,27 +134,11 @@ def run_scenario(
     records = LoopRecords()
     t0 = time.monotonic()
     collectors = _collectors(scenario, dataset_dir, t0, ranks)
-    outcome = _train_and_collect(
-        scenario, model, optimizer, loader, device, t0, records, collectors, steps, ranks, quiet
+    complete, reason, exit_code = _train_and_collect(
+        context, model, optimizer, loader, t0, records, collectors
     )
-    complete, reason, exit_code = outcome
-    evaluation = None
-    if complete:
-        evaluation = _evaluate(scenario, model, source, plan, device, dataset_manifest)
-    summary = _finish(
-        scenario,
-        folder,
-        ranks,
-        records,
-        collectors,
-        evaluation,
-        page_cache,
-        dataset_manifest,
-        cache_manifest,
-        complete,
-        reason,
-        quiet,
-    )
+    evaluation = _evaluate(context, model, source, plan) if complete else None
+    summary = _finish(context, records, collectors, evaluation, complete, reason)
     distributed.shutdown(ranks)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
@@ -239,12 +238,24 @@ def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Any) ->
 
 
 def _train_and_collect(
-    scenario, model, optimizer, loader, device, t0, records, collectors, steps, ranks, quiet
+    context: RunContext, model, optimizer, loader, t0: float, records, collectors: list
 ) -> tuple[bool, str | None, int]:
     from harness.train.loop import RunFailed, progress_printer, train
 
+    scenario, ranks, quiet = context.scenario, context.ranks, context.quiet
+    steps = scenario.training.steps
+
+    # A signal that lands while the DataLoader starts its workers is held until they are up:
+    # raising in the middle of that would leave a half-built iterator that cannot shut down.
+    pending: list[str] = []
+    armed = [False]
+
     def interrupt(signum: int, _frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if not armed[0]:
+            pending.append(name)
+            return
+        raise Interrupted(name)
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     iterator = None
@@ -253,11 +264,14 @@ def _train_and_collect(
         for collector in collectors:
             collector.start()
         iterator = iter(loader)
+        armed[0] = True
+        if pending:
+            raise Interrupted(pending[0])
         train(
             model,
             optimizer,
             iterator,
-            device,
+            context.device,
             t0=t0,
             warmup_steps=scenario.training.warmup_steps,
             steps=steps,
@@ -295,10 +309,11 @@ def _train_and_collect(
     return complete, reason, exit_code
 
 
-def _evaluate(scenario, model, source, plan, device, dataset_manifest) -> dict[str, Any]:
+def _evaluate(context: RunContext, model, source, plan) -> dict[str, Any]:
     from harness.pipeline.loader import SegmentationSamples, collate
     from harness.train.loop import evaluate, recalibrate_batchnorm
 
+    scenario, device = context.scenario, context.device
     count = scenario.training.eval_samples
     if count == 0:
         return {}
@@ -315,24 +330,26 @@ def _evaluate(scenario, model, source, plan, device, dataset_manifest) -> dict[s
     unseen = SegmentationSamples(source, plan, crop, "skip")
     recalibrate_batchnorm(network, batches(unseen, 2**41, max(4 * batch, 32)), device)
     held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)
-    return evaluate(network, batches(held_out, 0, count), device, int(dataset_manifest["classes"]))
+    classes = int(context.dataset_manifest["classes"])
+    return evaluate(network, batches(held_out, 0, count), device, classes)
 
 
 def _finish(
-    scenario,
-    folder,
-    ranks,
+    context: RunContext,
     records,
-    collectors,
-    evaluation,
-    page_cache,
-    dataset_manifest,
-    cache_manifest,
-    complete,
-    reason,
-    quiet,
+    collectors: list,
+    evaluation: dict | None,
+    complete: bool,
+    reason: str | None,
 ) -> dict[str, Any] | None:
     """Gather every rank's records on rank 0 and write the tables and the summary."""
+    scenario, folder, ranks, page_cache = (
+        context.scenario,
+        context.folder,
+        context.ranks,
+        context.page_cache,
+    )
+    dataset_manifest, cache_manifest = context.dataset_manifest, context.cache_manifest
     from harness import summary as summaries
     from harness.train import distributed
 
@@ -448,7 +465,7 @@ def _finish(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     results.write_document(folder, results.SUMMARY, document)
-    if not quiet:
+    if not context.quiet:
         print_summary(document, folder)
     return document
 

@@ -117,17 +117,23 @@ def write_scenario(tmp_path: Path) -> Callable[[dict[str, Any], str], Path]:
     return write
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs: a real filesystem that fills up. Needs root (CI and dev machines are)."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
+def mount_tmpfs(folder: Path, size: str = "1m") -> None:
+    """Mount a real tmpfs of ``size`` on ``folder`` (created), or skip the test saying why.
+    Needs root, which CI and the development machines have; unmount with ``umount``."""
+    folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs: a real filesystem that fills up."""
+    mount = tmp_path / "small-disk"
+    mount_tmpfs(mount)
     yield mount
     subprocess.run(["umount", str(mount)], check=True)

@@ -14,6 +14,7 @@ import av
 import numpy
 import pytest
 import torch
+from conftest import mount_tmpfs
 
 from harness import env as env_module
 from harness.env import environment, find_mount, hardware_identity, parse_mountinfo_line
@@ -191,14 +192,7 @@ def test_a_dataset_not_yet_generated_reports_its_nearest_existing_parent(tmp_pat
 def test_a_mount_point_with_a_space_is_found(tmp_path: Path) -> None:
     """A real tmpfs mounted on "with space" (mountinfo writes it as with\\040space)."""
     mount = tmp_path / "with space"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    mount_tmpfs(mount)
     try:
         (mount / "data").mkdir()
         hardware = environment(mount / "data")["hardware"]

@@ -233,7 +233,7 @@ def test_sigterm_keeps_partial_results_and_leaves_no_worker(tmp_path: Path, writ
     _out, err = process.communicate(timeout=30)
     assert time.monotonic() - sent < 10
     assert process.returncode == 143, err
-    assert "Traceback" not in err and "interrupted by SIGTERM" in err
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err, err
     folder = _only_run(results)
     summary = _summary(folder)
     assert summary["complete"] is False and summary["reason"] == "interrupted by SIGTERM"

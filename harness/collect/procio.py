@@ -32,6 +32,7 @@ from harness.collect.sampler import (
     read_small,
     window_delta,
 )
+from harness.env import existing_parent, find_mount
 from harness.stats import counter_rate, metric
 
 SECTOR_BYTES = 512  # diskstats counts 512-byte sectors whatever the device's sector size
@@ -45,13 +46,6 @@ def parse_io(data: bytes) -> tuple[int, int]:
     if fields[0] != b"rchar:" or fields[8] != b"read_bytes:":
         raise ValueError("unexpected layout of /proc/<pid>/io")
     return int(fields[9]), int(fields[1])
-
-
-def nearest_existing(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def diskstats_names(text: str) -> dict[tuple[int, int], str]:
@@ -77,30 +71,10 @@ def real_disks() -> list[str]:
     ]
 
 
-def mount_of(path: Path, dev: str) -> tuple[str, str] | None:
-    """(filesystem type, source) of the mount holding ``path`` whose st_dev is ``dev``."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    best: tuple[int, str, str] | None = None
-    text = str(path)
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 2 or fields[2] != dev:
-            continue
-        point = fields[4].replace("\\040", " ")
-        inside = text == point or text.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) > best[0]):
-            best = (len(point), tail[0], tail[1])
-    return (best[1], best[2]) if best else None
-
-
 def locate_device(dataset_path: Path) -> tuple[str | None, str | None]:
     """(diskstats name of the device holding the dataset, or None; a note when None or when
     the device was found through the mount table)."""
-    path = nearest_existing(dataset_path)
+    path = existing_parent(dataset_path)
     st_dev = path.stat().st_dev
     dev = f"{os.major(st_dev)}:{os.minor(st_dev)}"
     try:
@@ -110,10 +84,13 @@ def locate_device(dataset_path: Path) -> tuple[str | None, str | None]:
     name = names.get((os.major(st_dev), os.minor(st_dev)))
     if name is not None:
         return name, None
-    mount = mount_of(path.resolve(), dev)
+    try:
+        mount = find_mount(path, Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        mount = None
     if mount is None:
         return None, f"no block device found for {path} (st_dev {dev})"
-    fstype, source = mount
+    fstype, source = mount.fs_type, mount.source
     if source.startswith("/dev/"):
         candidate = os.path.basename(os.path.realpath(source))
         if candidate in names.values():

@@ -269,13 +269,7 @@ def _map_npy(path: Path) -> np.memmap:
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
             header = handle.read(PAGE)
             stream = io.BytesIO(header)
-            version = np.lib.format.read_magic(stream)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(stream)
+            shape, fortran, dtype = _npy_header(stream)
             offset = stream.tell()
         if fortran or dtype.hasobject:
             raise ValueError("expected a C-ordered array of plain numbers")
@@ -286,6 +280,27 @@ def _map_npy(path: Path) -> np.memmap:
     if handle_map is not None and hasattr(mmap, "MADV_RANDOM"):
         handle_map.madvise(mmap.MADV_RANDOM)
     return array
+
+
+def _npy_header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    return np.lib.format.read_array_header_2_0(stream)
+
+
+def _array_from_npy_bytes(data: bytes, path: Path) -> np.ndarray:
+    """The array in the bytes of a whole ``.npy`` file, without copying them again."""
+    try:
+        stream = io.BytesIO(data)
+        shape, fortran, dtype = _npy_header(stream)
+        if fortran or dtype.hasobject:
+            raise ValueError("expected a C-ordered array of plain numbers")
+        return np.frombuffer(
+            data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()
+        ).reshape(shape)
+    except ValueError as exc:
+        raise HarnessError(f"{path}: corrupt array: {' '.join(str(exc).split())}") from None
 
 
 def _pages_touched(array: np.memmap, rows: slice, cols: slice) -> np.ndarray:
@@ -469,8 +484,8 @@ class CachedVideoSource(Source):
         image = self._read_whole(frame_file, reads)
         mask = self._read_whole(mask_file, reads)
         return (
-            np.ascontiguousarray(image[rows, cols]),
-            np.ascontiguousarray(mask[rows, cols]),
+            np.array(image[rows, cols]),
+            np.array(mask[rows, cols]),
             reads,
         )
 
@@ -482,10 +497,7 @@ class CachedVideoSource(Source):
             raise HarnessError(f"{path}: missing from the frame cache") from None
         reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
         if path.suffix == ".npy":
-            try:
-                return np.load(io.BytesIO(data))
-            except ValueError as exc:
-                raise HarnessError(f"{path}: corrupt array: {exc}") from None
+            return _array_from_npy_bytes(data, path)
         return _decode_picture(data, path)
 
 
