@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUITE  ?= scenarios/quick/suite.yaml
 
-.PHONY: setup demo test lint bench clean-data
+.PHONY: setup demo test lint bench clean-data system-tools
 
 # torch is installed first with an exact pin: its CPU build; a looser range would pull a
 # multi-GB CUDA build on a machine without a GPU.
@@ -28,7 +28,19 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# System tools the tests drive for real: Chromium (the HTML report), poppler (the PDF report),
+# installed with apt-get when missing and allowed (root); otherwise those tests say why they skip.
+SYSTEM_TOOLS := chromium pdftoppm pdftotext
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium poppler-utils >/dev/null; \
+	  else echo "note: install chromium and poppler-utils to run the report tests"; fi; \
+	fi
+
+test: lint system-tools
 	$(BIN)/python -m pytest
 
 # Performance checks (ratios measured side by side in one run); needs ffmpeg, dd and fio.

@@ -343,15 +343,11 @@ def _finish(
     reason: str | None,
 ) -> dict[str, Any] | None:
     """Gather every rank's records on rank 0 and write the tables and the summary."""
-    scenario, folder, ranks, page_cache = (
-        context.scenario,
-        context.folder,
-        context.ranks,
-        context.page_cache,
-    )
-    dataset_manifest, cache_manifest = context.dataset_manifest, context.cache_manifest
     from harness import summary as summaries
     from harness.train import distributed
+
+    scenario, folder, ranks = context.scenario, context.folder, context.ranks
+    page_cache, dataset_manifest = context.page_cache, context.dataset_manifest
 
     local = {
         "rank": ranks.rank,
@@ -416,7 +412,7 @@ def _finish(
             (p["collector_metrics"].get("read_MBps", {}).get("value") or 0) for p in gathered
         )
         metrics["read_MBps"] = metric(total, "MB/s", "context")
-    metrics.update(_storage_metrics(dataset_manifest, cache_manifest))
+    metrics.update(_storage_metrics(dataset_manifest, context.cache_manifest))
     if evaluation:
         metrics["miou"] = metric(evaluation["miou"], "", "higher")
         metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
