@@ -47,6 +47,7 @@ test: lint system-tools
 bench: setup
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_report.py
 
 clean-data:
 	rm -rf data

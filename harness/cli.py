@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
         )
         command.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+        if name == "suite":
+            command.add_argument(
+                "--report",
+                type=Path,
+                default=None,
+                metavar="DIR",
+                help="where the suite's report.html and report.pdf go "
+                "(default: reports/<UTC time>-<suite>)",
+            )
 
     report = commands.add_parser(
         "report", help="write report.html and report.pdf from run folders (or folders of runs)"
@@ -127,25 +137,40 @@ def _run(args: argparse.Namespace, loaded: list) -> int:
         build_caches(scenarios)
     command = ["harness", *sys.argv[1:]]
     worst = 0
+    folders: list[Path] = []
     for item in loaded:
         for index in range(args.repeat):
             repeat = (index + 1, args.repeat) if args.repeat > 1 else None
             outcome = run_scenario(
                 item, results_root=args.results, command=command, repeat=repeat, quiet=args.quiet
             )
+            if outcome.folder is not None:  # under torchrun only rank 0 has the folder
+                folders.append(outcome.folder)
             if not outcome.complete:
                 print(
                     f"error: {item.scenario.name}: {outcome.reason}; partial results kept in "
                     f"{outcome.folder}",
                     file=sys.stderr,
                 )
+                _suite_report(args, folders)  # a stopped suite still reports what it has
                 return outcome.exit_code
-            failed = [
-                t for t in (outcome.summary or {}).get("thresholds", []) if t["pass"] is False
-            ]
-            if failed and args.strict:
+            verdicts = (outcome.summary or {}).get("thresholds", [])
+            if args.strict and any(v["pass"] is False for v in verdicts):
                 worst = 1
+    _suite_report(args, folders)
     return worst
+
+
+def _suite_report(args: argparse.Namespace, folders: list[Path]) -> None:
+    """``harness suite`` ends with the report of its runs (printed even with --quiet)."""
+    if args.command != "suite" or not folders:
+        return
+    from harness.report import write_report
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = args.report or Path("reports") / f"{stamp}-{Path(args.files[0]).stem}"
+    html, pdf = write_report(folders, out)
+    print(f"report: {html}\nreport: {pdf}")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
