@@ -101,6 +101,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where report.html and report.pdf are written (default: ./reports)",
     )
+
+    compare = commands.add_parser(
+        "compare",
+        help="judge CURRENT against BASELINE, metric by metric; exit 1 on a regression",
+        description="BASELINE and CURRENT are each a run folder, a folder of runs (repeats, or a "
+        "suite's results: grouped by scenario), a summary.json, or a saved baseline's name.",
+    )
+    compare.add_argument("baseline", metavar="BASELINE")
+    compare.add_argument("current", metavar="CURRENT")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=PCT",
+        help="a metric's tolerance in %% of the baseline, e.g. samples_per_s=5 (repeatable; "
+        "overrides the scenario's thresholds.tolerance_pct and the defaults)",
+    )
+    compare.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        metavar="A",
+        help="significance level of the Mann-Whitney U test on repeats (default 0.05)",
+    )
+    compare.add_argument(
+        "--allow-hardware-mismatch",
+        action="store_true",
+        help="compare runs from different hardware (refused by default)",
+    )
+
+    baseline = commands.add_parser(
+        "baseline", help="save runs as a named baseline for this hardware, or list baselines"
+    )
+    actions = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    save = actions.add_parser(
+        "save", help="keep RUN (a run folder or a folder of runs) as baseline NAME"
+    )
+    save.add_argument("run", type=Path, metavar="RUN")
+    save.add_argument("--name", required=True, metavar="NAME")
+    actions.add_parser("list", help="list saved baselines (./baselines or $HARNESS_BASELINES)")
     return parser
 
 
@@ -182,6 +223,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         html, pdf = write_report(args.runs, args.out)
         print(f"report: {html}\nreport: {pdf}")
         return 0
+    if args.command == "compare":
+        from harness.baselines import compare_command, parse_tolerances
+
+        return compare_command(
+            args.baseline,
+            args.current,
+            as_json=args.json,
+            tolerances=parse_tolerances(args.tolerance),
+            allow_hardware_mismatch=args.allow_hardware_mismatch,
+            alpha=args.alpha,
+        )
+    if args.command == "baseline":
+        from harness.baselines import baseline_list_command, baseline_save_command
+
+        if args.baseline_command == "save":
+            return baseline_save_command(args.run, args.name)
+        return baseline_list_command()
 
     loaded = scenarios.load_scenarios(args.files, args.override)
     if args.command == "validate":
