@@ -16,8 +16,9 @@ Units: MB = 10^6 bytes, MiB = 2^20 bytes; times in seconds since the run started
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -240,6 +241,29 @@ def _grid_figure(title: str, rows: list[list[Run | None]]) -> tuple[Figure, np.n
     return figure, axes
 
 
+def _panels(
+    axes: np.ndarray,
+    rows: list[list[Run | None]],
+    table: str,
+    what: str,
+    usable: Callable[[Run], bool] | None = None,
+) -> Iterator[tuple[Any, Run, pd.DataFrame]]:
+    """(axes, run, its table) for every panel of a grid of runs that has data to draw; a panel
+    whose table is missing or empty (or not ``usable``) says so instead."""
+    for r, row in enumerate(rows):
+        for c, run in enumerate(row):
+            if run is None:
+                continue
+            ax = axes[r, c]
+            _panel_title(ax, run)
+            frame = run.table(table)
+            missing = frame is None or frame.empty if usable is None else not usable(run)
+            if missing:
+                _not_available(ax, f"{what} {run.unavailable(table)}")
+                continue
+            yield ax, run, frame
+
+
 def _legend(ax, extra: list | None = None, **kwargs) -> None:
     """Beside the panel when it has the page's width; inside it, framed, when panels stand side
     by side (machines compared) and the width is needed for the data."""
@@ -355,32 +379,23 @@ def gpu_timeline(rows: list[list[Run | None]]) -> Figure:
         _not_available(ax, "No GPU was sampled in these runs.\n\n" + "\n".join(lines), wrap=160)
         return figure
     figure, axes = _grid_figure(title, rows)
-    for r, row in enumerate(rows):
-        for c, run in enumerate(row):
-            if run is None:
-                continue
-            ax = axes[r, c]
-            _panel_title(ax, run)
-            frame = run.table("series_gpu")
-            if not has_gpu_series(run):
-                _not_available(ax, f"GPU series {run.unavailable('series_gpu')}")
-                continue
-            warm = _warmup(ax, run)
-            groups = list(frame.groupby(["rank", "gpu"] if "rank" in frame else ["gpu"]))
-            window = _window(run)
-            for index, (key, part) in enumerate(groups):
-                rank, gpu = key if len(key) == 2 else (0, key[0])
-                mean = run.value(f"gpu_util_pct[{gpu}]") if rank == 0 else None
-                if mean is None and window is not None:
-                    mean = window_mean(part["t"], part["gpu_util_pct"], *window)
-                name = f"GPU {gpu}" if rank == 0 else f"rank {rank} GPU {gpu}"
-                mean_text = "" if mean is None else f": mean {mean:.1f} %"
-                color = PALETTE_GPU[index % len(PALETTE_GPU)]
-                _line(ax, part["t"], part["gpu_util_pct"], color=color, label=name + mean_text)
-            ax.set_ylim(0, 105)
-            ax.set_ylabel("GPU utilisation (%)")
-            _time_axis(ax)
-            _legend(ax, [warm], ncols=1 if len(groups) < 9 else 2)
+    for ax, run, frame in _panels(axes, rows, "series_gpu", "GPU series", usable=has_gpu_series):
+        warm = _warmup(ax, run)
+        groups = list(frame.groupby(["rank", "gpu"] if "rank" in frame else ["gpu"]))
+        window = _window(run)
+        for index, (key, part) in enumerate(groups):
+            rank, gpu = key if len(key) == 2 else (0, key[0])
+            mean = run.value(f"gpu_util_pct[{gpu}]") if rank == 0 else None
+            if mean is None and window is not None:
+                mean = window_mean(part["t"], part["gpu_util_pct"], *window)
+            name = f"GPU {gpu}" if rank == 0 else f"rank {rank} GPU {gpu}"
+            mean_text = "" if mean is None else f": mean {mean:.1f} %"
+            color = PALETTE_GPU[index % len(PALETTE_GPU)]
+            _line(ax, part["t"], part["gpu_util_pct"], color=color, label=name + mean_text)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("GPU utilisation (%)")
+        _time_axis(ax)
+        _legend(ax, [warm], ncols=1 if len(groups) < 9 else 2)
     return figure
 
 
@@ -407,38 +422,29 @@ def read_throughput(rows: list[list[Run | None]]) -> Figure:
         "run's processes)",
         rows,
     )
-    for r, row in enumerate(rows):
-        for c, run in enumerate(row):
-            if run is None:
-                continue
-            ax = axes[r, c]
-            _panel_title(ax, run)
-            frame = run.table("series_io")
-            if frame is None or frame.empty:
-                _not_available(ax, f"I/O series {run.unavailable('series_io')}")
-                continue
-            warm = _warmup(ax, run)
-            t, y = combine_ranks(frame, "read_MBps", run.rate_hz, "sum")
-            _line(ax, t, y, color=run.color, label="read from storage")
-            mean = run.value("read_MBps")
-            if mean is None:
-                window = _window(run)
-                mean = window_mean(t, y, *window) if window else None
-            if mean is not None:
-                ax.axhline(mean, color=INK, ls="--", lw=1.1, label=f"mean: {mean:.2f} MB/s")
-            requested = run.value("requested_MBps")
-            if requested is not None:
-                ax.axhline(
-                    requested,
-                    color=MUTED,
-                    ls=":",
-                    lw=1.2,
-                    label=f"pipeline asked for: {requested:.2f} MB/s",
-                )
-            ax.set_ylim(bottom=0)
-            ax.set_ylabel("read (MB/s)")
-            _time_axis(ax)
-            _legend(ax, [warm])
+    for ax, run, frame in _panels(axes, rows, "series_io", "I/O series"):
+        warm = _warmup(ax, run)
+        t, y = combine_ranks(frame, "read_MBps", run.rate_hz, "sum")
+        _line(ax, t, y, color=run.color, label="read from storage")
+        mean = run.value("read_MBps")
+        if mean is None:
+            window = _window(run)
+            mean = window_mean(t, y, *window) if window else None
+        if mean is not None:
+            ax.axhline(mean, color=INK, ls="--", lw=1.1, label=f"mean: {mean:.2f} MB/s")
+        requested = run.value("requested_MBps")
+        if requested is not None:
+            ax.axhline(
+                requested,
+                color=MUTED,
+                ls=":",
+                lw=1.2,
+                label=f"pipeline asked for: {requested:.2f} MB/s",
+            )
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("read (MB/s)")
+        _time_axis(ax)
+        _legend(ax, [warm])
     return figure
 
 
@@ -486,32 +492,23 @@ def latency_cdf(runs: list[Run]) -> Figure:
 def batch_wait(rows: list[list[Run | None]]) -> Figure:
     """How long the training loop waited for each batch, step by step, with p50 and p99."""
     figure, axes = _grid_figure("Per-batch wait: the loop's wait for its next batch (ms)", rows)
-    for r, row in enumerate(rows):
-        for c, run in enumerate(row):
-            if run is None:
-                continue
-            ax = axes[r, c]
-            _panel_title(ax, run)
-            steps = run.table("steps")
-            if steps is None or steps.empty:
-                _not_available(ax, f"steps {run.unavailable('steps')}")
-                continue
-            warm_steps = steps[steps["warmup"].astype(bool)]
-            if not warm_steps.empty:
-                ax.axvspan(-0.5, warm_steps["step"].max() + 0.5, color=WARMUP_COLOR, lw=0, zorder=0)
-            for rank, part in steps.groupby("rank"):
-                name = "wait per batch" if steps["rank"].nunique() == 1 else f"rank {rank}"
-                color = run.color if rank == 0 else PALETTE_GPU[int(rank) % len(PALETTE_GPU)]
-                _line(ax, part["step"], part["wait_s"] * 1000, color=color, label=name, width=1.0)
-            for name, style in (("p50", "--"), ("p99", ":")):
-                value = run.value(f"batch_wait_{name}_ms")
-                if value is not None:
-                    ax.axhline(value, color=INK, ls=style, lw=1.0, label=f"{name}: {value:.1f} ms")
-            _measured_scale(ax, steps)
-            ax.set_xlabel("training step")
-            ax.set_ylabel("wait for the batch (ms)")
-            warm = Patch(color=WARMUP_COLOR, label="warm-up steps") if len(warm_steps) else None
-            _legend(ax, [warm])
+    for ax, run, steps in _panels(axes, rows, "steps", "steps"):
+        warm_steps = steps[steps["warmup"].astype(bool)]
+        if not warm_steps.empty:
+            ax.axvspan(-0.5, warm_steps["step"].max() + 0.5, color=WARMUP_COLOR, lw=0, zorder=0)
+        for rank, part in steps.groupby("rank"):
+            name = "wait per batch" if steps["rank"].nunique() == 1 else f"rank {rank}"
+            color = run.color if rank == 0 else PALETTE_GPU[int(rank) % len(PALETTE_GPU)]
+            _line(ax, part["step"], part["wait_s"] * 1000, color=color, label=name, width=1.0)
+        for name, style in (("p50", "--"), ("p99", ":")):
+            value = run.value(f"batch_wait_{name}_ms")
+            if value is not None:
+                ax.axhline(value, color=INK, ls=style, lw=1.0, label=f"{name}: {value:.1f} ms")
+        _measured_scale(ax, steps)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("wait for the batch (ms)")
+        warm = Patch(color=WARMUP_COLOR, label="warm-up steps") if len(warm_steps) else None
+        _legend(ax, [warm])
     return figure
 
 
@@ -597,35 +594,26 @@ def cpu_timeline(rows: list[list[Run | None]]) -> Figure:
     """CPU over time: the run's processes (as % of all the machine's cores) and the whole
     machine (mean of its cores)."""
     figure, axes = _grid_figure("CPU utilisation over time (% of all cores)", rows)
-    for r, row in enumerate(rows):
-        for c, run in enumerate(row):
-            if run is None:
-                continue
-            ax = axes[r, c]
-            _panel_title(ax, run)
-            frame = run.table("series_cpu")
-            if frame is None or frame.empty:
-                _not_available(ax, f"CPU series {run.unavailable('series_cpu')}")
-                continue
-            warm = _warmup(ax, run)
-            cores = _cores(run, frame)
-            t, tree = combine_ranks(frame, "cpu_pct", run.rate_hz, "sum")
-            tree_mean = run.value("cpu_pct")
-            label = f"the run's processes ({cores} cores = 100 %)"
-            if tree_mean is not None:
-                label += f": mean {tree_mean / cores:.1f} %"
-            _line(ax, t, tree / cores, color=run.color, label=label)
-            if "cpu_cores_pct" in frame.columns:
-                first = frame[frame["rank"] == frame["rank"].min()] if "rank" in frame else frame
-                machine_mean = run.value("cpu_cores_pct")
-                label = "whole machine" + (
-                    "" if machine_mean is None else f": mean {machine_mean:.1f} %"
-                )
-                _line(ax, first["t"], first["cpu_cores_pct"], color=MUTED, label=label, width=0.9)
-            ax.set_ylim(0, 105)
-            ax.set_ylabel("CPU (% of all cores)")
-            _time_axis(ax)
-            _legend(ax, [warm])
+    for ax, run, frame in _panels(axes, rows, "series_cpu", "CPU series"):
+        warm = _warmup(ax, run)
+        cores = _cores(run, frame)
+        t, tree = combine_ranks(frame, "cpu_pct", run.rate_hz, "sum")
+        tree_mean = run.value("cpu_pct")
+        label = f"the run's processes ({cores} cores = 100 %)"
+        if tree_mean is not None:
+            label += f": mean {tree_mean / cores:.1f} %"
+        _line(ax, t, tree / cores, color=run.color, label=label)
+        if "cpu_cores_pct" in frame.columns:
+            first = frame[frame["rank"] == frame["rank"].min()] if "rank" in frame else frame
+            machine_mean = run.value("cpu_cores_pct")
+            label = "whole machine" + (
+                "" if machine_mean is None else f": mean {machine_mean:.1f} %"
+            )
+            _line(ax, first["t"], first["cpu_cores_pct"], color=MUTED, label=label, width=0.9)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("CPU (% of all cores)")
+        _time_axis(ax)
+        _legend(ax, [warm])
     return figure
 
 
