@@ -66,7 +66,6 @@ def run_scenario(
     import torch
 
     from harness.pipeline import require_backend
-    from harness.pipeline.loader import RankSampler, SegmentationSamples, build_loader
     from harness.pipeline.sources import SamplePlan, build_source
     from harness.train import distributed
     from harness.train.loop import LoopRecords, resolve_device
@@ -83,6 +82,10 @@ def run_scenario(
     dataset_manifest = require_complete(dataset_dir, hint)
     cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
     source = build_source(scenario, dataset_manifest, cache_manifest)
+    if scenario.pipeline.backend == "dali":
+        from harness.pipeline.dali_backend import check_scenario
+
+        check_scenario(source, device.is_cuda)
     plan = SamplePlan(
         source.files, scenario.pipeline.crop, scenario.training.seed, scenario.pipeline.shuffle
     )
@@ -118,19 +121,7 @@ def run_scenario(
     torch.manual_seed(scenario.training.seed)
     _set_cpu_threads(scenario, device)
     model, optimizer = _model(scenario, dataset_manifest, device, ranks)
-    steps = scenario.training.steps
-    sampler = RankSampler(ranks.rank, ranks.world, scenario.pipeline.batch_size, steps)
-    dataset = SegmentationSamples(
-        source, plan, scenario.pipeline.crop, scenario.pipeline.on_corrupt
-    )
-    loader = build_loader(
-        dataset,
-        sampler,
-        batch_size=scenario.pipeline.batch_size,
-        workers=scenario.pipeline.workers,
-        prefetch_factor=scenario.pipeline.prefetch_factor,
-        pin_memory=device.is_cuda,
-    )
+    loader = _batches(scenario, source, plan, device, ranks)
     _page_in_training_code(model, scenario, device)
     records = LoopRecords()
     t0 = time.monotonic()
@@ -142,6 +133,38 @@ def run_scenario(
     summary = _finish(context, records, collectors, evaluation, complete, reason)
     distributed.shutdown(ranks)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
+
+
+def _batches(scenario: Scenario, source: Any, plan: Any, device: Any, ranks: Any) -> Any:
+    """The training batches of the scenario's backend (an iterable of batch dicts)."""
+    from harness.pipeline.loader import RankSampler, SegmentationSamples, build_loader
+
+    pipeline, steps = scenario.pipeline, scenario.training.steps
+    if pipeline.backend == "dali":
+        from harness.pipeline.dali_backend import build_dali_batches
+
+        return build_dali_batches(
+            source,
+            plan,
+            batch_size=pipeline.batch_size,
+            crop=pipeline.crop,
+            workers=pipeline.workers,
+            seed=scenario.training.seed,
+            rank=ranks.rank,
+            world=ranks.world,
+            steps=steps,
+            device_index=device.torch_device.index if device.is_cuda else None,
+        )
+    sampler = RankSampler(ranks.rank, ranks.world, pipeline.batch_size, steps)
+    dataset = SegmentationSamples(source, plan, pipeline.crop, pipeline.on_corrupt)
+    return build_loader(
+        dataset,
+        sampler,
+        batch_size=pipeline.batch_size,
+        workers=pipeline.workers,
+        prefetch_factor=pipeline.prefetch_factor,
+        pin_memory=device.is_cuda,
+    )
 
 
 def cpu_threads_for(scenario: Scenario) -> int:
@@ -448,7 +471,8 @@ def _finish(
         metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
     read_parts = [p["io_read_bytes"] for p in gathered]
     read_bytes = None if any(b is None for b in read_parts) else sum(read_parts)
-    requested = int(samples["first_time_bytes"].sum()) if len(samples) else 0
+    requested = samples["first_time_bytes"].sum(min_count=1) if len(samples) else None
+    requested = None if requested is None or pd.isna(requested) else int(requested)
     gpu_utils = [
         m["value"]
         for k, m in metrics.items()

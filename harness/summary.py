@@ -60,14 +60,16 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
     for label, value in percentiles(measured["wait_s"] * 1000, (50.0, 99.0)).items():
         metrics[f"batch_wait_{label}_ms"] = metric(value, "ms", "lower")
     fetched = samples[(samples["t_end"] >= start) & (samples["t_end"] <= end)]
-    requested = float(fetched["requested_bytes"].sum())
-    metrics["requested_MBps"] = metric(requested / wall / 1e6, "MB/s", "context")
+    requested = fetched["requested_bytes"].sum(min_count=1)  # NaN: the backend cannot count
+    metrics["requested_MBps"] = metric(
+        None if pd.isna(requested) else float(requested) / wall / 1e6, "MB/s", "context"
+    )
     metrics["loss_first"] = metric(float(steps["loss"].iloc[0]), "", "lower")
     metrics["loss_last"] = metric(float(steps["loss"].tail(5).mean()), "", "lower")
     return metrics
 
 
-def bytes_cross_check(read_bytes: int | None, requested_bytes: int, condition: str) -> dict:
+def bytes_cross_check(read_bytes: int | None, requested_bytes: int | None, condition: str) -> dict:
     """Bytes the kernel says the run's processes read vs bytes the pipeline asked for the first
     time (page by page, per process: a page asked for again is served by the page cache), over
     the whole run. In a cold run they agree; far fewer read bytes mean the page cache served

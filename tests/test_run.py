@@ -147,8 +147,9 @@ def test_refusals_before_any_work(tmp_path: Path, write_scenario) -> None:
         f"error: no dataset at {tmp_path / 'collage'}: create it with `harness datagen {path}`"
     )
     _prepare(path)
-    dali = run_harness("run", str(path), "-o", "pipeline.backend=dali", "--results", str(results))
-    assert dali.returncode == 2 and dali.stderr.startswith("error: backend dali not available: ")
+    nvdec = run_harness("run", str(path), "-o", "pipeline.backend=nvdec", "--results", str(results))
+    assert nvdec.returncode == 2
+    assert nvdec.stderr.startswith("error: backend nvdec not available: ")
     cuda = run_harness("run", str(path), "-o", "training.device=cuda", "--results", str(results))
     assert cuda.returncode == 2 and "training.device cuda: no CUDA device" in cuda.stderr
     assert not results.exists()  # nothing was started

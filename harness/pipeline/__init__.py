@@ -22,6 +22,12 @@ def _torch_available() -> str | None:
     return None
 
 
+def _dali_available() -> str | None:
+    from harness.pipeline.dali_backend import unavailable
+
+    return unavailable()
+
+
 def _not_built(name: str) -> Callable[[], str | None]:
     def check() -> str | None:
         return f"the {name} backend is not part of this version of the harness yet"
@@ -32,7 +38,7 @@ def _not_built(name: str) -> Callable[[], str | None]:
 # backend name -> check returning None when usable, else the reason it is not
 BACKENDS: dict[str, Callable[[], str | None]] = {
     "torch": _torch_available,
-    "dali": _not_built("dali"),
+    "dali": _dali_available,
     "nvdec": _not_built("nvdec"),
 }
 

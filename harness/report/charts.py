@@ -158,7 +158,8 @@ def measured_latencies(run: Run) -> np.ndarray:
         return np.array([])
     measured = steps[~steps["warmup"].astype(bool)][["rank", "step"]]
     consumed = samples.merge(measured, on=["rank", "step"])
-    return consumed["latency_ms"].to_numpy(float)
+    values = consumed["latency_ms"].to_numpy(float)
+    return values[np.isfinite(values) & (values > 0)]  # NaN: a backend that cannot time samples
 
 
 def byte_unit(largest: float) -> tuple[float, str]:
@@ -472,7 +473,9 @@ def latency_cdf(runs: list[Run]) -> Figure:
         right.plot(x, exceed, color=run.color, lw=1.4, label=label)
     if drawn == 0:
         for ax in (left, right):
-            _not_available(ax, "no fetch latency recorded in any run")
+            _not_available(
+                ax, "no fetch latency recorded in any run (the DALI backend cannot time samples)"
+            )
         return figure
     for ax in (left, right):
         ax.set_xscale("log")

@@ -149,9 +149,11 @@ def train(
             records.samples.append(
                 {
                     "t_end": float(end),
-                    "latency_ms": latency / 1e6,
-                    "requested_bytes": requested,
-                    "first_time_bytes": first_time,
+                    # A backend that cannot time or count single samples (DALI) sends -1:
+                    # recorded as not measured (NaN), never as zero.
+                    "latency_ms": latency / 1e6 if latency >= 0 else float("nan"),
+                    "requested_bytes": requested if requested >= 0 else float("nan"),
+                    "first_time_bytes": first_time if first_time >= 0 else float("nan"),
                     "step": step,
                 }
             )
