@@ -207,16 +207,7 @@ class _Writer:
         cursor = self._room(height + 0.1)
         figure = cursor.figure
         for x, width, colour in ((MARGIN, CONTENT_W, background), (MARGIN, 0.06, edge)):
-            figure.add_artist(
-                Rectangle(
-                    (x / PAGE_W, (cursor.y - height) / PAGE_H),
-                    width / PAGE_W,
-                    height / PAGE_H,
-                    transform=figure.transFigure,
-                    color=colour,
-                    lw=0,
-                )
-            )
+            _fill(figure, x, cursor.y, width, height, colour)
         y = cursor.y - PAD - 0.03
         weight = "bold" if note.level == "error" else "normal"
         for line in lines:
@@ -281,16 +272,7 @@ class _Writer:
             if verdict:
                 fill, colour = CELL_COLOURS[verdict.pop()]
             if fill:
-                figure.add_artist(
-                    Rectangle(
-                        (x / PAGE_W, (cursor.y - height) / PAGE_H),
-                        width / PAGE_W,
-                        height / PAGE_H,
-                        transform=figure.transFigure,
-                        color=fill,
-                        lw=0,
-                    )
-                )
+                _fill(figure, x, cursor.y, width, height, fill)
             right = "num" in words
             y = cursor.y - PAD
             for text in lines:
@@ -483,3 +465,17 @@ def write_pdf(document: Document, path: Path) -> Path:
         writer.flush()
     tmp.replace(path)
     return path
+
+
+def _fill(figure: Figure, x: float, top: float, width: float, height: float, colour: str) -> None:
+    """A borderless filled box on a page, in inches from the page's bottom-left corner."""
+    figure.add_artist(
+        Rectangle(
+            (x / PAGE_W, (top - height) / PAGE_H),
+            width / PAGE_W,
+            height / PAGE_H,
+            transform=figure.transFigure,
+            color=colour,
+            lw=0,
+        )
+    )
