@@ -90,6 +90,49 @@ def build_parser() -> argparse.ArgumentParser:
                 "(default: reports/<UTC time>-<suite>)",
             )
 
+    selfcheck = commands.add_parser(
+        "selfcheck",
+        help="generate a small dataset and run every scenario with every backend; print a table",
+    )
+    selfcheck.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the GPU plan (1080p video, U-Net 64, bf16; ~4 min on one GPU); refused without one",
+    )
+    selfcheck.add_argument(
+        "--plan", type=Path, default=None, metavar="FILE", help="a self-check plan YAML instead"
+    )
+    selfcheck.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a field of every scenario, e.g. -o pipeline.workers=8 (repeatable)",
+    )
+    selfcheck.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="measured seconds per run (default: each scenario's own)",
+    )
+    selfcheck.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where run folders are written (default: ./results)",
+    )
+    selfcheck.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the table and report go (default: reports/<UTC time>-selfcheck)",
+    )
+    selfcheck.add_argument("--quiet", action="store_true", help="no progress lines")
+
     report = commands.add_parser(
         "report", help="write report.html and report.pdf from run folders (or folders of runs)"
     )
@@ -240,6 +283,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.baseline_command == "save":
             return baseline_save_command(args.run, args.name)
         return baseline_list_command()
+
+    if args.command == "selfcheck":
+        from harness.selfcheck import run_selfcheck
+
+        if args.duration is not None and args.duration <= 0:
+            raise HarnessError(f"--duration {args.duration}: expected seconds above 0")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        return run_selfcheck(
+            gpu=args.gpu,
+            plan_file=args.plan,
+            overrides=args.override,
+            duration_s=args.duration,
+            results_root=args.results,
+            report_dir=args.report or Path("reports") / f"{stamp}-selfcheck",
+            quiet=args.quiet,
+        )
 
     loaded = scenarios.load_scenarios(args.files, args.override)
     if args.command == "validate":

@@ -86,8 +86,16 @@ def run_scenario(
         from harness.pipeline.dali_backend import check_scenario
 
         check_scenario(source, device.is_cuda)
+    if scenario.pipeline.backend == "nvdec":
+        from harness.pipeline.nvdec_backend import check_scenario as check_nvdec
+
+        check_nvdec(source, device.is_cuda)
     plan = SamplePlan(
-        source.files, scenario.pipeline.crop, scenario.training.seed, scenario.pipeline.shuffle
+        source.files,
+        scenario.pipeline.crop,
+        scenario.training.seed,
+        scenario.pipeline.shuffle,
+        scenario.pipeline.sequence_length,
     )
     ranks = distributed.init_ranks(device.is_cuda)
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
@@ -155,6 +163,22 @@ def _batches(scenario: Scenario, source: Any, plan: Any, device: Any, ranks: Any
             steps=steps,
             device_index=device.torch_device.index if device.is_cuda else None,
         )
+    if pipeline.backend == "nvdec":
+        from harness.pipeline.nvdec_backend import NvdecBatches
+
+        return NvdecBatches(
+            source,
+            plan,
+            batch_size=pipeline.batch_size,
+            crop=pipeline.crop,
+            workers=pipeline.workers,
+            prefetch_factor=pipeline.prefetch_factor,
+            rank=ranks.rank,
+            world=ranks.world,
+            steps=steps,
+            device=device.torch_device,
+            on_corrupt=pipeline.on_corrupt,
+        )
     sampler = RankSampler(ranks.rank, ranks.world, pipeline.batch_size, steps)
     dataset = SegmentationSamples(source, plan, pipeline.crop, pipeline.on_corrupt)
     return build_loader(
@@ -203,6 +227,9 @@ def _model(scenario: Scenario, dataset_manifest: dict, device: Any, ranks: Any) 
     ).to(device.torch_device)
     if device.is_cuda:
         model = model.to(memory_format=torch.channels_last)
+        # Crops have one fixed size: let cuDNN pick its fastest kernels (in the blank warm-up
+        # pass before the collectors start, not in measured steps).
+        torch.backends.cudnn.benchmark = True
     if ranks.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -355,6 +382,8 @@ def _train_and_collect(
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:  # stop DataLoader workers now, not at garbage collection
             shutdown()
+        elif callable(getattr(iterator, "close", None)):  # generators: run their clean-up now
+            iterator.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if sys.stderr.isatty() and not quiet:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,6 +39,9 @@ class Model(BaseModel):
     """Base of every scenario section: immutable, unknown keys rejected, no silent coercion."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 # --- dataset ------------------------------------------------------------------------------------
@@ -151,12 +154,17 @@ class FrameCache(Model):
 class Pipeline(Model):
     backend: Literal["torch", "dali", "nvdec"] = "torch"
     mode: Literal["decoded", "cached"] | None = None  # video only
-    workers: NonNegativeInt = 2  # DataLoader worker processes
+    # Parallel fetchers: DataLoader worker processes (torch), pipeline threads (dali), decoder
+    # threads with their own NVDEC sessions (nvdec).
+    workers: NonNegativeInt = 2
     batch_size: PositiveInt = 8
     crop: PositiveInt = 256  # square crops, in pixels
     shuffle: bool = True
     prefetch_factor: PositiveInt = 2
     decoder_threads: PositiveInt = 1  # per worker, for video decode
+    # Video: consecutive frames taken from each random position (1: every frame is a random
+    # seek). Longer sequences amortise the seek to the keyframe, as DALI's video reader does.
+    sequence_length: PositiveInt = 1
     page_cache: Literal["cold", "warm"] = "cold"
     on_corrupt: Literal["skip", "fail"] = "fail"
     cache: FrameCache | None = None
@@ -236,6 +244,13 @@ class Scenario(Model):
                 )
         elif pipeline.mode is not None:
             raise ValueError("pipeline.mode applies to video datasets only")
+        elif pipeline.sequence_length != 1:
+            raise ValueError("pipeline.sequence_length applies to video datasets only")
+        if pipeline.backend == "nvdec" and pipeline.mode != "decoded":
+            raise ValueError(
+                "pipeline.backend nvdec decodes video: it needs dataset.kind video and "
+                "pipeline.mode decoded"
+            )
         generate = dataset.generate
         if generate is not None and pipeline.crop > min(generate.width, generate.height):
             raise ValueError(
@@ -318,16 +333,21 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def validate_model(file: Path, data: dict[str, Any], model: type[ModelT]) -> ModelT:
+    """``data``, read from ``file``, as ``model``: problems become a ScenarioError naming it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_errors(file, exc, model)) from None
+
+
 def load_scenario(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> LoadedScenario:
     """Load and validate one scenario file, with ``-o`` overrides applied before validation."""
     file = Path(path)
     data = apply_overrides(read_yaml(file), overrides)
     if "scenarios" in data:
         raise ScenarioError([f"{file}: is a suite file; this command takes a scenario file"])
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_format_errors(file, exc, Scenario)) from None
+    scenario = validate_model(file, data, Scenario)
     return LoadedScenario(file=file, scenario=_resolve_paths(scenario))
 
 
@@ -344,11 +364,7 @@ def load_suite(
     Every problem in every file is collected before raising, so one run of ``validate`` shows all.
     """
     file = Path(path)
-    data = read_yaml(file)
-    try:
-        suite = Suite.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(_format_errors(file, exc, Suite)) from None
+    suite = validate_model(file, read_yaml(file), Suite)
     problems: list[str] = []
     loaded: list[LoadedScenario] = []
     for entry in suite.scenarios:

@@ -28,23 +28,27 @@ def _dali_available() -> str | None:
     return unavailable()
 
 
-def _not_built(name: str) -> Callable[[], str | None]:
-    def check() -> str | None:
-        return f"the {name} backend is not part of this version of the harness yet"
+def _nvdec_available() -> str | None:
+    from harness.pipeline.nvdec_backend import unavailable
 
-    return check
+    return unavailable()
 
 
 # backend name -> check returning None when usable, else the reason it is not
 BACKENDS: dict[str, Callable[[], str | None]] = {
     "torch": _torch_available,
     "dali": _dali_available,
-    "nvdec": _not_built("nvdec"),
+    "nvdec": _nvdec_available,
 }
 
 
-def require_backend(name: str) -> None:
+def backend_unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot be used on this machine, or None when it can."""
     check = BACKENDS.get(name)
-    reason = f"unknown backend; known: {', '.join(BACKENDS)}" if check is None else check()
+    return f"unknown backend; known: {', '.join(BACKENDS)}" if check is None else check()
+
+
+def require_backend(name: str) -> None:
+    reason = backend_unavailable(name)
     if reason is not None:
         raise HarnessError(f"backend {name} not available: {reason}")

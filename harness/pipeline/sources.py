@@ -93,13 +93,23 @@ class FileInfo:
 class SamplePlan:
     """Maps sample numbers to SampleRefs, deterministically from the seed.
 
-    Shuffled: every sample picks a random file (weighted by its frames), frame and crop. In order:
-    frames are taken one after another through the files, crops in raster order; consecutive
-    frames of a video then decode without a seek, as a sequential reader would.
+    Shuffled: every sample picks a random file (weighted by its frames), frame and crop. With a
+    ``sequence_length`` L > 1, samples come in runs of L: the run picks the file and its first
+    frame, its samples take consecutive frames (each with its own crop), so a decoder seeks once
+    per run. In order: frames are taken one after another through the files, crops in raster
+    order; consecutive frames of a video then decode without a seek, as a sequential reader would.
     """
 
-    def __init__(self, files: list[FileInfo], crop: int, seed: int, shuffle: bool) -> None:
+    def __init__(
+        self,
+        files: list[FileInfo],
+        crop: int,
+        seed: int,
+        shuffle: bool,
+        sequence_length: int = 1,
+    ) -> None:
         self.files, self.crop, self.seed, self.shuffle = files, crop, seed, shuffle
+        self.sequence_length = sequence_length
         for index, info in enumerate(files):
             if min(info.width, info.height) < crop or (info.frames == 1 and info.height < 2 * crop):
                 raise HarnessError(
@@ -128,9 +138,15 @@ class SamplePlan:
         total = int(self._cumulative[-1])
         if self.shuffle:
             rng = np.random.default_rng([self.seed, number])
-            position = int(rng.integers(total))
+            length = self.sequence_length
+            # One draw picks the run's start; with L == 1 it is the sample's own draw.
+            start_rng = rng if length == 1 else np.random.default_rng([self.seed, number // length])
+            position = int(start_rng.integers(total))
             file = int(np.searchsorted(self._cumulative, position, side="right"))
             frame = position - int(self._cumulative[file - 1] if file else 0)
+            if length > 1:  # the run stays inside the file's training frames
+                last = int(self._train_frames[file]) - 1
+                frame = min(min(frame, max(0, last - length + 1)) + number % length, last)
             info = self.files[file]
             top = int(rng.integers(self._train_rows(info)))
             left = int(rng.integers(info.width - self.crop + 1))

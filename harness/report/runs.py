@@ -269,15 +269,21 @@ def label_runs(runs: list[Run]) -> None:
         short.setdefault(machine_short(hardware), set()).add(run.machine)
     names = {full: name for name, fulls in short.items() for full in fulls if len(fulls) == 1}
     machines = list(dict.fromkeys(run.machine_key for run in runs))
-    counts: dict[tuple[str, str], int] = {}
+    # A scenario run with several backends (the self-check) is told apart by its backend.
+    backends: dict[tuple[str, str], set[str]] = {}
     for run in runs:
-        key = (run.scenario_name, run.machine_key)
+        backends.setdefault((run.scenario_name, run.machine_key), set()).add(_backend(run))
+    counts: dict[tuple[str, str, str], int] = {}
+    for run in runs:
+        key = (run.scenario_name, _backend(run), run.machine_key)
         counts[key] = counts.get(key, 0) + 1
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for index, run in enumerate(runs):
-        key = (run.scenario_name, run.machine_key)
+        key = (run.scenario_name, _backend(run), run.machine_key)
         seen[key] = seen.get(key, 0) + 1
         label = run.scenario_name
+        if len(backends[(run.scenario_name, run.machine_key)]) > 1:
+            label += f" ({_backend(run)})"
         if counts[key] > 1:
             repeat = run.manifest.get("repeat")
             number = repeat["index"] if isinstance(repeat, dict) else seen[key]
@@ -286,6 +292,10 @@ def label_runs(runs: list[Run]) -> None:
             label += f" on {names.get(run.machine, run.machine)}"
         run.label = label
         run.color = PALETTE[index % len(PALETTE)]
+
+
+def _backend(run: Run) -> str:
+    return str((run.manifest.get("scenario") or {}).get("pipeline", {}).get("backend", "torch"))
 
 
 # Colour-blind-safe (Okabe-Ito, then Tableau), one per run, in the order runs are given.
