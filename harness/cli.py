@@ -257,6 +257,33 @@ def _suite_report(args: argparse.Namespace, folders: list[Path]) -> None:
     print(f"report: {html}\nreport: {pdf}")
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Scenario, suite and self-check plan files alike: every problem of every file, then exit 2."""
+    from harness import scenario as scenarios
+    from harness.selfcheck import is_plan, load_plan, planned_scenarios
+
+    problems: list[str] = []
+    lines: list[str] = []
+    for file in args.files:
+        try:
+            if is_plan(Path(file)):
+                plan = load_plan(Path(file))
+                planned = planned_scenarios(Path(file), plan, args.override)
+                runs = sum(len(p.backends) for p, _ in planned)
+                lines.append(f"ok {file}: self-check plan {plan.name} ({runs} runs)")
+                continue
+            for item in scenarios.load_scenarios([file], args.override):
+                s = item.scenario
+                mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
+                lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ScenarioError(problems)
+    print("\n".join(lines))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from harness import scenario as scenarios
 
@@ -300,13 +327,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             quiet=args.quiet,
         )
 
-    loaded = scenarios.load_scenarios(args.files, args.override)
     if args.command == "validate":
-        for item in loaded:
-            s = item.scenario
-            mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
-            print(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
-        return 0
+        return _validate(args)
+
+    loaded = scenarios.load_scenarios(args.files, args.override)
     if args.command == "show":
         for index, item in enumerate(loaded):
             if index:

@@ -129,7 +129,7 @@ def run_scenario(
     torch.manual_seed(scenario.training.seed)
     _set_cpu_threads(scenario, device)
     model, optimizer = _model(scenario, dataset_manifest, device, ranks)
-    loader = _batches(scenario, source, plan, device, ranks)
+    loader = _batches(scenario, source, plan, device, ranks, folder)
     _page_in_training_code(model, scenario, device)
     records = LoopRecords()
     t0 = time.monotonic()
@@ -143,11 +143,31 @@ def run_scenario(
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
-def _batches(scenario: Scenario, source: Any, plan: Any, device: Any, ranks: Any) -> Any:
+def _batches(
+    scenario: Scenario, source: Any, plan: Any, device: Any, ranks: Any, folder: Path
+) -> Any:
     """The training batches of the scenario's backend (an iterable of batch dicts)."""
     from harness.pipeline.loader import RankSampler, SegmentationSamples, build_loader
+    from harness.pipeline.sources import DecodedVideoSource
 
     pipeline, steps = scenario.pipeline, scenario.training.steps
+    if pipeline.backend == "dali" and isinstance(source, DecodedVideoSource):
+        from harness.pipeline.dali_backend import build_dali_video_batches
+
+        folder.mkdir(parents=True, exist_ok=True)  # ranks other than 0 may not have it yet
+        return build_dali_video_batches(
+            source,
+            plan,
+            batch_size=pipeline.batch_size,
+            crop=pipeline.crop,
+            workers=pipeline.workers,
+            seed=scenario.training.seed,
+            rank=ranks.rank,
+            world=ranks.world,
+            steps=steps,
+            device_index=device.torch_device.index if device.is_cuda else None,
+            work_dir=folder,
+        )
     if pipeline.backend == "dali":
         from harness.pipeline.dali_backend import build_dali_batches
 
@@ -373,6 +393,8 @@ def _train_and_collect(
         text = " ".join(str(exc).split())[:300]
         what = "the data pipeline failed" if "DataLoader worker" in text else "run failed"
         reason = f"{what}: {text}"
+    except Exception as exc:  # a backend library's own error: one line, results kept
+        reason = f"run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     finally:
         # Ignore further signals while shutting down, so that a second Ctrl-C cannot lose data.
         for sig in previous:

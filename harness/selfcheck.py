@@ -68,6 +68,11 @@ COLUMNS = (
 )
 
 
+def is_plan(path: Path) -> bool:
+    """A self-check plan is a YAML mapping with a ``runs`` list."""
+    return "runs" in read_yaml(path)
+
+
 def load_plan(path: Path) -> SelfCheckPlan:
     return validate_model(path, read_yaml(path), SelfCheckPlan)
 

@@ -12,12 +12,20 @@ generator), not the torch backend's ``SamplePlan``; both keep clear of the held-
 bottom crop band of every image, the last eighth of every video). DALI does not time or count
 single samples, so fetch latency and the bytes cross-check are reported as not available.
 
-Video decoded by DALI needs its GPU decoder (``fn.readers.video``): not part of this version.
+Video decoded: ``fn.experimental.readers.video`` reads random sequences of
+``pipeline.sequence_length`` frames (its shuffle buffer picks them) from each video's training
+frames. It decodes on NVDEC (device ``gpu``) where there is a GPU; on a machine without one its
+CPU decoder takes VP8, VP9 and MJPEG only, so an H.264/HEVC dataset is refused before any work.
+(The older ``fn.readers.video`` is GPU-only; the experimental reader runs the same NVDEC decode and
+is also testable on a CPU.) Frames come with their numbers, so the masks are drawn from the
+tracks (or derived from the pixels) for exactly those frames; crops are cut in torch, at random
+positions seeded per rank.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +39,7 @@ from harness.pipeline.sources import (
     CollageSource,
     DecodedVideoSource,
     SamplePlan,
+    SampleRef,
     Source,
 )
 
@@ -46,17 +55,41 @@ def unavailable() -> str | None:
     return None
 
 
+CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder takes
+
+
 def check_scenario(source: Source, use_cuda: bool) -> None:
-    """Refuse, before any work, what this backend cannot do."""
-    if isinstance(source, DecodedVideoSource):
-        reason = (
-            "DALI decodes H.264/HEVC video on the GPU only and this machine has none"
-            if not use_cuda
-            else "DALI's GPU video reader (fn.readers.video) is not part of this version yet"
-        )
+    """Refuse, before any work, what this backend cannot do; a video it cannot decode is named."""
+    if not isinstance(source, DecodedVideoSource):
+        return
+    if any("mask" in record for record in source.records):
         raise HarnessError(
-            f"backend dali not available for video decoded: {reason}; use pipeline.backend torch"
+            "backend dali reads video masks from track tables or derives them from pixels; this "
+            "dataset has mask videos: use pipeline.backend torch"
         )
+    if use_cuda:
+        from harness.pipeline.nvdec_backend import check_scenario as check_nvdec
+
+        check_nvdec(source, use_cuda)  # DALI's GPU reader decodes on NVDEC: the same limits
+        return
+    for record in source.records:
+        codec = str(record.get("codec", "")).lower()
+        if codec not in CPU_VIDEO_CODECS:
+            raise HarnessError(
+                f"{source.root / record['path']}: backend dali decodes {codec or 'this'} video on "
+                f"the GPU only and this machine has none (its CPU decoder takes "
+                f"{', '.join(CPU_VIDEO_CODECS)}); use pipeline.backend torch"
+            )
+
+
+def _epochs(iterator: Any) -> Iterator[Any]:
+    """Batches across epochs: DALI's iterator stops at each epoch's end and, with auto_reset,
+    starts the next; iterating it anew each time would reset it (and warn) instead."""
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            continue
 
 
 def _training_files(source: Source, plan: SamplePlan) -> tuple[list[str], list[str], str, str]:
@@ -69,7 +102,7 @@ def _training_files(source: Source, plan: SamplePlan) -> tuple[list[str], list[s
     elif isinstance(source, CachedVideoSource):
         images, masks = [], []
         for file, info in enumerate(source.files):
-            first_held_out = plan._train_range(info)[1]
+            first_held_out = plan.train_range(info)[1]
             for index in range(first_held_out):
                 frame, mask = source._paths(file, index)
                 images.append(str(frame))
@@ -145,26 +178,135 @@ def build_dali_batches(
         auto_reset=True,
         last_batch_policy=LastBatchPolicy.FILL,
     )
-    produced = 0
-    while steps is None or produced < steps:
-        for outputs in iterator:
-            batch = outputs[0]
-            image = batch["image"].permute(0, 3, 1, 2)  # NHWC -> NCHW, as the torch backend
-            mask = batch["mask"]
-            if mask.dim() == 4:
-                mask = mask[..., 0]
-            count = image.shape[0]
-            now = time.monotonic_ns()
-            yield {
-                "image": image,
-                "mask": mask,
-                "latency_ns": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-                "end_ns": torch.full((count,), now, dtype=torch.int64),
-                "requested": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-                "first_time": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-                "errors": [],
-                "fatal": None,
-            }
-            produced += 1
-            if steps is not None and produced >= steps:
-                return
+    for outputs in itertools.islice(_epochs(iterator), steps):  # steps None: no end
+        batch = outputs[0]
+        image = batch["image"].permute(0, 3, 1, 2)  # NHWC -> NCHW, as the torch backend
+        mask = batch["mask"]
+        if mask.dim() == 4:
+            mask = mask[..., 0]
+        count = image.shape[0]
+        now = time.monotonic_ns()
+        yield {
+            "image": image,
+            "mask": mask,
+            "latency_ns": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "end_ns": torch.full((count,), now, dtype=torch.int64),
+            "requested": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "first_time": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "errors": [],
+            "fatal": None,
+        }
+
+
+def build_dali_video_batches(
+    source: DecodedVideoSource,
+    plan: SamplePlan,
+    *,
+    batch_size: int,
+    crop: int,
+    workers: int,
+    seed: int,
+    rank: int,
+    world: int,
+    steps: int | None,
+    device_index: int | None,
+    work_dir: Path,
+) -> Iterator[dict[str, Any]]:
+    """Batches of frames from random sequences decoded by DALI's video reader."""
+    import numpy as np
+    from nvidia.dali import fn, pipeline_def
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    length = plan.sequence_length
+    # One line per video: path, label (its index), first and last-plus-one training frame.
+    file_list = work_dir / f"dali-videos-rank{rank}.txt"
+    file_list.write_text(
+        "".join(
+            f"{source.root / record['path']} {index} 0 {plan.train_range(info)[1]}\n"
+            for index, (record, info) in enumerate(zip(source.records, source.files, strict=True))
+        )
+    )
+    sequences = -(-batch_size // length)  # enough sequences for a batch; extra frames dropped
+
+    @pipeline_def(
+        batch_size=sequences,
+        num_threads=max(1, workers),
+        device_id=device_index,
+        seed=seed + 7919 * rank,
+    )
+    def pipeline() -> tuple[Any, Any, Any]:
+        video, label, frame = fn.experimental.readers.video(
+            file_list=str(file_list),
+            file_list_format="frames",
+            file_list_include_end=False,
+            sequence_length=length,
+            random_shuffle=True,
+            initial_fill=256,
+            seed=seed,
+            shard_id=rank,
+            num_shards=world,
+            enable_frame_num="sequence",
+            device="gpu" if device_index is not None else "cpu",
+            name="video",
+        )
+        return video, label, frame
+
+    iterator = DALIGenericIterator(
+        pipeline(),
+        ["video", "label", "frame"],
+        reader_name="video",
+        auto_reset=True,
+        last_batch_policy=LastBatchPolicy.FILL,
+    )
+    crops = np.random.default_rng([seed, rank, 0xDA11])
+    tracks: dict[int, Any] = {}
+    for outputs in itertools.islice(_epochs(iterator), steps):  # steps None: no end
+        batch = outputs[0]
+        frames = batch["video"].flatten(0, 1)[:batch_size]  # (N, H, W, C)
+        files = batch["label"].reshape(-1).cpu().repeat_interleave(length)[:batch_size]
+        numbers = batch["frame"].reshape(-1).cpu()[:batch_size]
+        images, masks, refs = [], [], []
+        for frame, file, number in zip(frames, files.tolist(), numbers.tolist(), strict=True):
+            info = source.files[file]
+            top = int(crops.integers(info.height - crop + 1))
+            left = int(crops.integers(info.width - crop + 1))
+            ref = SampleRef(file, number, top, left)
+            refs.append(ref)
+            image = frame[top : top + crop, left : left + crop]
+            images.append(image.permute(2, 0, 1))
+            masks.append(_video_mask(source, tracks, ref, crop, image))
+        count = len(images)
+        now = time.monotonic_ns()
+        yield {
+            "image": torch.stack(images),
+            "mask": torch.stack(masks).to(frames.device),
+            "refs": refs,  # which frame and crop each sample is (tests check them)
+            "latency_ns": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "end_ns": torch.full((count,), now, dtype=torch.int64),
+            "requested": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "first_time": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
+            "errors": [],
+            "fatal": None,
+        }
+
+
+def _video_mask(
+    source: DecodedVideoSource,
+    tracks: dict[int, Any],
+    ref: SampleRef,
+    crop: int,
+    image: torch.Tensor,
+) -> torch.Tensor:
+    """The class mask under a crop (``image``, HxWxC) of frame ``ref.frame`` of video
+    ``ref.file``: drawn from the video's track table, or derived from the crop's pixels."""
+    from harness.data.labels import derive_mask
+    from harness.data.video import Tracks
+
+    record = source.records[ref.file]
+    if "tracks" in record:
+        if ref.file not in tracks:
+            tracks[ref.file] = Tracks.load(source.root / record["tracks"])
+        whole = tracks[ref.file].mask(ref.frame)
+        return torch.from_numpy(whole[ref.top : ref.top + crop, ref.left : ref.left + crop])
+    rule = source.labels.removeprefix("derived:")
+    return torch.from_numpy(derive_mask(image.cpu().numpy(), rule, source.classes))

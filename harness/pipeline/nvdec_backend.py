@@ -37,19 +37,20 @@ from harness.data.labels import derive_mask
 from harness.errors import HarnessError
 from harness.pipeline.loader import MAX_SKIPS
 from harness.pipeline.sources import (
+    CountingFile,
     DecodedVideoSource,
     PageLedger,
     Reads,
     SamplePlan,
     SampleRef,
     Source,
-    _CountingFile,
 )
 
 NOT_COUNTED = -1  # bytes of a sample read by the SDK's demuxer: recorded as not measured
 MAX_OPEN = 16  # decoder sessions per thread: the study's 12 cameras stay open
-# Read the videos through a counting Python file object (bytes cross-check per sample), rather
-# than by path in the SDK's own demuxer (no per-sample bytes). benchmarks/bench_nvdec.py compares.
+# Read the videos through a counting Python file object (bytes cross-check per sample) rather
+# than by path in the SDK's own demuxer (no per-sample bytes): benchmarks/bench_nvdec.py found no
+# difference in speed on an H200 (193 vs 192 samples/s), so the bytes are counted.
 COUNT_READS = True
 
 # What NVDEC decodes on Ampere and Hopper GPUs (Video Codec SDK support matrix), as the codec
@@ -127,7 +128,7 @@ class _SharedLedger(PageLedger):
 @dataclass
 class _OpenDecoder:
     decoder: Any
-    handle: _CountingFile | None  # None: the SDK reads the file itself, bytes not counted
+    handle: CountingFile | None  # None: the SDK reads the file itself, bytes not counted
 
 
 class _DecoderThread:
@@ -156,7 +157,7 @@ class _DecoderThread:
     def _open(self, file: int) -> _OpenDecoder:
         nvc = importlib.import_module("PyNvVideoCodec")
         path = self.source.root / self.source.records[file]["path"]
-        handle = _CountingFile(path, self.ledger) if COUNT_READS else None
+        handle = CountingFile(path, self.ledger) if COUNT_READS else None
         try:
             decoder = nvc.SimpleDecoder(
                 str(path) if handle is None else handle,
@@ -277,7 +278,7 @@ class NvdecBatches:
             image = frame[rows, cols].permute(2, 0, 1).contiguous()
             record = source.records[ref.file]
             if "tracks" in record or "mask" in record:
-                mask = source._mask(ref.file, ref.frame, np.empty(0))[rows, cols]
+                mask = source.mask(ref.file, ref.frame, np.empty(0))[rows, cols]
             else:  # labels derived from pixel values: the crop's pixels come to the host
                 rgb = image.permute(1, 2, 0).cpu().numpy()
                 mask = derive_mask(rgb, source.labels.removeprefix("derived:"), source.classes)

@@ -117,11 +117,11 @@ class SamplePlan:
                     f"pipeline.crop {crop} (images need twice the crop in height: one band is "
                     "held out for evaluation)"
                 )
-        self._train_frames = np.array([self._train_range(f)[1] for f in files], dtype=np.int64)
+        self._train_frames = np.array([self.train_range(f)[1] for f in files], dtype=np.int64)
         self._cumulative = np.cumsum(self._train_frames)
 
     @staticmethod
-    def _train_range(info: FileInfo) -> tuple[int, int]:
+    def train_range(info: FileInfo) -> tuple[int, int]:
         """Frames used for training: all but the last eighth (videos); the image (images)."""
         if info.frames == 1:
             return 0, 1
@@ -168,7 +168,7 @@ class SamplePlan:
         left = int(rng.integers(info.width - self.crop + 1))
         if info.frames == 1:
             return SampleRef(file, 0, info.height - self.crop, left)
-        first = self._train_range(info)[1]
+        first = self.train_range(info)[1]
         frame = int(rng.integers(first, info.frames))
         return SampleRef(file, frame, int(rng.integers(info.height - self.crop + 1)), left)
 
@@ -346,7 +346,7 @@ def _decode_picture(data: bytes, path: Path) -> np.ndarray:
 # --- video, decoded on the fly ------------------------------------------------------------------
 
 
-class _CountingFile(io.FileIO):
+class CountingFile(io.FileIO):
     """A file whose reads are counted: the bytes the decoder asked the storage for, in all and
     for the first time (through the source's page ledger)."""
 
@@ -375,7 +375,7 @@ class _CountingFile(io.FileIO):
 @dataclass
 class _OpenVideo:
     reader: VideoReader
-    handle: _CountingFile
+    handle: CountingFile
     frames: Any = None  # the decoding iterator, kept to continue without a seek
     last: int = -2  # index of the last frame it produced
 
@@ -412,7 +412,7 @@ class DecodedVideoSource(Source):
         video = self._open.get(file)
         if video is None:
             path = self.root / self.records[file]["path"]
-            handle = _CountingFile(path, self.ledger)
+            handle = CountingFile(path, self.ledger)
             reader = VideoReader(path, self.threads, file=handle)
             video = self._open[file] = _OpenVideo(reader, handle)
             while len(self._open) > self.MAX_OPEN:
@@ -434,7 +434,9 @@ class DecodedVideoSource(Source):
         video.frames, video.last = None, -2
         raise HarnessError(f"{video.reader.path}: frame {index} not found (the video is shorter)")
 
-    def _mask(self, file: int, index: int, image: np.ndarray) -> np.ndarray:
+    def mask(self, file: int, index: int, image: np.ndarray) -> np.ndarray:
+        """The class mask of frame ``index`` of video ``file`` (whole frame): drawn from its
+        track table, read from its mask video, or derived from ``image`` by the label rule."""
         record = self.records[file]
         if "tracks" in record:
             tracks = self._tracks.get(file)
@@ -452,7 +454,7 @@ class DecodedVideoSource(Source):
 
     def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
         image, reads = self._frame(ref.file, ref.frame)
-        mask = self._mask(ref.file, ref.frame, image)
+        mask = self.mask(ref.file, ref.frame, image)
         rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
         return (
             np.ascontiguousarray(image[rows, cols]),
