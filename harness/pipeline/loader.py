@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -123,6 +124,13 @@ def _worker_init(_worker_id: int) -> None:
     # The main process owns interruption: it shuts the workers down and keeps the results.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # multiprocessing's handle-sharing thread reports a connection the main process dropped
+    # (it was interrupted mid-batch) through sys.excepthook: one line, not a traceback.
+    sys.excepthook = _one_line_excepthook
+
+
+def _one_line_excepthook(kind: type[BaseException], value: BaseException, _tb: Any) -> None:
+    print(f"data worker {os.getpid()}: {kind.__name__}: {_message(value)}", file=sys.stderr)
 
 
 def build_loader(
