@@ -3,9 +3,10 @@
     python benchmarks/gpu_probe.py VIDEO.mp4
 
 Prints: the bare training step (U-Net 64, 512x512, batch 16, bf16, data already on the GPU), the
-rate the self-check's loop cannot beat; NVDEC (PyNvVideoCodec) sequential and random-frame decode,
-one decoder and several in threads (whether the decoders run in parallel under the GIL); PyAV's
-random-frame decode on one core. Each section that cannot run prints "not available: reason".
+rate the self-check's loop cannot beat; NVDEC (PyNvVideoCodec) sequential, random-frame and
+random-run-of-8 decode, one decoder and several in threads (whether the decoders run in parallel
+under the GIL); PyAV's random-frame decode on one core. A section that cannot run prints
+"not available: reason".
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ def nvdec(video: Path, threads: int = 8) -> None:
     torch.cuda.synchronize()
     per = (time.perf_counter() - started) / len(picks)
     print(f"nvdec random frame, 1 decoder: {per * 1e3:.1f} ms/frame ({1 / per:.0f} samples/s)")
+
+    # Runs of 8 consecutive frames from random positions (pipeline.sequence_length 8): what one
+    # call costs against 8 single random frames shows whether the seek is paid once per run.
+    starts = [int(i) for i in rng.integers(0, frames - 8, 20)]
+    started = time.perf_counter()
+    for start in starts:
+        first.get_batch_frames_by_index(list(range(start, start + 8)))
+    torch.cuda.synchronize()
+    per = (time.perf_counter() - started) / len(starts)
+    print(f"nvdec run of 8 frames, 1 decoder: {per * 1e3:.1f} ms/run ({8 / per:.0f} samples/s)")
 
     decoders = [decoder() for _ in range(threads)]
     done = [0] * threads

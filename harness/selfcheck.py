@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from harness import results
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ScenarioError
 from harness.scenario import LoadedScenario, Model, load_scenario, read_yaml, validate_model
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -82,7 +82,6 @@ def planned_scenarios(
 ) -> list[tuple[PlannedRun, LoadedScenario]]:
     """Each planned run with its scenario loaded (the user's overrides applied)."""
     from harness.pipeline import BACKENDS
-    from harness.scenario import ScenarioError
 
     problems: list[str] = []
     loaded = []
@@ -158,7 +157,12 @@ def run_selfcheck(
     pairs = [(base, b, o) for planned_run, base in planned for b, o in planned_run.backends.items()]
     for base, backend, backend_overrides in pairs:
         extra = [*overrides, *timing, f"pipeline.backend={backend}", *backend_overrides]
-        loaded = load_scenario(base.file, extra)
+        try:
+            loaded = load_scenario(base.file, extra)
+        except ScenarioError as exc:  # e.g. nvdec asked for an image scenario
+            rows.append(Row(base.scenario.name, backend, "refused", "; ".join(exc.problems)))
+            _progress(rows[-1], quiet)
+            continue
         name = loaded.scenario.name
         reason = backend_unavailable(backend)
         if reason is not None:

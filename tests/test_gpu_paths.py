@@ -110,12 +110,16 @@ def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
     tmp_path: Path, write_scenario
 ) -> None:
     decoded = write_scenario(video(tmp_path, "decoded"), "decoded.yaml")
+    images = write_scenario(collage(tmp_path), "collage.yaml")
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         yaml.safe_dump(
             {
                 "name": "tiny-selfcheck",
-                "runs": [{"scenario": decoded.name, "backends": {"torch": [], "nvdec": []}}],
+                "runs": [
+                    {"scenario": decoded.name, "backends": {"torch": [], "nvdec": []}},
+                    {"scenario": images.name, "backends": {"nvdec": []}},
+                ],
             }
         )
     )
@@ -130,7 +134,9 @@ def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
         assert title in header
     document = json.loads((report / "selfcheck.json").read_text())
     assert document["format"] == "harness-selfcheck" and document["format_version"] == 1
-    rows = {row["backend"]: row for row in document["rows"]}
+    rows = {row["backend"]: row for row in document["rows"][:2]}
+    refused = document["rows"][2]  # nvdec cannot read images: a row, and the check goes on
+    assert refused["status"] == "refused" and "nvdec decodes video" in refused["note"]
     assert rows["torch"]["status"] == "ok" and rows["torch"]["metrics"]["samples_per_s"] > 0
     assert rows["torch"]["metrics"]["gpu_util_pct"] is None  # no GPU: not measured, not zero
     assert rows["nvdec"]["status"] == "not available"
