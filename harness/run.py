@@ -151,6 +151,15 @@ def _batches(
     from harness.pipeline.sources import DecodedVideoSource
 
     pipeline, steps = scenario.pipeline, scenario.training.steps
+    shared = {
+        "batch_size": pipeline.batch_size,
+        "crop": pipeline.crop,
+        "workers": pipeline.workers,
+        "rank": ranks.rank,
+        "world": ranks.world,
+        "steps": steps,
+    }
+    device_index = device.torch_device.index if device.is_cuda else None
     if pipeline.backend == "dali" and isinstance(source, DecodedVideoSource):
         from harness.pipeline.dali_backend import build_dali_video_batches
 
@@ -158,30 +167,16 @@ def _batches(
         return build_dali_video_batches(
             source,
             plan,
-            batch_size=pipeline.batch_size,
-            crop=pipeline.crop,
-            workers=pipeline.workers,
             seed=scenario.training.seed,
-            rank=ranks.rank,
-            world=ranks.world,
-            steps=steps,
-            device_index=device.torch_device.index if device.is_cuda else None,
+            device_index=device_index,
             work_dir=folder,
+            **shared,
         )
     if pipeline.backend == "dali":
         from harness.pipeline.dali_backend import build_dali_batches
 
         return build_dali_batches(
-            source,
-            plan,
-            batch_size=pipeline.batch_size,
-            crop=pipeline.crop,
-            workers=pipeline.workers,
-            seed=scenario.training.seed,
-            rank=ranks.rank,
-            world=ranks.world,
-            steps=steps,
-            device_index=device.torch_device.index if device.is_cuda else None,
+            source, plan, seed=scenario.training.seed, device_index=device_index, **shared
         )
     if pipeline.backend == "nvdec":
         from harness.pipeline.nvdec_backend import NvdecBatches
@@ -189,15 +184,10 @@ def _batches(
         return NvdecBatches(
             source,
             plan,
-            batch_size=pipeline.batch_size,
-            crop=pipeline.crop,
-            workers=pipeline.workers,
             prefetch_factor=pipeline.prefetch_factor,
-            rank=ranks.rank,
-            world=ranks.world,
-            steps=steps,
             device=device.torch_device,
             on_corrupt=pipeline.on_corrupt,
+            **shared,
         )
     sampler = RankSampler(ranks.rank, ranks.world, pipeline.batch_size, steps)
     dataset = SegmentationSamples(source, plan, pipeline.crop, pipeline.on_corrupt)

@@ -82,6 +82,22 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             )
 
 
+def _untimed_batch(image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+    """A batch in the loop's format whose samples were neither timed nor counted one by one."""
+    count = image.shape[0]
+    not_timed = torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64)
+    return {
+        "image": image,
+        "mask": mask,
+        "latency_ns": not_timed,
+        "end_ns": torch.full((count,), time.monotonic_ns(), dtype=torch.int64),
+        "requested": not_timed,
+        "first_time": not_timed,
+        "errors": [],
+        "fatal": None,
+    }
+
+
 def _epochs(iterator: Any) -> Iterator[Any]:
     """Batches across epochs: DALI's iterator stops at each epoch's end and, with auto_reset,
     starts the next; iterating it anew each time would reset it (and warn) instead."""
@@ -184,18 +200,7 @@ def build_dali_batches(
         mask = batch["mask"]
         if mask.dim() == 4:
             mask = mask[..., 0]
-        count = image.shape[0]
-        now = time.monotonic_ns()
-        yield {
-            "image": image,
-            "mask": mask,
-            "latency_ns": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "end_ns": torch.full((count,), now, dtype=torch.int64),
-            "requested": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "first_time": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "errors": [],
-            "fatal": None,
-        }
+        yield _untimed_batch(image, mask)
 
 
 def build_dali_video_batches(
@@ -275,19 +280,9 @@ def build_dali_video_batches(
             image = frame[top : top + crop, left : left + crop]
             images.append(image.permute(2, 0, 1))
             masks.append(_video_mask(source, tracks, ref, crop, image))
-        count = len(images)
-        now = time.monotonic_ns()
-        yield {
-            "image": torch.stack(images),
-            "mask": torch.stack(masks).to(frames.device),
-            "refs": refs,  # which frame and crop each sample is (tests check them)
-            "latency_ns": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "end_ns": torch.full((count,), now, dtype=torch.int64),
-            "requested": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "first_time": torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64),
-            "errors": [],
-            "fatal": None,
-        }
+        batch = _untimed_batch(torch.stack(images), torch.stack(masks).to(frames.device))
+        batch["refs"] = refs  # which frame and crop each sample is (tests check them)
+        yield batch
 
 
 def _video_mask(
