@@ -18,13 +18,27 @@ from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
 
 def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="scenario or suite YAML files")
+    _override_arg(parser)
+
+
+def _override_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--override",
         action="append",
         default=[],
         metavar="KEY.PATH=VALUE",
-        help="set a scenario field, e.g. -o pipeline.workers=4 (repeatable)",
+        help="set a field of every scenario, e.g. -o pipeline.workers=4 (repeatable)",
+    )
+
+
+def _results_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where run folders are written (default: ./results)",
     )
 
 
@@ -62,13 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text)
         _scenario_args(command)
-        command.add_argument(
-            "--results",
-            type=Path,
-            default=Path("results"),
-            metavar="DIR",
-            help="where run folders are written (default: ./results)",
-        )
+        _results_arg(command)
         command.add_argument(
             "--repeat",
             type=int,
@@ -102,14 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     selfcheck.add_argument(
         "--plan", type=Path, default=None, metavar="FILE", help="a self-check plan YAML instead"
     )
-    selfcheck.add_argument(
-        "-o",
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="set a field of every scenario, e.g. -o pipeline.workers=8 (repeatable)",
-    )
+    _override_arg(selfcheck)
     selfcheck.add_argument(
         "--duration",
         type=float,
@@ -117,13 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="measured seconds per run (default: each scenario's own)",
     )
-    selfcheck.add_argument(
-        "--results",
-        type=Path,
-        default=Path("results"),
-        metavar="DIR",
-        help="where run folders are written (default: ./results)",
-    )
+    _results_arg(selfcheck)
     selfcheck.add_argument(
         "--report",
         type=Path,

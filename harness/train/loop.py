@@ -82,6 +82,13 @@ def prepare_inputs(batch: dict[str, Any], device: Device) -> tuple[torch.Tensor,
     return images, masks
 
 
+def _training_stream(device: Device) -> contextlib.AbstractContextManager:
+    """On CUDA, a non-blocking stream of the loop's own (see SIDE_STREAM); else nothing."""
+    if not (device.is_cuda and SIDE_STREAM):
+        return contextlib.nullcontext()
+    return torch.cuda.stream(torch.cuda.Stream(device.torch_device))
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -96,112 +103,84 @@ def train(
     progress: Callable[[LoopRecords], None] | None = None,
 ) -> None:
     """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed."""
-    stream = torch.cuda.Stream(device.torch_device) if device.is_cuda and SIDE_STREAM else None
-    with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-        _train_steps(
-            model,
-            optimizer,
-            batches,
-            device,
-            t0=t0,
-            warmup_steps=warmup_steps,
-            steps=steps,
-            duration_s=duration_s,
-            records=records,
-            progress=progress,
+    with _training_stream(device):
+        records.warmup_steps = warmup_steps
+        model.train()
+        autocast = torch.autocast(
+            device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
         )
-
-
-def _train_steps(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batches: Iterable[dict[str, Any]],
-    device: Device,
-    *,
-    t0: float,
-    warmup_steps: int,
-    steps: int | None,
-    duration_s: float | None,
-    records: LoopRecords,
-    progress: Callable[[LoopRecords], None] | None,
-) -> None:
-    records.warmup_steps = warmup_steps
-    model.train()
-    autocast = torch.autocast(
-        device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
-    )
-    iterator = iter(batches)
-    measured_since: float | None = None
-    step = 0
-    while steps is None or step < steps:
-        started = time.monotonic()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            break
-        except RuntimeError as exc:  # DataLoader: a worker was killed or exited
-            raise RunFailed(f"the data pipeline failed: {' '.join(str(exc).split())}") from None
-        arrived = time.monotonic()
-        if batch["fatal"] is not None:
-            path, message = batch["fatal"]
+        iterator = iter(batches)
+        measured_since: float | None = None
+        step = 0
+        while steps is None or step < steps:
+            started = time.monotonic()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError as exc:  # DataLoader: a worker was killed or exited
+                raise RunFailed(f"the data pipeline failed: {' '.join(str(exc).split())}") from None
+            arrived = time.monotonic()
+            if batch["fatal"] is not None:
+                path, message = batch["fatal"]
+                records.errors.extend(batch["errors"])
+                raise HarnessError(f"{path}: {message} (pipeline.on_corrupt is fail)")
             records.errors.extend(batch["errors"])
-            raise HarnessError(f"{path}: {message} (pipeline.on_corrupt is fail)")
-        records.errors.extend(batch["errors"])
-        images, masks = prepare_inputs(batch, device)
-        with autocast:
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), masks)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.is_cuda:
-            # The step's own stream: decoder threads (nvdec) work on theirs meanwhile.
-            torch.cuda.current_stream(device.torch_device).synchronize()
-        loss_value = float(loss.item())
-        finished = time.monotonic()
-        if not np.isfinite(loss_value):
-            raise RunFailed(f"the loss became {loss_value} at step {step}: training diverged")
-        records.steps.append(
-            {
-                "step": step,
-                "t_start": started - t0,
-                "t_end": finished - t0,
-                "wait_s": arrived - started,
-                "compute_s": finished - arrived,
-                "loss": loss_value,
-                "samples": int(images.shape[0]),
-                "warmup": step < warmup_steps,
-            }
-        )
-        ends = (batch["end_ns"].numpy() / 1e9) - t0
-        columns = zip(
-            ends,
-            batch["latency_ns"].tolist(),
-            batch["requested"].tolist(),
-            batch["first_time"].tolist(),
-            strict=True,
-        )
-        for end, latency, requested, first_time in columns:
-            records.samples.append(
+            images, masks = prepare_inputs(batch, device)
+            with autocast:
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.is_cuda:
+                # The step's own stream: decoder threads (nvdec) work on theirs meanwhile.
+                torch.cuda.current_stream(device.torch_device).synchronize()
+            loss_value = float(loss.item())
+            finished = time.monotonic()
+            if not np.isfinite(loss_value):
+                raise RunFailed(f"the loss became {loss_value} at step {step}: training diverged")
+            records.steps.append(
                 {
-                    "t_end": float(end),
-                    # A backend that cannot time or count single samples (DALI) sends -1:
-                    # recorded as not measured (NaN), never as zero.
-                    "latency_ms": latency / 1e6 if latency >= 0 else float("nan"),
-                    "requested_bytes": requested if requested >= 0 else float("nan"),
-                    "first_time_bytes": first_time if first_time >= 0 else float("nan"),
                     "step": step,
+                    "t_start": started - t0,
+                    "t_end": finished - t0,
+                    "wait_s": arrived - started,
+                    "compute_s": finished - arrived,
+                    "loss": loss_value,
+                    "samples": int(images.shape[0]),
+                    "warmup": step < warmup_steps,
                 }
             )
-        if progress is not None:
-            progress(records)
-        step += 1
-        if step == warmup_steps:
-            measured_since = finished
-        if duration_s is not None and step >= warmup_steps:
-            measured_since = measured_since or started
-            if finished - measured_since >= duration_s:
-                break
+            ends = (batch["end_ns"].numpy() / 1e9) - t0
+            columns = zip(
+                ends,
+                batch["latency_ns"].tolist(),
+                batch["requested"].tolist(),
+                batch["first_time"].tolist(),
+                strict=True,
+            )
+            for end, latency, requested, first_time in columns:
+                records.samples.append(
+                    {
+                        "t_end": float(end),
+                        # A backend that cannot time or count single samples (DALI) sends -1:
+                        # recorded as not measured (NaN), never as zero.
+                        "latency_ms": latency / 1e6 if latency >= 0 else float("nan"),
+                        "requested_bytes": requested if requested >= 0 else float("nan"),
+                        "first_time_bytes": first_time if first_time >= 0 else float("nan"),
+                        "step": step,
+                    }
+                )
+            if progress is not None:
+                progress(records)
+            step += 1
+            if step == warmup_steps:
+                measured_since = finished
+            if duration_s is not None and step >= warmup_steps:
+                measured_since = measured_since or started
+                if finished - measured_since >= duration_s:
+                    break
 
 
 @torch.no_grad()
