@@ -19,3 +19,12 @@ class ScenarioError(HarnessError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """An exception (or any message) as one line: whitespace collapsed, the type's name when the
+    message is empty, cut to ``limit`` characters when given."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    return text if limit is None else text[:limit]

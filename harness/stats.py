@@ -6,7 +6,7 @@ better: "higher", "lower", or "context" (neither: a fact about the run, such as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -68,3 +68,13 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator in (None, 0):
         return None
     return numerator / denominator  # type: ignore[operator]
+
+
+def mean_gpu_util(metrics: Mapping[str, Mapping[str, object]]) -> float | None:
+    """Mean of the per-GPU ``gpu_util_pct[i]`` metrics of a summary; None when none was measured."""
+    values = [
+        float(entry["value"])  # type: ignore[arg-type]
+        for name, entry in metrics.items()
+        if name.startswith("gpu_util_pct[") and entry.get("value") is not None
+    ]
+    return float(np.mean(values)) if values else None
