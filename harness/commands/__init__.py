@@ -1,0 +1,66 @@
+"""CLI commands, one module each, found by name and imported when the parser is built.
+
+A command module defines ``HELP`` (one line for ``harness --help``), ``configure(parser)`` (its
+arguments) and ``run(args) -> int`` (the exit code). Modules import their heavy dependencies
+inside ``run``, so ``harness --help`` and a command that needs no optional package never pay for
+(or break on) the others. A new command is one module plus one name here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+# In the order ``harness --help`` lists them.
+COMMANDS = (
+    "validate",
+    "show",
+    "datagen",
+    "cache",
+    "run",
+    "suite",
+    "selfcheck",
+    "report",
+    "compare",
+    "baseline",
+)
+
+
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"harness.commands.{name}")
+
+
+def scenario_args(parser: argparse.ArgumentParser) -> None:
+    """Scenario or suite files, and ``-o`` overrides."""
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario or suite YAML files")
+    override_arg(parser)
+
+
+def override_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="set a field of every scenario, e.g. -o pipeline.workers=4 (repeatable)",
+    )
+
+
+def results_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="where run folders are written (default: ./results)",
+    )
+
+
+def utc_stamp() -> str:
+    """A time stamp for default report folder names (sorts by time)."""
+    import time
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

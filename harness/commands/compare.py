@@ -1,0 +1,52 @@
+"""``harness compare BASELINE CURRENT``: direction- and noise-aware verdicts; exit 1 on a
+regression."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "judge CURRENT against BASELINE, metric by metric; exit 1 on a regression"
+DESCRIPTION = (
+    "BASELINE and CURRENT are each a run folder, a folder of runs (repeats, or a suite's results: "
+    "grouped by scenario), a summary.json, or a saved baseline's name."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.add_argument("baseline", metavar="BASELINE")
+    parser.add_argument("current", metavar="CURRENT")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=PCT",
+        help="a metric's tolerance in %% of the baseline, e.g. samples_per_s=5 (repeatable; "
+        "overrides the scenario's thresholds.tolerance_pct and the defaults)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        metavar="A",
+        help="significance level of the Mann-Whitney U test on repeats (default 0.05)",
+    )
+    parser.add_argument(
+        "--allow-hardware-mismatch",
+        action="store_true",
+        help="compare runs from different hardware (refused by default)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.baselines import compare_command, parse_tolerances
+
+    return compare_command(
+        args.baseline,
+        args.current,
+        as_json=args.json,
+        tolerances=parse_tolerances(args.tolerance),
+        allow_hardware_mismatch=args.allow_hardware_mismatch,
+        alpha=args.alpha,
+    )

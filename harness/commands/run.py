@@ -1,0 +1,89 @@
+"""``harness run FILE...``: each scenario's training loop with its collectors (``suite`` too)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.commands import results_arg, scenario_args, utc_stamp
+from harness.errors import HarnessError
+
+HELP = "run each scenario's training loop with its collectors; write results/<run-id>/"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    scenario_args(parser)
+    results_arg(parser)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each scenario N times (for noise-aware comparisons)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_scenarios(args, report=None)
+
+
+def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
+    """Run every scenario ``--repeat`` times; with ``report``, end with the report of the runs
+    (also when a run stops early: a stopped suite still reports what it has)."""
+    from harness.run import run_scenario
+    from harness.scenario import load_scenarios
+
+    if args.repeat < 1:
+        raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
+    loaded = load_scenarios(args.files, args.override)
+    if report is not None:
+        from harness.data import prepare_datasets
+        from harness.data.cache import build_caches
+
+        scenarios = [item.scenario for item in loaded]
+        prepare_datasets(scenarios)
+        build_caches(scenarios)
+    command = ["harness", *sys.argv[1:]]
+    worst = 0
+    folders: list[Path] = []
+    for item in loaded:
+        for index in range(args.repeat):
+            repeat = (index + 1, args.repeat) if args.repeat > 1 else None
+            outcome = run_scenario(
+                item, results_root=args.results, command=command, repeat=repeat, quiet=args.quiet
+            )
+            if outcome.folder is not None:  # under torchrun only rank 0 has the folder
+                folders.append(outcome.folder)
+            if not outcome.complete:
+                print(
+                    f"error: {item.scenario.name}: {outcome.reason}; partial results kept in "
+                    f"{outcome.folder}",
+                    file=sys.stderr,
+                )
+                _report(folders, report)
+                return outcome.exit_code
+            verdicts = (outcome.summary or {}).get("thresholds", [])
+            if args.strict and any(v["pass"] is False for v in verdicts):
+                worst = 1
+    _report(folders, report)
+    return worst
+
+
+def _report(folders: list[Path], out: Path | None) -> None:
+    """The report of a suite's runs (printed even with --quiet)."""
+    if out is None or not folders:
+        return
+    from harness.report import write_report
+
+    html, pdf = write_report(folders, out)
+    print(f"report: {html}\nreport: {pdf}")
+
+
+def default_report_dir(files: list[str], kind: str | None = None) -> Path:
+    """``reports/<UTC time>-<first file's stem or kind>``."""
+    return Path("reports") / f"{utc_stamp()}-{kind or Path(files[0]).stem}"
