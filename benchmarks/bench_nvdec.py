@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from harness.pipeline.nvdec_backend import SDK_READS_ENV
+from harness.train.loop import DEFAULT_STREAM_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT / "scenarios/gpu/video_decoded_sequences.yaml"
@@ -37,10 +41,6 @@ VARIANTS = [
 
 DRIVER = """
 import sys
-import harness.pipeline.nvdec_backend as nvdec
-import harness.train.loop as loop
-nvdec.COUNT_READS = {count}
-loop.SIDE_STREAM = {side}
 if {switch!r} is not None:
     sys.setswitchinterval({switch!r})
 from harness.cli import main
@@ -77,8 +77,15 @@ def main() -> None:
                 "-o",
                 "training.eval_samples=0",
             ]
-            code = DRIVER.format(count=count, switch=switch, side=side, argv=argv)
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            code = DRIVER.format(switch=switch, argv=argv)
+            env = {
+                **os.environ,
+                SDK_READS_ENV: "0" if count else "1",
+                DEFAULT_STREAM_ENV: "0" if side else "1",
+            }
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, env=env
+            )
             summaries = list(results.glob("*/summary.json"))
             if done.returncode != 0 or not summaries:
                 print(f"{name}: failed ({done.returncode}): {done.stderr.strip()[-300:]}")

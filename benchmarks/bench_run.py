@@ -173,7 +173,7 @@ def pipeline_read_rate(path: Path, samples: int) -> float:
         pin_memory=False,
     )
     started = time.perf_counter()
-    first_time = sum(int(b["first_time"].sum()) for b in loader)
+    first_time = sum(int(b.first_time_bytes.sum()) for b in loader)
     return first_time / (time.perf_counter() - started) / 1e6
 
 

@@ -162,3 +162,39 @@ def _open(path: Path) -> Iterator[tuple[int, int]]:
 
 def _error(path: Path, action: str, exc: OSError) -> HarnessError:
     return HarnessError(f"{action} {path}: {exc.strerror or exc}")
+
+
+def prepare(
+    condition: str, files: list[Path], dataset_root: Path, *, act: bool = True
+) -> dict[str, object]:
+    """Put a run's dataset in the page-cache ``condition`` it asks for, and say how it went.
+
+    Cold: flush, evict the files and check with ``mincore`` that they left; warm: read them all
+    once. ``act`` False (every process of a machine but one) only measures: one process per
+    machine prepares, the others wait for it."""
+    import time
+
+    total = sum(path.stat().st_size for path in files)
+    started = time.monotonic()
+    if act:
+        if condition == "cold":
+            # Flush the filesystems first: freshly written data still has metadata in flight,
+            # and reading it back would show up as reads the pipeline never made.
+            from harness.data.files import sync_filesystem
+
+            for folder in {path.parent for path in files[:1]} | {dataset_root}:
+                sync_filesystem(folder)
+            evict(files)
+        else:
+            warm(files)
+    resident, _ = resident_bytes(files)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "condition": condition,
+        "dataset_files": len(files),
+        "dataset_bytes": total,
+        "resident_bytes_at_start": resident,
+        "resident_fraction_at_start": round(resident / total, 4) if total else None,
+        "ram_bytes": ram,
+        "seconds": round(time.monotonic() - started, 3),
+    }

@@ -4,6 +4,7 @@ Order matters: everything that can refuse the run (backend, device, dataset, cac
 before any work; the manifest is written before the first step; whatever happens after that
 (Ctrl-C, SIGTERM, a dead worker, a corrupt file under ``fail``), the finished steps and collected
 series are written, marked ``"complete": false`` with the reason, and no worker is left behind.
+What the numbers mean is decided in ``harness.summary`` (pure); this module only gathers them.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from harness import results
+from harness.collect.sampler import Collector
 from harness.data.cache import read_cache_manifest
-from harness.data.files import sync_filesystem
 from harness.data.manifest import require_complete
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.pipeline import BatchRequest, require_backend
+from harness.pipeline.batch import Batch
 from harness.scenario import LoadedScenario, Scenario
-from harness.stats import metric
+from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
+from harness.train.distributed import Ranks
+from harness.train.loop import Device, LoopRecords, StepFunction
 
 
 class Interrupted(BaseException):
@@ -37,12 +41,12 @@ class RunContext:
 
     scenario: Scenario
     folder: Path
-    ranks: Any  # train.distributed.Ranks
-    device: Any  # train.loop.Device
+    ranks: Ranks
+    device: Device
     dataset_manifest: dict[str, Any]
     cache_manifest: dict[str, Any] | None
     quiet: bool
-    page_cache: dict[str, Any] | None = None
+    page_cache: dict[str, Any]
 
 
 @dataclass
@@ -51,7 +55,7 @@ class RunOutcome:
     complete: bool
     reason: str | None
     exit_code: int  # 0 complete, 1 run failed, 2 bad input, 130/143 interrupted
-    summary: dict[str, Any] | None
+    summary: Summary | None
 
 
 def run_scenario(
@@ -65,31 +69,23 @@ def run_scenario(
     """Run the scenario's training loop with its collectors and write ``results/<run-id>/``."""
     import torch
 
-    from harness.pipeline import require_backend
     from harness.pipeline.sources import SamplePlan, build_source
     from harness.train import distributed
-    from harness.train.loop import LoopRecords, resolve_device
+    from harness.train.loop import resolve_device
+    from harness.train.model import cpu_threads_for
 
     scenario = loaded.scenario
-    hint = str(loaded.file)
-    require_backend(scenario.pipeline.backend)
+    backend = require_backend(scenario.pipeline.backend)
     device = resolve_device(
         scenario.training.device,
         scenario.training.precision,
         int(os.environ.get("LOCAL_RANK", "0")),
     )
     dataset_dir = Path(scenario.dataset.path)
-    dataset_manifest = require_complete(dataset_dir, hint)
+    dataset_manifest = require_complete(dataset_dir, str(loaded.file))
     cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
     source = build_source(scenario, dataset_manifest, cache_manifest)
-    if scenario.pipeline.backend == "dali":
-        from harness.pipeline.dali_backend import check_scenario
-
-        check_scenario(source, device.is_cuda)
-    if scenario.pipeline.backend == "nvdec":
-        from harness.pipeline.nvdec_backend import check_scenario as check_nvdec
-
-        check_nvdec(source, device.is_cuda)
+    backend.check_scenario(source, device.is_cuda)
     plan = SamplePlan(
         source.files,
         scenario.pipeline.crop,
@@ -99,7 +95,6 @@ def run_scenario(
     )
     ranks = distributed.init_ranks(device.is_cuda)
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
-    environment = _environment(dataset_dir)
     if ranks.is_main:
         try:
             folder.mkdir(parents=True, exist_ok=False)
@@ -119,104 +114,68 @@ def run_scenario(
                 "precision": device.precision,
                 "cpu_threads": cpu_threads_for(scenario),
                 "repeat": None if repeat is None else {"index": repeat[0], "of": repeat[1]},
-                **environment,
+                **_environment(dataset_dir),
             },
         )
-    context = RunContext(scenario, folder, ranks, device, dataset_manifest, cache_manifest, quiet)
-    context.page_cache = _prepare_page_cache(scenario, source.data_files(), ranks)
+    from harness import pagecache
+
+    page_cache = pagecache.prepare(
+        scenario.pipeline.page_cache,
+        source.data_files(),
+        dataset_dir,
+        act=ranks.local_rank == 0,
+    )
+    context = RunContext(
+        scenario, folder, ranks, device, dataset_manifest, cache_manifest, quiet, page_cache
+    )
     distributed.barrier(ranks)
 
     torch.manual_seed(scenario.training.seed)
-    _set_cpu_threads(scenario, device)
-    model, optimizer = _model(scenario, dataset_manifest, device, ranks)
-    loader = _batches(scenario, source, plan, device, ranks, folder)
-    _page_in_training_code(model, scenario, device)
+    model, step_function = _real_training(context)
+    request = BatchRequest(
+        source=source,
+        plan=plan,
+        batch_size=scenario.pipeline.batch_size,
+        crop=scenario.pipeline.crop,
+        workers=scenario.pipeline.workers,
+        prefetch_factor=scenario.pipeline.prefetch_factor,
+        on_corrupt=scenario.pipeline.on_corrupt,
+        seed=scenario.training.seed,
+        rank=ranks.rank,
+        world=ranks.world,
+        steps=scenario.training.steps,
+        device=device.torch_device,
+        work_dir=folder,
+    )
+    batches = backend.batches(request)
     records = LoopRecords()
     t0 = time.monotonic()
     collectors = _collectors(scenario, dataset_dir, t0, ranks)
     complete, reason, exit_code = _train_and_collect(
-        context, model, optimizer, loader, t0, records, collectors
+        context, step_function, batches, t0, records, collectors
     )
-    evaluation = _evaluate(context, model, source, plan) if complete else None
+    evaluation = None
+    if complete:
+        from harness.train.model import evaluate_model
+
+        classes = int(dataset_manifest["classes"])
+        evaluation = evaluate_model(model, scenario, source, plan, classes, device)
     summary = _finish(context, records, collectors, evaluation, complete, reason)
     distributed.shutdown(ranks)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
-def _batches(
-    scenario: Scenario, source: Any, plan: Any, device: Any, ranks: Any, folder: Path
-) -> Any:
-    """The training batches of the scenario's backend (an iterable of batch dicts)."""
-    from harness.pipeline.loader import RankSampler, SegmentationSamples, build_loader
-    from harness.pipeline.sources import DecodedVideoSource
+def _real_training(context: RunContext) -> tuple[Any, StepFunction]:
+    """The U-Net, paged in before the collectors start, and its training step."""
+    from harness.train.loop import real_step
+    from harness.train.model import build_model, page_in, set_cpu_threads
 
-    pipeline, steps = scenario.pipeline, scenario.training.steps
-    shared = {
-        "batch_size": pipeline.batch_size,
-        "crop": pipeline.crop,
-        "workers": pipeline.workers,
-        "rank": ranks.rank,
-        "world": ranks.world,
-        "steps": steps,
-    }
-    device_index = device.torch_device.index if device.is_cuda else None
-    if pipeline.backend == "dali" and isinstance(source, DecodedVideoSource):
-        from harness.pipeline.dali_backend import build_dali_video_batches
-
-        folder.mkdir(parents=True, exist_ok=True)  # ranks other than 0 may not have it yet
-        return build_dali_video_batches(
-            source,
-            plan,
-            seed=scenario.training.seed,
-            device_index=device_index,
-            work_dir=folder,
-            **shared,
-        )
-    if pipeline.backend == "dali":
-        from harness.pipeline.dali_backend import build_dali_batches
-
-        return build_dali_batches(
-            source, plan, seed=scenario.training.seed, device_index=device_index, **shared
-        )
-    if pipeline.backend == "nvdec":
-        from harness.pipeline.nvdec_backend import NvdecBatches
-
-        return NvdecBatches(
-            source,
-            plan,
-            prefetch_factor=pipeline.prefetch_factor,
-            device=device.torch_device,
-            on_corrupt=pipeline.on_corrupt,
-            **shared,
-        )
-    sampler = RankSampler(ranks.rank, ranks.world, pipeline.batch_size, steps)
-    dataset = SegmentationSamples(source, plan, pipeline.crop, pipeline.on_corrupt)
-    return build_loader(
-        dataset,
-        sampler,
-        batch_size=pipeline.batch_size,
-        workers=pipeline.workers,
-        prefetch_factor=pipeline.prefetch_factor,
-        pin_memory=device.is_cuda,
-    )
-
-
-def cpu_threads_for(scenario: Scenario) -> int:
-    """Training threads on CPU: as configured, else the cores the DataLoader workers leave."""
-    from harness.data.parallel import available_cpus
-
-    configured = scenario.training.cpu_threads
-    return configured or max(1, available_cpus() - scenario.pipeline.workers)
-
-
-def _set_cpu_threads(scenario: Scenario, device: Any) -> int | None:
-    import torch
-
-    if device.is_cuda:
-        return None
-    threads = cpu_threads_for(scenario)
-    torch.set_num_threads(threads)
-    return threads
+    scenario, device = context.scenario, context.device
+    set_cpu_threads(scenario, device)
+    classes = int(context.dataset_manifest["classes"])
+    model, optimizer = build_model(scenario, classes, device, context.ranks)
+    page_in(model, scenario, device)
+    return model, real_step(model, optimizer, device)
 
 
 def _environment(dataset_dir: Path) -> dict[str, Any]:
@@ -225,99 +184,12 @@ def _environment(dataset_dir: Path) -> dict[str, Any]:
     return environment(dataset_dir)
 
 
-def _model(scenario: Scenario, dataset_manifest: dict, device: Any, ranks: Any) -> tuple:
-    import torch
+def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks) -> list[Collector]:
+    from harness.collect import PER_HOST, make_collectors
 
-    from harness.train.unet import UNet
-
-    model = UNet(
-        int(dataset_manifest["classes"]),
-        scenario.training.model.width,
-        scenario.training.model.depth,
-    ).to(device.torch_device)
-    if device.is_cuda:
-        model = model.to(memory_format=torch.channels_last)
-        # Crops have one fixed size: let cuDNN pick its fastest kernels (in the blank warm-up
-        # pass before the collectors start, not in measured steps).
-        torch.backends.cudnn.benchmark = True
-    if ranks.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [device.torch_device.index] if device.is_cuda else None
-        model = DistributedDataParallel(model, device_ids=ids)
-    training = scenario.training
-    if training.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=training.lr, momentum=0.9)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr)
-    return model, optimizer
-
-
-def _page_in_training_code(model: Any, scenario: Scenario, device: Any) -> None:
-    """One forward and backward pass on a blank batch, before the collectors start.
-
-    The first pass loads lazily imported modules and pages in the compute libraries' code
-    (hundreds of MB of shared objects): reads from storage that have nothing to do with the
-    dataset and would otherwise be counted as the run's I/O. Evaluation mode, and no optimiser
-    step: neither the weights nor the BatchNorm statistics change."""
-    import torch
-
-    from harness.train.loop import prepare_inputs
-
-    crop, batch = scenario.pipeline.crop, scenario.pipeline.batch_size
-    blank = {
-        "image": torch.zeros(batch, 3, crop, crop, dtype=torch.uint8),
-        "mask": torch.zeros(batch, crop, crop, dtype=torch.uint8),
-    }
-    images, masks = prepare_inputs(blank, device)
-    model.eval()
-    with torch.autocast(
-        device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
-    ):
-        logits = model(images)
-    torch.nn.functional.cross_entropy(logits.float(), masks).backward()
-    model.zero_grad(set_to_none=True)
-    model.train()
-    if device.is_cuda:
-        torch.cuda.synchronize(device.torch_device)
-
-
-def _prepare_page_cache(scenario: Scenario, files: list[Path], ranks: Any) -> dict[str, Any]:
-    """Cold: evict the dataset's files and check they left; warm: read them all once first.
-    One process per machine does it (local rank 0); the others wait at the barrier."""
-    from harness import pagecache
-
-    condition = scenario.pipeline.page_cache
-    total = sum(path.stat().st_size for path in files)
-    started = time.monotonic()
-    if ranks.local_rank == 0:
-        if condition == "cold":
-            # Flush the filesystems first: freshly written data still has metadata in flight,
-            # and reading it back would show up as reads the pipeline never made.
-            for folder in {path.parent for path in files[:1]} | {Path(scenario.dataset.path)}:
-                sync_filesystem(folder)
-            pagecache.evict(files)
-        else:
-            pagecache.warm(files)
-    resident, _ = pagecache.resident_bytes(files)
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "condition": condition,
-        "dataset_files": len(files),
-        "dataset_bytes": total,
-        "resident_bytes_at_start": resident,
-        "resident_fraction_at_start": round(resident / total, 4) if total else None,
-        "ram_bytes": ram,
-        "seconds": round(time.monotonic() - started, 3),
-    }
-
-
-def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Any) -> list:
-    from harness.collect import make_collectors
-
-    names = [n for n in scenario.collectors.enabled if n != "latency"]
-    if ranks.local_rank != 0:  # one process per machine samples the GPUs
-        names = [n for n in names if n != "gpu"]
+    names = scenario.collectors.enabled
+    if ranks.local_rank != 0:  # one process per machine samples what the whole machine shares
+        names = [n for n in names if n not in PER_HOST]
     return make_collectors(
         names,
         rate_hz=scenario.collectors.rate_hz,
@@ -328,7 +200,12 @@ def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Any) ->
 
 
 def _train_and_collect(
-    context: RunContext, model, optimizer, loader, t0: float, records, collectors: list
+    context: RunContext,
+    step_function: StepFunction,
+    batches: Iterable[Batch],
+    t0: float,
+    records: LoopRecords,
+    collectors: list[Collector],
 ) -> tuple[bool, str | None, int]:
     from harness.train.loop import RunFailed, progress_printer, train
 
@@ -353,13 +230,12 @@ def _train_and_collect(
     try:
         for collector in collectors:
             collector.start()
-        iterator = iter(loader)
+        iterator = iter(batches)
         armed[0] = True
         if pending:
             raise Interrupted(pending[0])
         train(
-            model,
-            optimizer,
+            step_function,
             iterator,
             context.device,
             t0=t0,
@@ -380,11 +256,11 @@ def _train_and_collect(
     except RuntimeError as exc:
         # PyTorch's SIGCHLD handler raises this wherever the loop is when a worker dies; a
         # collective raises it when another rank died.
-        text = " ".join(str(exc).split())[:300]
+        text = one_line(exc, 300)
         what = "the data pipeline failed" if "DataLoader worker" in text else "run failed"
         reason = f"{what}: {text}"
     except Exception as exc:  # a backend library's own error: one line, results kept
-        reason = f"run failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        reason = f"run failed: {type(exc).__name__}: {one_line(exc, 300)}"
     finally:
         # Ignore further signals while shutting down, so that a second Ctrl-C cannot lose data.
         for sig in previous:
@@ -395,7 +271,7 @@ def _train_and_collect(
         if shutdown is not None:  # stop DataLoader workers now, not at garbage collection
             shutdown()
         elif callable(getattr(iterator, "close", None)):  # generators: run their clean-up now
-            iterator.close()
+            iterator.close()  # type: ignore[union-attr]
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if sys.stderr.isatty() and not quiet:
@@ -403,54 +279,71 @@ def _train_and_collect(
     return complete, reason, exit_code
 
 
-def _evaluate(context: RunContext, model, source, plan) -> dict[str, Any]:
-    from harness.pipeline.loader import SegmentationSamples, collate
-    from harness.train.loop import evaluate, recalibrate_batchnorm
-
-    scenario, device = context.scenario, context.device
-    count = scenario.training.eval_samples
-    if count == 0:
-        return {}
-    crop, batch = scenario.pipeline.crop, scenario.pipeline.batch_size
-
-    def batches(samples: SegmentationSamples, first: int, total: int) -> Any:
-        return (
-            collate([samples[first + n] for n in range(i, min(i + batch, total))])
-            for i in range(0, total, batch)
-        )
-
-    network = getattr(model, "module", model)
-    # Training samples never drawn by the run (numbers far past its sequence) for precise BN.
-    unseen = SegmentationSamples(source, plan, crop, "skip")
-    recalibrate_batchnorm(network, batches(unseen, 2**41, max(4 * batch, 32)), device)
-    held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)
-    classes = int(context.dataset_manifest["classes"])
-    return evaluate(network, batches(held_out, 0, count), device, classes)
-
-
 def _finish(
     context: RunContext,
-    records,
-    collectors: list,
-    evaluation: dict | None,
+    records: LoopRecords,
+    collectors: list[Collector],
+    evaluation: dict[str, Any] | None,
     complete: bool,
     reason: str | None,
-) -> dict[str, Any] | None:
+) -> Summary | None:
     """Gather every rank's records on rank 0 and write the tables and the summary."""
-    from harness import summary as summaries
     from harness.train import distributed
 
-    scenario, folder, ranks = context.scenario, context.folder, context.ranks
-    page_cache, dataset_manifest = context.page_cache, context.dataset_manifest
+    folder, ranks = context.folder, context.ranks
+    local = _rank_records(ranks.rank, records, collectors)
+    gathered = distributed.gather(local, ranks)
+    if not ranks.is_main or gathered is None:
+        return None
+    results.write_table(folder, "steps", step_table(gathered))
+    results.write_table(folder, "samples", sample_table(gathered))
+    import pandas as pd
 
-    local = {
-        "rank": ranks.rank,
-        "steps": records.steps,
-        "samples": records.samples,
-        "errors": records.errors,
-        "series": {c.name: c.frame() for c in collectors if c.unavailable is None},
-        "collector_metrics": _collector_metrics(collectors, records),
-        "unavailable": {
+    for name in sorted({n for part in gathered for n in part.series}):
+        frames = [
+            part.series[name].assign(rank=part.rank) for part in gathered if name in part.series
+        ]
+        results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
+    summary = build_summary(
+        run_id=folder.name,
+        scenario=context.scenario,
+        parts=gathered,
+        page_cache=context.page_cache,
+        dataset_manifest=context.dataset_manifest,
+        cache_manifest=context.cache_manifest,
+        evaluation=evaluation,
+        complete=complete,
+        reason=reason,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    results.write_document(folder, results.SUMMARY, dict(summary))
+    return summary
+
+
+def _rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
+    """What this rank measured: the loop's records and its collectors' series and metrics over
+    the measured window (the steps after warm-up)."""
+    working = [c for c in collectors if c.unavailable is None]
+    measured = [s for s in records.steps if not s["warmup"]]
+    metrics: dict[str, dict[str, Any]] = {}
+    if measured:
+        start, end = measured[0]["t_start"], max(s["t_end"] for s in measured)
+        for collector in working:
+            metrics.update(collector.summary(start, end))
+    io = next((c for c in collectors if c.name == "io"), None)
+    read_bytes = None
+    if io is not None and io.unavailable is None:
+        frame = io.frame()
+        if len(frame) >= 2:
+            read_bytes = int(frame["read_bytes"].iloc[-1] - frame["read_bytes"].iloc[0])
+    return RankRecords(
+        rank=rank,
+        steps=records.steps,
+        samples=records.samples,
+        errors=records.errors,
+        series={c.name: c.frame() for c in working},
+        collector_metrics=metrics,
+        unavailable={
             **{c.name: c.unavailable for c in collectors if c.unavailable is not None},
             **{
                 c.name: f"stopped sampling: {c.error}"
@@ -458,201 +351,7 @@ def _finish(
                 if getattr(c, "error", None)
             },
         },
-        "sampler_cpu_s": {c.name: c.cpu_seconds for c in collectors},
-        "io_read_bytes": _tree_read_bytes(collectors),
-        "device": next((getattr(c, "device", None) for c in collectors if c.name == "io"), None),
-    }
-    gathered = distributed.gather(local, ranks)
-    if not ranks.is_main or gathered is None:
-        return None
-    steps = pd.DataFrame(
-        [dict(row, rank=part["rank"]) for part in gathered for row in part["steps"]],
-        columns=[
-            "step",
-            "t_start",
-            "t_end",
-            "wait_s",
-            "compute_s",
-            "loss",
-            "samples",
-            "warmup",
-            "rank",
-        ],
+        sampler_cpu_s={c.name: c.cpu_seconds for c in collectors},
+        io_read_bytes=read_bytes,
+        io_device=getattr(io, "device", None),
     )
-    samples = pd.DataFrame(
-        [dict(row, rank=part["rank"]) for part in gathered for row in part["samples"]],
-        columns=["t_end", "latency_ms", "requested_bytes", "first_time_bytes", "step", "rank"],
-    )
-    steps["warmup"] = steps["warmup"].astype(bool)
-    results.write_table(folder, "steps", steps)
-    results.write_table(folder, "samples", samples)
-    for name in sorted({n for part in gathered for n in part["series"]}):
-        frames = [
-            part["series"][name].assign(rank=part["rank"])
-            for part in gathered
-            if name in part["series"]
-        ]
-        results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
-
-    metrics = summaries.loop_metrics(steps, samples)
-    for part in gathered:  # collector metrics: rank 0's, plus the others' where they differ
-        for name, value in part["collector_metrics"].items():
-            key = (
-                name if part["rank"] == 0 or name not in metrics else f"{name}[rank{part['rank']}]"
-            )
-            metrics.setdefault(key, value)
-    if "read_MBps" in metrics and len(gathered) > 1:
-        total = sum(
-            (p["collector_metrics"].get("read_MBps", {}).get("value") or 0) for p in gathered
-        )
-        metrics["read_MBps"] = metric(total, "MB/s", "context")
-    metrics.update(_storage_metrics(dataset_manifest, context.cache_manifest))
-    if evaluation:
-        metrics["miou"] = metric(evaluation["miou"], "", "higher")
-        metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
-    read_parts = [p["io_read_bytes"] for p in gathered]
-    read_bytes = None if any(b is None for b in read_parts) else sum(read_parts)
-    requested = samples["first_time_bytes"].sum(min_count=1) if len(samples) else None
-    requested = None if requested is None or pd.isna(requested) else int(requested)
-    gpu_utils = [
-        m["value"]
-        for k, m in metrics.items()
-        if k.startswith("gpu_util_pct[") and m["value"] is not None
-    ]
-    cross_checks = [
-        summaries.bytes_cross_check(read_bytes, requested, page_cache["condition"]),
-        summaries.busy_vs_gpu_check(metrics.get("busy_pct", {}).get("value"), gpu_utils),
-    ]
-    errors = [error for part in gathered for error in part["errors"]]
-    corrupt: dict[str, int] = {}
-    for path, _message in errors:
-        corrupt[path] = corrupt.get(path, 0) + 1
-    unavailable = {
-        f"{name}" + ("" if p["rank"] == 0 else f"[rank{p['rank']}]"): why
-        for p in gathered
-        for name, why in p["unavailable"].items()
-    }
-    document = {
-        "run_id": folder.name,
-        "scenario": scenario.name,
-        "complete": complete,
-        "reason": reason,
-        "ranks": len(gathered),
-        "page_cache": page_cache,
-        "labels": dataset_manifest["labels"],
-        "metrics": metrics,
-        "cross_checks": cross_checks,
-        "thresholds": summaries.threshold_verdicts(scenario.thresholds, metrics),
-        "collectors": {
-            "rate_hz": scenario.collectors.rate_hz,
-            "unavailable": unavailable,
-            "sampler_cpu_s": gathered[0]["sampler_cpu_s"],
-            "io_device": gathered[0]["device"],
-        },
-        "corrupt_files": corrupt,
-        "corrupt_samples": [{"file": p, "error": m} for p, m in errors[:100]],
-        "iou_per_class": (evaluation or {}).get("iou_per_class"),
-        "warnings": _warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    results.write_document(folder, results.SUMMARY, document)
-    if not context.quiet:
-        print_summary(document, folder)
-    return document
-
-
-def _collector_metrics(collectors: list, records: Any) -> dict[str, dict]:
-    import numpy as np
-
-    window = None
-    measured = [s for s in records.steps if not s["warmup"]]
-    if measured:
-        window = (measured[0]["t_start"], float(np.max([s["t_end"] for s in measured])))
-    out: dict[str, dict] = {}
-    for collector in collectors:
-        if collector.unavailable is None and window is not None:
-            out.update(collector.summary(*window))
-    return out
-
-
-def _tree_read_bytes(collectors: list) -> int | None:
-    """Bytes the run's process tree read from storage while the collectors ran."""
-    for collector in collectors:
-        if collector.name == "io" and collector.unavailable is None:
-            frame = collector.frame()
-            if len(frame) >= 2:
-                return int(frame["read_bytes"].iloc[-1] - frame["read_bytes"].iloc[0])
-    return None
-
-
-def _storage_metrics(dataset_manifest: dict, cache_manifest: dict | None) -> dict[str, dict]:
-    out = {"storage_bytes": metric(dataset_manifest.get("total_bytes"), "B", "context")}
-    if cache_manifest is not None:
-        out["cache_bytes"] = metric(
-            cache_manifest["frame_bytes"] + cache_manifest["mask_bytes"], "B", "context"
-        )
-        out["expansion"] = metric(cache_manifest["expansion"], "x", "context")
-    return out
-
-
-def _warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics) -> list[str]:
-    warnings = []
-    if page_cache["dataset_bytes"] < page_cache["ram_bytes"]:
-        warnings.append(
-            f"the dataset ({page_cache['dataset_bytes'] / 1e9:.2f} GB) is smaller than RAM "
-            f"({page_cache['ram_bytes'] / 1e9:.1f} GB): the page cache can hold all of it, so "
-            "re-reads during the run (and every read of a warm run) measure memory, not storage"
-        )
-    fraction = page_cache["resident_fraction_at_start"]
-    if page_cache["condition"] == "cold" and fraction is not None and fraction > 0.05:
-        warnings.append(
-            f"cold start: {fraction:.0%} of the dataset was still in the page cache after eviction"
-        )
-    for name, why in unavailable.items():
-        warnings.append(f"collector {name}: {why}")
-    if corrupt:
-        warnings.append(
-            f"{sum(corrupt.values())} samples skipped from {len(corrupt)} corrupt "
-            "file(s) (pipeline.on_corrupt is skip)"
-        )
-    if str(dataset_manifest.get("labels", "")).startswith("derived:"):
-        warnings.append(f"labels were derived ({dataset_manifest['labels']}), not given as masks")
-    if metrics.get("busy_pct", {}).get("value") is None:
-        warnings.append("no step after warm-up was measured: metrics are empty")
-    return warnings
-
-
-def print_summary(document: dict[str, Any], folder: Path) -> None:
-    """The headline numbers, the cross-checks and the thresholds, a line each."""
-    metrics = document["metrics"]
-    status = "complete" if document["complete"] else f"INCOMPLETE ({document['reason']})"
-    print(f"{document['scenario']}: {status} -> {folder}")
-    shown = [
-        "samples_per_s",
-        "busy_pct",
-        "data_wait_pct",
-        "read_MBps",
-        "requested_MBps",
-        "fetch_latency_p50_ms",
-        "fetch_latency_p99_ms",
-        "batch_wait_p50_ms",
-        "cpu_pct",
-        "loss_first",
-        "loss_last",
-        "miou",
-        "miou_chance",
-        "expansion",
-    ]
-    shown += sorted(k for k in metrics if k.startswith("gpu_util_pct["))
-    for name in shown:
-        entry = metrics.get(name)
-        if entry is None or entry["value"] is None:
-            continue
-        print(f"  {name:24s} {entry['value']:12.3f} {entry['unit']}")
-    for check in document["cross_checks"]:
-        print(f"  check: {check['name']}: {check['verdict']}")
-    for verdict in document["thresholds"]:
-        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict["pass"]]
-        print(f"  threshold {verdict['threshold']} {verdict['limit']}: {state}")
-    for warning in document["warnings"]:
-        print(f"  warning: {warning}")

@@ -21,7 +21,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.collect import KNOWN as COLLECTOR_NAMES
 from harness.errors import ScenarioError
+from harness.pipeline import BACKEND_NAMES
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -152,7 +154,7 @@ class FrameCache(Model):
 
 
 class Pipeline(Model):
-    backend: Literal["torch", "dali", "nvdec"] = "torch"
+    backend: Literal[BACKEND_NAMES] = "torch"  # type: ignore[valid-type]
     mode: Literal["decoded", "cached"] | None = None  # video only
     # Parallel fetchers: DataLoader worker processes (torch), pipeline threads (dali), decoder
     # threads with their own NVDEC sessions (nvdec).
@@ -206,7 +208,7 @@ class Training(Model):
 
 class Collectors(Model):
     rate_hz: Annotated[float, Field(gt=0, le=1000)] = 10.0
-    enabled: list[Literal["gpu", "io", "cpu", "latency"]] = ["gpu", "io", "cpu", "latency"]
+    enabled: list[Literal[COLLECTOR_NAMES]] = list(COLLECTOR_NAMES)  # type: ignore[valid-type]
 
 
 class Thresholds(Model):

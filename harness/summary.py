@@ -1,19 +1,213 @@
 """From a run's records to its summary: headline metrics, cross-checks, threshold verdicts.
 
-Pure: tables and numbers in, a dictionary out; no clocks, no files, no devices. The measured
-window is the steps after warm-up (of every rank); a run stopped before it has none, and its
-metrics are then None ("not measured"), never zero.
+Pure: tables and numbers in, a dictionary out; no clocks, no files, no devices. Every rank's
+records (``RankRecords``) are gathered on rank 0; ``step_table`` and ``sample_table`` make the
+run's tables of them, and ``build_summary`` the document written as ``summary.json``. The
+measured window is the steps after warm-up (of every rank); a run stopped before it has none, and
+its metrics are then None ("not measured"), never zero.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
-from harness.scenario import Thresholds
-from harness.stats import metric, percentiles, ratio
+from harness.scenario import Scenario, Thresholds
+from harness.stats import mean_gpu_util, metric, percentiles, ratio
+
+STEP_COLUMNS = (
+    "step",
+    "t_start",
+    "t_end",
+    "wait_s",
+    "compute_s",
+    "barrier_s",
+    "loss",
+    "samples",
+    "warmup",
+    "rank",
+)
+SAMPLE_COLUMNS = ("t_end", "latency_ms", "requested_bytes", "first_time_bytes", "step", "rank")
+
+
+@dataclass
+class RankRecords:
+    """What one rank measured, sent to rank 0 at the end of a run."""
+
+    rank: int
+    steps: list[dict[str, Any]]  # rows of STEP_COLUMNS but "rank"
+    samples: list[dict[str, Any]]  # rows of SAMPLE_COLUMNS but "rank"
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file, message) skipped
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)  # collector -> time series
+    collector_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # collector -> why not
+    sampler_cpu_s: dict[str, float] = field(default_factory=dict)
+    io_read_bytes: int | None = None  # the process tree's read_bytes over the run
+    io_device: str | None = None  # the dataset's block device
+
+
+class Summary(TypedDict):
+    """``summary.json`` (see README "Runs"); metrics are ``{value, unit, direction}``."""
+
+    run_id: str
+    scenario: str
+    complete: bool
+    reason: str | None
+    ranks: int
+    page_cache: dict[str, Any]
+    labels: str
+    metrics: dict[str, dict[str, Any]]
+    cross_checks: list[dict[str, Any]]
+    thresholds: list[dict[str, Any]]
+    collectors: dict[str, Any]
+    corrupt_files: dict[str, int]
+    corrupt_samples: list[dict[str, str]]
+    iou_per_class: list[float | None] | None
+    warnings: list[str]
+    finished: str
+
+
+def step_table(parts: list[RankRecords]) -> pd.DataFrame:
+    """Every rank's steps, one row each (a record without a barrier time has 0)."""
+    rows = [{"barrier_s": 0.0, **row, "rank": part.rank} for part in parts for row in part.steps]
+    steps = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+    steps["warmup"] = steps["warmup"].astype(bool)
+    return steps
+
+
+def sample_table(parts: list[RankRecords]) -> pd.DataFrame:
+    rows = [dict(row, rank=part.rank) for part in parts for row in part.samples]
+    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+
+
+def build_summary(
+    *,
+    run_id: str,
+    scenario: Scenario,
+    parts: list[RankRecords],
+    page_cache: dict[str, Any],
+    dataset_manifest: dict[str, Any],
+    cache_manifest: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
+    complete: bool,
+    reason: str | None,
+    finished: str,
+) -> Summary:
+    """The run's summary from what every rank measured (``parts``, rank 0's first)."""
+    steps, samples = step_table(parts), sample_table(parts)
+    metrics = loop_metrics(steps, samples)
+    metrics.update(collector_metrics(parts))
+    metrics.update(storage_metrics(dataset_manifest, cache_manifest))
+    if evaluation:
+        metrics["miou"] = metric(evaluation["miou"], "", "higher")
+        metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
+    read_parts = [part.io_read_bytes for part in parts]
+    read_bytes = None if any(b is None for b in read_parts) else sum(read_parts)  # type: ignore[misc]
+    requested = samples["first_time_bytes"].sum(min_count=1) if len(samples) else None
+    requested = None if requested is None or pd.isna(requested) else int(requested)
+    cross_checks = [
+        bytes_cross_check(read_bytes, requested, page_cache["condition"]),
+        busy_vs_gpu_check(metrics.get("busy_pct", {}).get("value"), mean_gpu_util(metrics)),
+    ]
+    errors = [error for part in parts for error in part.errors]
+    corrupt: dict[str, int] = {}
+    for path, _message in errors:
+        corrupt[path] = corrupt.get(path, 0) + 1
+    unavailable = {
+        name + ("" if part.rank == 0 else f"[rank{part.rank}]"): why
+        for part in parts
+        for name, why in part.unavailable.items()
+    }
+    return Summary(
+        run_id=run_id,
+        scenario=scenario.name,
+        complete=complete,
+        reason=reason,
+        ranks=len(parts),
+        page_cache=page_cache,
+        labels=dataset_manifest["labels"],
+        metrics=metrics,
+        cross_checks=cross_checks,
+        thresholds=threshold_verdicts(scenario.thresholds, metrics),
+        collectors={
+            "rate_hz": scenario.collectors.rate_hz,
+            "unavailable": unavailable,
+            "sampler_cpu_s": parts[0].sampler_cpu_s,
+            "io_device": parts[0].io_device,
+        },
+        corrupt_files=corrupt,
+        corrupt_samples=[{"file": p, "error": m} for p, m in errors[:100]],
+        iou_per_class=(evaluation or {}).get("iou_per_class"),
+        warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
+        finished=finished,
+    )
+
+
+def collector_metrics(parts: list[RankRecords]) -> dict[str, dict[str, Any]]:
+    """Rank 0's collector metrics, plus the other ranks' under ``name[rankN]``; read MB/s is the
+    sum over ranks (each rank's collector reads its own process tree)."""
+    metrics: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for name, value in part.collector_metrics.items():
+            key = name if part.rank == 0 or name not in metrics else f"{name}[rank{part.rank}]"
+            metrics.setdefault(key, value)
+    if "read_MBps" in metrics and len(parts) > 1:
+        total = sum(
+            (part.collector_metrics.get("read_MBps", {}).get("value") or 0) for part in parts
+        )
+        metrics["read_MBps"] = metric(total, "MB/s", "context")
+    return metrics
+
+
+def storage_metrics(
+    dataset_manifest: dict[str, Any], cache_manifest: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The footprint: compressed dataset bytes, frame cache bytes and their ratio."""
+    out = {"storage_bytes": metric(dataset_manifest.get("total_bytes"), "B", "context")}
+    if cache_manifest is not None:
+        out["cache_bytes"] = metric(
+            cache_manifest["frame_bytes"] + cache_manifest["mask_bytes"], "B", "context"
+        )
+        out["expansion"] = metric(cache_manifest["expansion"], "x", "context")
+    return out
+
+
+def run_warnings(
+    page_cache: dict[str, Any],
+    unavailable: dict[str, str],
+    corrupt: dict[str, int],
+    dataset_manifest: dict[str, Any],
+    metrics: dict[str, dict[str, Any]],
+) -> list[str]:
+    """What a reader must know before trusting the numbers, a sentence each."""
+    warnings = []
+    if page_cache["dataset_bytes"] < page_cache["ram_bytes"]:
+        warnings.append(
+            f"the dataset ({page_cache['dataset_bytes'] / 1e9:.2f} GB) is smaller than RAM "
+            f"({page_cache['ram_bytes'] / 1e9:.1f} GB): the page cache can hold all of it, so "
+            "re-reads during the run (and every read of a warm run) measure memory, not storage"
+        )
+    fraction = page_cache["resident_fraction_at_start"]
+    if page_cache["condition"] == "cold" and fraction is not None and fraction > 0.05:
+        warnings.append(
+            f"cold start: {fraction:.0%} of the dataset was still in the page cache after eviction"
+        )
+    for name, why in unavailable.items():
+        warnings.append(f"collector {name}: {why}")
+    if corrupt:
+        warnings.append(
+            f"{sum(corrupt.values())} samples skipped from {len(corrupt)} corrupt "
+            "file(s) (pipeline.on_corrupt is skip)"
+        )
+    if str(dataset_manifest.get("labels", "")).startswith("derived:"):
+        warnings.append(f"labels were derived ({dataset_manifest['labels']}), not given as masks")
+    if metrics.get("busy_pct", {}).get("value") is None:
+        warnings.append("no step after warm-up was measured: metrics are empty")
+    return warnings
+
 
 BYTES_AGREEMENT = 0.05  # collector and pipeline byte counts must agree this well in a cold run
 
@@ -95,17 +289,17 @@ def bytes_cross_check(read_bytes: int | None, requested_bytes: int | None, condi
     }
 
 
-def busy_vs_gpu_check(busy_pct: float | None, gpu_util: list[float]) -> dict:
-    """The loop's busy % against NVML utilisation (what MLPerf computes vs what the GPU says)."""
-    mean_util = float(np.mean(gpu_util)) if gpu_util else None
-    difference = None if busy_pct is None or mean_util is None else mean_util - busy_pct
+def busy_vs_gpu_check(busy_pct: float | None, gpu_util_pct: float | None) -> dict:
+    """The loop's busy % against the mean NVML utilisation of the GPUs (what MLPerf computes vs
+    what the GPU says)."""
+    difference = None if busy_pct is None or gpu_util_pct is None else gpu_util_pct - busy_pct
     return {
         "name": "loop busy % vs NVML GPU utilisation %",
         "busy_pct": busy_pct,
-        "gpu_util_pct": mean_util,
+        "gpu_util_pct": gpu_util_pct,
         "difference_pct_points": None if difference is None else round(difference, 2),
         "verdict": "not available (no GPU)"
-        if mean_util is None
+        if gpu_util_pct is None
         else f"NVML reads {difference:+.1f} points against the loop's busy %",
     }
 
@@ -120,21 +314,16 @@ def threshold_verdicts(thresholds: Thresholds, metrics: dict[str, dict]) -> list
         ("max_fetch_latency_p99_ms", "fetch_latency_p99_ms", "max"),
     )
     verdicts = []
-    for field, name, kind in checks:
-        limit = getattr(thresholds, field)
+    for setting, name, kind in checks:
+        limit = getattr(thresholds, setting)
         if limit is None:
             continue
         if name == "gpu_util_pct":
-            gpus = [
-                m["value"]
-                for key, m in metrics.items()
-                if key.startswith("gpu_util_pct[") and m["value"] is not None
-            ]
-            value = float(np.mean(gpus)) if gpus else None
+            value = mean_gpu_util(metrics)
         else:
             value = metrics.get(name, {}).get("value")
         passed = None if value is None else (value >= limit if kind == "min" else value <= limit)
         verdicts.append(
-            {"threshold": field, "metric": name, "limit": limit, "value": value, "pass": passed}
+            {"threshold": setting, "metric": name, "limit": limit, "value": value, "pass": passed}
         )
     return verdicts

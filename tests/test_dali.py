@@ -92,10 +92,10 @@ def test_dali_video_reader_frames_and_masks_line_up(tmp_path: Path, write_scenar
     )  # fmt: skip
     checked = 0
     for batch in batches:
-        assert batch["image"].shape == (8, 3, crop, crop) and batch["mask"].shape == (8, crop, crop)
-        refs = batch["refs"]
+        assert batch.image.shape == (8, 3, crop, crop) and batch.mask.shape == (8, crop, crop)
+        refs = batch.refs
         assert [r.frame - refs[0].frame for r in refs[:4]] == [0, 1, 2, 3]  # one sequence
-        for image, mask, ref in zip(batch["image"], batch["mask"], refs, strict=True):
+        for image, mask, ref in zip(batch.image, batch.mask, refs, strict=True):
             held_out = source.files[ref.file].frames - source.files[ref.file].frames // 8
             assert ref.frame < held_out  # training frames only
             rows = slice(ref.top, ref.top + crop)

@@ -14,7 +14,8 @@ from conftest import REPO, run_harness
 from test_run import _prepare, collage, video
 
 from harness.errors import HarnessError
-from harness.pipeline.nvdec_backend import NVDEC_LIMITS, check_scenario
+from harness.pipeline.codecs import NVDEC_LIMITS
+from harness.pipeline.nvdec_backend import check_scenario
 from harness.pipeline.sources import DecodedVideoSource, FileInfo, SamplePlan
 
 

@@ -1,9 +1,11 @@
 """Collectors: threads that sample real system counters at a fixed rate while a run trains.
 
-``make_collectors`` builds the ones a scenario names. Each collector (see ``sampler.Collector``)
-has ``start``/``stop``, ``frame()`` (the time series, column ``t`` = seconds since the run's
-``t0`` on ``time.monotonic``) and ``summary(start, end)`` (metrics over the measured window, each
-from ``harness.stats.metric``); ``cpu_seconds`` is what its own thread cost.
+One registry, ``COLLECTORS``: name -> a factory that imports its module only when a scenario asks
+for it. Each collector (see ``sampler.Collector``) has ``start``/``stop``, ``frame()`` (the time
+series, column ``t`` = seconds since the run's ``t0`` on ``time.monotonic``) and
+``summary(start, end)`` (metrics over the measured window, each from ``harness.stats.metric``);
+``cpu_seconds`` is what its own thread cost; ``per_host`` says whether one process per machine
+samples it (the GPUs: every rank would see all of them).
 
 * ``io``  - procio.IoCollector: bytes read by the run's process tree and the dataset's disk
 * ``cpu`` - cpu.CpuCollector: process-tree CPU and RSS, utilisation of every core
@@ -11,19 +13,77 @@ from ``harness.stats.metric``); ``cpu_seconds`` is what its own thread cost.
 
 "latency" is accepted and ignored here: latency is timed by the training loop, not sampled.
 The io and cpu collectors share one view of the process tree (see proctree), so that it is
-searched once for both.
+searched once for both. A new collector is one factory and one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from harness.collect.sampler import Collector
+if TYPE_CHECKING:
+    from harness.collect.proctree import ProcessTree
+    from harness.collect.sampler import Collector
 
-KNOWN = ("gpu", "io", "cpu", "latency")
 
-__all__ = ["KNOWN", "Collector", "make_collectors"]
+@dataclass
+class CollectorContext:
+    """What every collector of one run is built from."""
+
+    rate_hz: float
+    t0: float
+    root_pid: int
+    dataset_path: Path
+    _tree: Any = field(default=None, repr=False)
+
+    @property
+    def tree(self) -> ProcessTree:
+        """The run's process tree, searched once for every collector that needs it."""
+        if self._tree is None:
+            from harness.collect.proctree import ProcessTree
+
+            self._tree = ProcessTree(self.root_pid)
+        return self._tree
+
+
+def _io(context: CollectorContext) -> Collector:
+    from harness.collect.procio import IoCollector
+
+    return IoCollector(
+        rate_hz=context.rate_hz,
+        t0=context.t0,
+        root_pid=context.root_pid,
+        dataset_path=context.dataset_path,
+        tree=context.tree,
+    )
+
+
+def _cpu(context: CollectorContext) -> Collector:
+    from harness.collect.cpu import CpuCollector
+
+    return CpuCollector(
+        rate_hz=context.rate_hz, t0=context.t0, root_pid=context.root_pid, tree=context.tree
+    )
+
+
+def _gpu(context: CollectorContext) -> Collector:
+    from harness.collect.gpu import GpuCollector
+
+    return GpuCollector(rate_hz=context.rate_hz, t0=context.t0)
+
+
+# name -> factory; the order is the order a scenario's default lists them in
+COLLECTORS: dict[str, Callable[[CollectorContext], Collector]] = {
+    "gpu": _gpu,
+    "io": _io,
+    "cpu": _cpu,
+}
+PER_HOST = frozenset({"gpu"})  # sampled by one process per machine (local rank 0)
+KNOWN = (*COLLECTORS, "latency")
+
+__all__ = ["COLLECTORS", "KNOWN", "PER_HOST", "CollectorContext", "make_collectors"]
 
 
 def make_collectors(
@@ -37,28 +97,6 @@ def make_collectors(
     for name in names:
         if name not in KNOWN:
             raise ValueError(f"unknown collector {name!r}; known: {', '.join(KNOWN)}")
-    wanted = [name for i, name in enumerate(names) if name != "latency" and name not in names[:i]]
-    tree = None
-    if "io" in wanted or "cpu" in wanted:
-        from harness.collect.proctree import ProcessTree
-
-        tree = ProcessTree(root_pid)
-    collectors: list[Collector] = []
-    for name in wanted:
-        if name == "io":
-            from harness.collect.procio import IoCollector
-
-            collectors.append(
-                IoCollector(
-                    rate_hz=rate_hz, t0=t0, root_pid=root_pid, dataset_path=dataset_path, tree=tree
-                )
-            )
-        elif name == "cpu":
-            from harness.collect.cpu import CpuCollector
-
-            collectors.append(CpuCollector(rate_hz=rate_hz, t0=t0, root_pid=root_pid, tree=tree))
-        else:
-            from harness.collect.gpu import GpuCollector
-
-            collectors.append(GpuCollector(rate_hz=rate_hz, t0=t0))
-    return collectors
+    context = CollectorContext(rate_hz, t0, root_pid, dataset_path)
+    wanted = dict.fromkeys(name for name in names if name in COLLECTORS)
+    return [COLLECTORS[name](context) for name in wanted]

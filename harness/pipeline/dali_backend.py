@@ -34,6 +34,8 @@ from typing import Any
 import torch
 
 from harness.errors import HarnessError
+from harness.pipeline import BatchRequest
+from harness.pipeline.batch import Batch
 from harness.pipeline.sources import (
     CachedVideoSource,
     CollageSource,
@@ -42,8 +44,6 @@ from harness.pipeline.sources import (
     SampleRef,
     Source,
 )
-
-SAMPLE_NOT_TIMED = -1  # latency and bytes of samples this backend cannot time or count one by one
 
 
 def unavailable() -> str | None:
@@ -68,9 +68,9 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             "dataset has mask videos: use pipeline.backend torch"
         )
     if use_cuda:
-        from harness.pipeline.nvdec_backend import check_scenario as check_nvdec
+        from harness.pipeline.codecs import check_nvdec_limits
 
-        check_nvdec(source, use_cuda)  # DALI's GPU reader decodes on NVDEC: the same limits
+        check_nvdec_limits(source)  # DALI's GPU reader decodes on NVDEC: the same limits
         return
     for record in source.records:
         codec = str(record.get("codec", "")).lower()
@@ -80,22 +80,6 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
                 f"the GPU only and this machine has none (its CPU decoder takes "
                 f"{', '.join(CPU_VIDEO_CODECS)}); use pipeline.backend torch"
             )
-
-
-def _untimed_batch(image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
-    """A batch in the loop's format whose samples were neither timed nor counted one by one."""
-    count = image.shape[0]
-    not_timed = torch.full((count,), SAMPLE_NOT_TIMED, dtype=torch.int64)
-    return {
-        "image": image,
-        "mask": mask,
-        "latency_ns": not_timed,
-        "end_ns": torch.full((count,), time.monotonic_ns(), dtype=torch.int64),
-        "requested": not_timed,
-        "first_time": not_timed,
-        "errors": [],
-        "fatal": None,
-    }
 
 
 def _epochs(iterator: Any) -> Iterator[Any]:
@@ -140,7 +124,7 @@ def build_dali_batches(
     world: int,
     steps: int | None,
     device_index: int | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Batch]:
     """Batches in the training loop's format, from a DALI pipeline fed by DALIGenericIterator."""
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
@@ -200,7 +184,7 @@ def build_dali_batches(
         mask = batch["mask"]
         if mask.dim() == 4:
             mask = mask[..., 0]
-        yield _untimed_batch(image, mask)
+        yield Batch.untimed(image, mask, time.monotonic_ns())
 
 
 def build_dali_video_batches(
@@ -216,7 +200,7 @@ def build_dali_video_batches(
     steps: int | None,
     device_index: int | None,
     work_dir: Path,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Batch]:
     """Batches of frames from random sequences decoded by DALI's video reader."""
     import numpy as np
     from nvidia.dali import fn, pipeline_def
@@ -280,8 +264,10 @@ def build_dali_video_batches(
             image = frame[top : top + crop, left : left + crop]
             images.append(image.permute(2, 0, 1))
             masks.append(_video_mask(source, tracks, ref, crop, image))
-        batch = _untimed_batch(torch.stack(images), torch.stack(masks).to(frames.device))
-        batch["refs"] = refs  # which frame and crop each sample is (tests check them)
+        batch = Batch.untimed(
+            torch.stack(images), torch.stack(masks).to(frames.device), time.monotonic_ns()
+        )
+        batch.refs = refs  # which frame and crop each sample is (tests check them)
         yield batch
 
 
@@ -305,3 +291,23 @@ def _video_mask(
         return torch.from_numpy(whole[ref.top : ref.top + crop, ref.left : ref.left + crop])
     rule = source.labels.removeprefix("derived:")
     return torch.from_numpy(derive_mask(image.cpu().numpy(), rule, source.classes))
+
+
+def batches(request: BatchRequest) -> Iterator[Batch]:
+    """The registry's entry: DALI's video reader for decoded video, else its image readers."""
+    options = {
+        "batch_size": request.batch_size,
+        "crop": request.crop,
+        "workers": request.workers,
+        "seed": request.seed,
+        "rank": request.rank,
+        "world": request.world,
+        "steps": request.steps,
+        "device_index": request.device_index,
+    }
+    if isinstance(request.source, DecodedVideoSource):
+        request.work_dir.mkdir(parents=True, exist_ok=True)  # ranks other than 0 may lack it
+        return build_dali_video_batches(
+            request.source, request.plan, work_dir=request.work_dir, **options
+        )
+    return build_dali_batches(request.source, request.plan, **options)

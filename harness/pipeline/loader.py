@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.pipeline import BatchRequest
+from harness.pipeline.batch import Batch, FileError, Sample
 from harness.pipeline.sources import SamplePlan, Source
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
@@ -37,9 +39,9 @@ class SegmentationSamples(Dataset):
     def __len__(self) -> int:
         return 2**62  # samples are numbered, not enumerated: the sampler decides how many
 
-    def __getitem__(self, number: int) -> dict[str, Any]:
+    def __getitem__(self, number: int) -> Sample:
         started = time.monotonic_ns()
-        errors: list[tuple[str, str]] = []
+        errors: list[FileError] = []
         for attempt in range(MAX_SKIPS):
             # A replacement sample is another deterministic number, far from the sequence.
             key = number if attempt == 0 else number + attempt * 2**40
@@ -47,53 +49,34 @@ class SegmentationSamples(Dataset):
             try:
                 image, mask, reads = self.source.load(ref, self.crop)
             except (HarnessError, OSError, ValueError) as exc:
-                errors.append((self.source.describe(ref), _message(exc)))
+                errors.append((self.source.describe(ref), one_line(exc)))
                 if self.on_corrupt == "fail":
                     return self._failed(errors, started)
                 continue
             ended = time.monotonic_ns()
-            return {
-                "image": torch.from_numpy(image).permute(2, 0, 1),
-                "mask": torch.from_numpy(mask),
-                "latency_ns": ended - started,
-                "end_ns": ended,
-                "requested": reads.requested,
-                "first_time": reads.first_time,
-                "errors": errors,
-                "fatal": None,
-            }
+            return Sample(
+                image=torch.from_numpy(image).permute(2, 0, 1),
+                mask=torch.from_numpy(mask),
+                end_ns=ended,
+                latency_ns=ended - started,
+                requested_bytes=reads.requested,
+                first_time_bytes=reads.first_time,
+                errors=errors,
+            )
         return self._failed(errors, started)
 
-    def _failed(self, errors: list[tuple[str, str]], started: int) -> dict[str, Any]:
-        crop = self.crop
-        return {
-            "image": torch.zeros(3, crop, crop, dtype=torch.uint8),
-            "mask": torch.zeros(crop, crop, dtype=torch.uint8),
-            "latency_ns": time.monotonic_ns() - started,
-            "end_ns": time.monotonic_ns(),
-            "requested": 0,
-            "first_time": 0,
-            "errors": errors,
-            "fatal": errors[-1],
-        }
-
-
-def _message(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "image": torch.stack([s["image"] for s in samples]),
-        "mask": torch.stack([s["mask"] for s in samples]),
-        "latency_ns": torch.tensor([s["latency_ns"] for s in samples], dtype=torch.int64),
-        "end_ns": torch.tensor([s["end_ns"] for s in samples], dtype=torch.int64),
-        "requested": torch.tensor([s["requested"] for s in samples], dtype=torch.int64),
-        "first_time": torch.tensor([s["first_time"] for s in samples], dtype=torch.int64),
-        "errors": [error for s in samples for error in s["errors"]],
-        "fatal": next((s["fatal"] for s in samples if s["fatal"] is not None), None),
-    }
+    def _failed(self, errors: list[FileError], started: int) -> Sample:
+        crop, ended = self.crop, time.monotonic_ns()
+        return Sample(
+            image=torch.zeros(3, crop, crop, dtype=torch.uint8),
+            mask=torch.zeros(crop, crop, dtype=torch.uint8),
+            end_ns=ended,
+            latency_ns=ended - started,
+            requested_bytes=0,
+            first_time_bytes=0,
+            errors=errors,
+            fatal=errors[-1],
+        )
 
 
 class RankSampler(Sampler[int]):
@@ -130,7 +113,7 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def _one_line_excepthook(kind: type[BaseException], value: BaseException, _tb: Any) -> None:
-    print(f"data worker {os.getpid()}: {kind.__name__}: {_message(value)}", file=sys.stderr)
+    print(f"data worker {os.getpid()}: {kind.__name__}: {one_line(value)}", file=sys.stderr)
 
 
 def build_loader(
@@ -154,7 +137,31 @@ def build_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=Batch.collate,
         pin_memory=pin_memory,
         **options,
+    )
+
+
+# --- the "torch" entry of the backend registry (harness.pipeline.BACKENDS) -----------------------
+
+
+def unavailable() -> str | None:
+    return None  # this module imported torch: nothing else is needed
+
+
+def check_scenario(source: Source, use_cuda: bool) -> None:
+    """The torch backend reads every dataset kind."""
+
+
+def batches(request: BatchRequest) -> DataLoader:
+    sampler = RankSampler(request.rank, request.world, request.batch_size, request.steps)
+    dataset = SegmentationSamples(request.source, request.plan, request.crop, request.on_corrupt)
+    return build_loader(
+        dataset,
+        sampler,
+        batch_size=request.batch_size,
+        workers=request.workers,
+        prefetch_factor=request.prefetch_factor,
+        pin_memory=request.device.type == "cuda",
     )

@@ -22,6 +22,7 @@ cannot take stops the run with a message naming the file (exit 2), never a crash
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import threading
 import time
@@ -34,7 +35,10 @@ from typing import Any
 import numpy as np
 
 from harness.data.labels import derive_mask
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.pipeline import BatchRequest
+from harness.pipeline.batch import NOT_MEASURED, Batch, FileError, Sample
+from harness.pipeline.codecs import check_nvdec_limits
 from harness.pipeline.loader import MAX_SKIPS
 from harness.pipeline.sources import (
     CountingFile,
@@ -46,21 +50,12 @@ from harness.pipeline.sources import (
     Source,
 )
 
-NOT_COUNTED = -1  # bytes of a sample read by the SDK's demuxer: recorded as not measured
 MAX_OPEN = 16  # decoder sessions per thread: the study's 12 cameras stay open
 # Read the videos through a counting Python file object (bytes cross-check per sample) rather
 # than by path in the SDK's own demuxer (no per-sample bytes): benchmarks/bench_nvdec.py found no
-# difference in speed on an H200 (193 vs 192 samples/s), so the bytes are counted.
-COUNT_READS = True
-
-# What NVDEC decodes on Ampere and Hopper GPUs (Video Codec SDK support matrix), as the codec
-# names PyAV reports: (min width, min height, max width, max height).
-NVDEC_LIMITS: dict[str, tuple[int, int, int, int]] = {
-    "h264": (48, 16, 4096, 4096),
-    "hevc": (144, 144, 8192, 8192),
-    "vp9": (128, 128, 8192, 8192),
-    "av1": (128, 128, 8192, 8192),
-}
+# difference in speed on an H200 (193 vs 192 samples/s), so the bytes are counted. The benchmark
+# sets this variable to 1 to compare with the SDK's reads.
+SDK_READS_ENV = "HARNESS_NVDEC_SDK_READS"
 
 
 def unavailable() -> str | None:
@@ -95,22 +90,7 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
         raise HarnessError(
             "backend nvdec decodes video: it needs dataset.kind video and pipeline.mode decoded"
         )
-    for record in source.records:
-        path = source.root / record["path"]
-        codec = str(record.get("codec", "")).lower()
-        limits = NVDEC_LIMITS.get(codec)
-        if limits is None:
-            raise HarnessError(
-                f"{path}: NVDEC cannot decode {codec or 'this'} video (it decodes "
-                f"{', '.join(NVDEC_LIMITS)}); use pipeline.backend torch for this dataset"
-            )
-        min_w, min_h, max_w, max_h = limits
-        width, height = int(record["width"]), int(record["height"])
-        if not (min_w <= width <= max_w and min_h <= height <= max_h):
-            raise HarnessError(
-                f"{path}: {width}x{height} is outside NVDEC's {codec} limits "
-                f"({min_w}x{min_h} to {max_w}x{max_h}); use pipeline.backend torch for this dataset"
-            )
+    check_nvdec_limits(source)
 
 
 class _SharedLedger(PageLedger):
@@ -157,7 +137,7 @@ class _DecoderThread:
     def _open(self, file: int) -> _OpenDecoder:
         nvc = importlib.import_module("PyNvVideoCodec")
         path = self.source.root / self.source.records[file]["path"]
-        handle = CountingFile(path, self.ledger) if COUNT_READS else None
+        handle = None if os.environ.get(SDK_READS_ENV) == "1" else CountingFile(path, self.ledger)
         try:
             decoder = nvc.SimpleDecoder(
                 str(path) if handle is None else handle,
@@ -168,13 +148,8 @@ class _DecoderThread:
         except Exception as exc:  # the SDK raises plain exceptions for unsupported streams
             if handle is not None:
                 handle.close()
-            raise HarnessError(f"NVDEC cannot open this video: {_one_line(exc)}") from None
+            raise HarnessError(f"NVDEC cannot open this video: {one_line(exc, 300)}") from None
         return _OpenDecoder(decoder, handle)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
 
 
 def _frames_as_tensors(frames: list[Any], height: int, width: int) -> list[Any]:
@@ -224,8 +199,11 @@ class NvdecBatches:
             state = self._local.state = _DecoderThread(self.source, self.ledger, self.device)
         return state
 
-    def _decode(self, state: _DecoderThread, refs: list[SampleRef]) -> tuple[list[Any], Any]:
-        """Frames (CUDA, HxWx3) of refs that all share one file, and the reads it took."""
+    def _decode(
+        self, state: _DecoderThread, refs: list[SampleRef]
+    ) -> tuple[list[Any], Reads | None]:
+        """Frames (CUDA, HxWx3) of refs that all share one file, and the reads it took (None:
+        not counted)."""
         file = refs[0].file
         opened = state.decoder(file)
         info = self.source.files[file]
@@ -233,7 +211,7 @@ class NvdecBatches:
         try:
             frames = opened.decoder.get_batch_frames_by_index(indices)
         except Exception as exc:
-            message = f"NVDEC failed to decode frames {indices}: {_one_line(exc)}"
+            message = f"NVDEC failed to decode frames {indices}: {one_line(exc, 300)}"
             raise HarnessError(message) from None
         if len(frames) != len(set(indices)):
             raise HarnessError(
@@ -243,11 +221,11 @@ class NvdecBatches:
         by_index = dict(zip(dict.fromkeys(indices), frames, strict=True))
         tensors = _frames_as_tensors([by_index[i] for i in indices], info.height, info.width)
         if opened.handle is None:
-            return tensors, Reads(NOT_COUNTED, NOT_COUNTED)
+            return tensors, None  # the SDK's demuxer read them: not counted
         reads, opened.handle.reads = opened.handle.reads, Reads()
         return tensors, reads
 
-    def _clip(self, numbers: list[int]) -> list[dict[str, Any]]:
+    def _clip(self, numbers: list[int]) -> list[Sample]:
         """Samples of one run of consecutive frames (or one sample), decoded in one call; a
         failed decode is retried sample by sample with replacements under ``on_corrupt: skip``."""
         import torch
@@ -264,10 +242,10 @@ class NvdecBatches:
         ended = time.monotonic_ns()
         share = (ended - started) // max(1, len(samples))
         for sample in samples:
-            sample["latency_ns"], sample["end_ns"] = share, ended
+            sample.latency_ns, sample.end_ns = share, ended
         return samples
 
-    def _crops(self, state: _DecoderThread, refs: list[SampleRef]) -> list[dict[str, Any]]:
+    def _crops(self, state: _DecoderThread, refs: list[SampleRef]) -> list[Sample]:
         import torch
 
         tensors, reads = self._decode(state, refs)
@@ -282,21 +260,27 @@ class NvdecBatches:
             else:  # labels derived from pixel values: the crop's pixels come to the host
                 rgb = image.permute(1, 2, 0).cpu().numpy()
                 mask = derive_mask(rgb, source.labels.removeprefix("derived:"), source.classes)
+            # The call read its bytes once: they are the first sample's.
+            requested, first_time = (
+                (NOT_MEASURED, NOT_MEASURED)
+                if reads is None
+                else (reads.requested, reads.first_time)
+                if position == 0
+                else (0, 0)
+            )
             samples.append(
-                {
-                    "image": image,
-                    "mask": torch.from_numpy(np.ascontiguousarray(mask)).to(self.device),
-                    # the call read its bytes once: they are the first sample's
-                    "requested": reads.requested if position == 0 else min(reads.requested, 0),
-                    "first_time": reads.first_time if position == 0 else min(reads.first_time, 0),
-                    "errors": [],
-                    "fatal": None,
-                }
+                Sample(
+                    image=image,
+                    mask=torch.from_numpy(np.ascontiguousarray(mask)).to(self.device),
+                    end_ns=0,  # set with the latency, when the whole call is done
+                    requested_bytes=requested,
+                    first_time_bytes=first_time,
+                )
             )
         return samples
 
-    def _replacement(self, state: _DecoderThread, number: int, failure: Exception) -> dict:
-        errors = [(self.source.describe(self.plan.train(number)), _one_line(failure))]
+    def _replacement(self, state: _DecoderThread, number: int, failure: Exception) -> Sample:
+        errors = [(self.source.describe(self.plan.train(number)), one_line(failure, 300))]
         if self.on_corrupt == "fail":
             return self._failed(errors)
         for attempt in range(1, MAX_SKIPS):
@@ -304,24 +288,25 @@ class NvdecBatches:
             try:
                 sample = self._crops(state, [ref])[0]
             except (HarnessError, OSError, ValueError) as exc:
-                errors.append((self.source.describe(ref), _one_line(exc)))
+                errors.append((self.source.describe(ref), one_line(exc, 300)))
                 continue
-            sample["errors"] = errors
+            sample.errors = errors
             return sample
         return self._failed(errors)
 
-    def _failed(self, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    def _failed(self, errors: list[FileError]) -> Sample:
         import torch
 
         crop = self.crop
-        return {
-            "image": torch.zeros(3, crop, crop, dtype=torch.uint8, device=self.device),
-            "mask": torch.zeros(crop, crop, dtype=torch.uint8, device=self.device),
-            "requested": 0,
-            "first_time": 0,
-            "errors": errors,
-            "fatal": errors[-1],
-        }
+        return Sample(
+            image=torch.zeros(3, crop, crop, dtype=torch.uint8, device=self.device),
+            mask=torch.zeros(crop, crop, dtype=torch.uint8, device=self.device),
+            end_ns=0,
+            requested_bytes=0,
+            first_time_bytes=0,
+            errors=errors,
+            fatal=errors[-1],
+        )
 
     # --- in the training loop's thread -------------------------------------------------------
 
@@ -334,7 +319,7 @@ class NvdecBatches:
             runs.setdefault(number // length, []).append(number)
         return [pool.submit(self._clip, run) for run in runs.values()]
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Batch]:
         import torch
 
         pool = ThreadPoolExecutor(self.decoders, thread_name_prefix="nvdec")
@@ -348,19 +333,10 @@ class NvdecBatches:
                 samples = [s for future in pending.popleft() for s in _result(future)]
                 consumer = torch.cuda.current_stream(self.device)
                 for sample in samples:  # made on decoder streams, read on the loop's stream:
-                    sample["image"].record_stream(consumer)  # not reused before it is read
-                    sample["mask"].record_stream(consumer)
+                    sample.image.record_stream(consumer)  # not reused before it is read
+                    sample.mask.record_stream(consumer)
                 produced += 1
-                yield {
-                    "image": torch.stack([s["image"] for s in samples]),
-                    "mask": torch.stack([s["mask"] for s in samples]),
-                    "latency_ns": torch.tensor([s["latency_ns"] for s in samples]),
-                    "end_ns": torch.tensor([s["end_ns"] for s in samples]),
-                    "requested": torch.tensor([s["requested"] for s in samples]),
-                    "first_time": torch.tensor([s["first_time"] for s in samples]),
-                    "errors": [e for s in samples for e in s["errors"]],
-                    "fatal": next((s["fatal"] for s in samples if s["fatal"] is not None), None),
-                }
+                yield Batch.collate(samples)
         finally:
             for futures in pending:
                 for future in futures:
@@ -368,12 +344,29 @@ class NvdecBatches:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _result(future: Future) -> list[dict[str, Any]]:
+def _result(future: Future) -> list[Sample]:
     """A decoder thread's samples; its unexpected failure reaches the loop as one line."""
     try:
         return future.result()
     except (HarnessError, RuntimeError):
         raise
     except Exception as exc:
-        what = f"{type(exc).__name__}: {_one_line(exc)}"
+        what = f"{type(exc).__name__}: {one_line(exc, 300)}"
         raise RuntimeError(f"nvdec decoder thread: {what}") from None
+
+
+def batches(request: BatchRequest) -> NvdecBatches:
+    """The registry's entry (``check_scenario`` has made sure the source is decoded video)."""
+    return NvdecBatches(
+        request.source,
+        request.plan,
+        batch_size=request.batch_size,
+        crop=request.crop,
+        workers=request.workers,
+        prefetch_factor=request.prefetch_factor,
+        rank=request.rank,
+        world=request.world,
+        steps=request.steps,
+        device=request.device,
+        on_corrupt=request.on_corrupt,
+    )

@@ -11,6 +11,7 @@ Records are appended as the loop goes, so that an interrupted run keeps every fi
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.pipeline.batch import Batch, FileError
 
 # On CUDA the steps run on a stream of their own, created non-blocking: work that a decoder
 # library queues on the legacy default stream (which waits for, and holds up, every blocking
-# stream) then neither waits for training kernels nor delays them.
-SIDE_STREAM = True
+# stream) then neither waits for training kernels nor delays them. benchmarks/bench_nvdec.py
+# sets this variable to 1 to measure the loop on the default stream instead.
+DEFAULT_STREAM_ENV = "HARNESS_DEFAULT_STREAM"
 
 
 class RunFailed(Exception):
@@ -40,8 +43,7 @@ class LoopRecords:
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    warmup_steps: int = 0
+    errors: list[FileError] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -73,26 +75,52 @@ def resolve_device(device: str, precision: str, local_rank: int = 0) -> Device:
     return Device(chosen, precision)
 
 
-def prepare_inputs(batch: dict[str, Any], device: Device) -> tuple[torch.Tensor, torch.Tensor]:
-    images = batch["image"].to(device.torch_device, non_blocking=True)
-    masks = batch["mask"].to(device.torch_device, non_blocking=True).long()
+def prepare_inputs(batch: Batch, device: Device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = batch.image.to(device.torch_device, non_blocking=True)
+    masks = batch.mask.to(device.torch_device, non_blocking=True).long()
     images = images.float().div_(255.0).sub_(0.5)
     if device.is_cuda:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, masks
 
 
+# One training step on a batch that has arrived: returns the loss (None where no model runs),
+# with the device's work finished when it returns.
+StepFunction = Callable[[Batch], float | None]
+
+
+def real_step(model: nn.Module, optimizer: torch.optim.Optimizer, device: Device) -> StepFunction:
+    """The U-Net's forward, loss, backward and optimiser step (bf16 autocast where asked)."""
+    autocast = torch.autocast(
+        device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
+    )
+
+    def step(batch: Batch) -> float:
+        images, masks = prepare_inputs(batch, device)
+        with autocast:
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.is_cuda:
+            # The step's own stream: decoder threads (nvdec) work on theirs meanwhile.
+            torch.cuda.current_stream(device.torch_device).synchronize()
+        return float(loss.item())
+
+    return step
+
+
 def _training_stream(device: Device) -> contextlib.AbstractContextManager:
-    """On CUDA, a non-blocking stream of the loop's own (see SIDE_STREAM); else nothing."""
-    if not (device.is_cuda and SIDE_STREAM):
+    """On CUDA, a non-blocking stream of the loop's own (see DEFAULT_STREAM_ENV); else nothing."""
+    if not device.is_cuda or os.environ.get(DEFAULT_STREAM_ENV) == "1":
         return contextlib.nullcontext()
     return torch.cuda.stream(torch.cuda.Stream(device.torch_device))
 
 
 def train(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batches: Iterable[dict[str, Any]],
+    step_function: StepFunction,
+    batches: Iterable[Batch],
     device: Device,
     *,
     t0: float,
@@ -100,15 +128,15 @@ def train(
     steps: int | None,
     duration_s: float | None,
     records: LoopRecords,
+    synchronise: Callable[[], None] | None = None,
     progress: Callable[[LoopRecords], None] | None = None,
 ) -> None:
-    """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed."""
+    """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed.
+
+    Per step: ``wait_s`` (asking for the batch until it arrives), ``compute_s`` (the step
+    function) and ``barrier_s`` (``synchronise``, the stand-in for an all-reduce between
+    emulated accelerators; 0 without one), each timed on its own."""
     with _training_stream(device):
-        records.warmup_steps = warmup_steps
-        model.train()
-        autocast = torch.autocast(
-            device.torch_device.type, dtype=torch.bfloat16, enabled=device.precision == "bf16"
-        )
         iterator = iter(batches)
         measured_since: float | None = None
         step = 0
@@ -119,59 +147,33 @@ def train(
             except StopIteration:
                 break
             except RuntimeError as exc:  # DataLoader: a worker was killed or exited
-                raise RunFailed(f"the data pipeline failed: {' '.join(str(exc).split())}") from None
+                raise RunFailed(f"the data pipeline failed: {one_line(exc)}") from None
             arrived = time.monotonic()
-            if batch["fatal"] is not None:
-                path, message = batch["fatal"]
-                records.errors.extend(batch["errors"])
+            records.errors.extend(batch.errors)
+            if batch.fatal is not None:
+                path, message = batch.fatal
                 raise HarnessError(f"{path}: {message} (pipeline.on_corrupt is fail)")
-            records.errors.extend(batch["errors"])
-            images, masks = prepare_inputs(batch, device)
-            with autocast:
-                logits = model(images)
-            loss = F.cross_entropy(logits.float(), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if device.is_cuda:
-                # The step's own stream: decoder threads (nvdec) work on theirs meanwhile.
-                torch.cuda.current_stream(device.torch_device).synchronize()
-            loss_value = float(loss.item())
+            loss = step_function(batch)
+            computed = time.monotonic()
+            if synchronise is not None:
+                synchronise()
             finished = time.monotonic()
-            if not np.isfinite(loss_value):
-                raise RunFailed(f"the loss became {loss_value} at step {step}: training diverged")
+            if loss is not None and not np.isfinite(loss):
+                raise RunFailed(f"the loss became {loss} at step {step}: training diverged")
             records.steps.append(
                 {
                     "step": step,
                     "t_start": started - t0,
                     "t_end": finished - t0,
                     "wait_s": arrived - started,
-                    "compute_s": finished - arrived,
-                    "loss": loss_value,
-                    "samples": int(images.shape[0]),
+                    "compute_s": computed - arrived,
+                    "barrier_s": finished - computed,
+                    "loss": float("nan") if loss is None else loss,
+                    "samples": len(batch),
                     "warmup": step < warmup_steps,
                 }
             )
-            ends = (batch["end_ns"].numpy() / 1e9) - t0
-            columns = zip(
-                ends,
-                batch["latency_ns"].tolist(),
-                batch["requested"].tolist(),
-                batch["first_time"].tolist(),
-                strict=True,
-            )
-            for end, latency, requested, first_time in columns:
-                records.samples.append(
-                    {
-                        "t_end": float(end),
-                        # A backend that cannot time or count single samples (DALI) sends -1:
-                        # recorded as not measured (NaN), never as zero.
-                        "latency_ms": latency / 1e6 if latency >= 0 else float("nan"),
-                        "requested_bytes": requested if requested >= 0 else float("nan"),
-                        "first_time_bytes": first_time if first_time >= 0 else float("nan"),
-                        "step": step,
-                    }
-                )
+            _record_samples(records, batch, step, t0)
             if progress is not None:
                 progress(records)
             step += 1
@@ -183,10 +185,30 @@ def train(
                     break
 
 
+def _record_samples(records: LoopRecords, batch: Batch, step: int, t0: float) -> None:
+    """Per sample: when it was ready, its fetch latency and bytes (NaN: not measured)."""
+    ends = batch.end_ns.numpy() / 1e9 - t0
+    columns = zip(
+        ends.tolist(),
+        (batch.latency_ns / 1e6).tolist(),
+        batch.requested_bytes.tolist(),
+        batch.first_time_bytes.tolist(),
+        strict=True,
+    )
+    for end, latency_ms, requested, first_time in columns:
+        records.samples.append(
+            {
+                "t_end": end,
+                "latency_ms": latency_ms,
+                "requested_bytes": requested,
+                "first_time_bytes": first_time,
+                "step": step,
+            }
+        )
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(
-    model: nn.Module, batches: Iterable[dict[str, Any]], device: Device
-) -> None:
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Batch], device: Device) -> None:
     """Re-estimate BatchNorm's running statistics with the final weights ("precise BN").
 
     After a short run the running averages still carry the early, untrained weights' statistics
@@ -209,7 +231,7 @@ def recalibrate_batchnorm(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable[dict[str, Any]], device: Device, classes: int
+    model: nn.Module, batches: Iterable[Batch], device: Device, classes: int
 ) -> dict[str, Any]:
     """mIoU of the model on held-out samples, and of always answering the most common class
     (the "chance" a real learner must beat)."""
@@ -276,7 +298,7 @@ def progress_printer(
         requested = sum(
             s["requested_bytes"]
             for s in records.samples[-len(recent) * 64 :]
-            if s["t_end"] >= window_start
+            if s["t_end"] >= window_start and np.isfinite(s["requested_bytes"])
         )
         of = f"/{total_steps}" if total_steps else ""
         line = (

@@ -1,0 +1,86 @@
+"""The contract between every backend and the training loop: a ``Batch`` of crops.
+
+A backend yields ``Batch`` objects; the loop (real or emulated) consumes them. Per sample it
+carries when it was ready, how long it took to fetch (read + decode + crop, timed where it was
+made) and the bytes it asked the storage for (all of them, and those asked for the first time).
+A backend that cannot time or count single samples (DALI, the SDK demuxer of nvdec) sends NaN:
+"not measured", never zero. Failures travel in the batch too (``errors``; ``fatal`` under
+``on_corrupt: fail``), so that the loop, not a worker's traceback, reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+NOT_MEASURED = float("nan")
+FileError = tuple[str, str]  # (file, one-line message)
+
+
+@dataclass
+class Sample:
+    """One crop as a DataLoader worker returns it (HWC image turned CHW, HW mask)."""
+
+    image: torch.Tensor  # uint8, (3, crop, crop)
+    mask: torch.Tensor  # uint8, (crop, crop)
+    end_ns: int  # time.monotonic_ns() when the sample was ready
+    latency_ns: float = NOT_MEASURED
+    requested_bytes: float = NOT_MEASURED
+    first_time_bytes: float = NOT_MEASURED
+    errors: list[FileError] = field(default_factory=list)
+    fatal: FileError | None = None
+
+
+@dataclass
+class Batch:
+    """Samples stacked for one training step."""
+
+    image: torch.Tensor  # uint8, (N, 3, crop, crop), on the CPU or already on the GPU
+    mask: torch.Tensor  # uint8, (N, crop, crop)
+    end_ns: torch.Tensor  # int64, (N,)
+    latency_ns: torch.Tensor  # float64, (N,); NaN: not measured
+    requested_bytes: torch.Tensor  # float64, (N,); NaN: not measured
+    first_time_bytes: torch.Tensor  # float64, (N,); NaN: not measured
+    errors: list[FileError] = field(default_factory=list)
+    fatal: FileError | None = None
+    refs: list[Any] | None = None  # which frame and crop each sample is, where a backend says
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+    @classmethod
+    def collate(cls, samples: list[Sample]) -> Batch:
+        """The DataLoader's ``collate_fn``."""
+        return cls(
+            image=torch.stack([s.image for s in samples]),
+            mask=torch.stack([s.mask for s in samples]),
+            end_ns=torch.tensor([s.end_ns for s in samples], dtype=torch.int64),
+            latency_ns=_floats([s.latency_ns for s in samples]),
+            requested_bytes=_floats([s.requested_bytes for s in samples]),
+            first_time_bytes=_floats([s.first_time_bytes for s in samples]),
+            errors=[error for s in samples for error in s.errors],
+            fatal=next((s.fatal for s in samples if s.fatal is not None), None),
+        )
+
+    @classmethod
+    def untimed(cls, image: torch.Tensor, mask: torch.Tensor, end_ns: int) -> Batch:
+        """Samples made together by a backend that cannot time or count them one by one."""
+        count = int(image.shape[0])
+        return cls(
+            image=image,
+            mask=mask,
+            end_ns=torch.full((count,), end_ns, dtype=torch.int64),
+            latency_ns=_floats([NOT_MEASURED] * count),
+            requested_bytes=_floats([NOT_MEASURED] * count),
+            first_time_bytes=_floats([NOT_MEASURED] * count),
+        )
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pin-memory thread on CUDA: pin what goes to the GPU."""
+        return replace(self, image=self.image.pin_memory(), mask=self.mask.pin_memory())
+
+
+def _floats(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
