@@ -19,18 +19,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
 from harness import results
 from harness.errors import HarnessError, ScenarioError
 from harness.scenario import LoadedScenario, Model, load_scenario, read_yaml, validate_model
+from harness.stats import mean_gpu_util
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 GPU_PLAN = SCENARIOS / "gpu" / "selfcheck.yaml"
 CPU_PLAN = SCENARIOS / "quick" / "selfcheck.yaml"
-SELFCHECK = ("selfcheck.json", "harness-selfcheck")
+SELFCHECK = results.DocumentKind("selfcheck.json", "harness-selfcheck")
 
 
 class PlannedRun(Model):
@@ -101,20 +102,16 @@ def planned_scenarios(
     return loaded
 
 
-def _table_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
-    metrics = summary.get("metrics", {})
+def _table_metrics(folder: Path | None) -> dict[str, float | None]:
+    """The table's measured columns, from the summary the run wrote (none without one)."""
+    metrics = {} if folder is None else results.RunFolder.read(folder).metrics
 
     def value(key: str) -> float | None:
         found = metrics.get(key, {}).get("value")
         return None if found is None or not math.isfinite(found) else float(found)
 
-    utils = [
-        m["value"]
-        for k, m in metrics.items()
-        if k.startswith("gpu_util_pct[") and m.get("value") is not None
-    ]
     row = {key: value(key) for _title, key, _digits in COLUMNS if key != "gpu_util_pct"}
-    row["gpu_util_pct"] = sum(utils) / len(utils) if utils else None
+    row["gpu_util_pct"] = mean_gpu_util(metrics)
     return row
 
 
@@ -177,7 +174,7 @@ def run_selfcheck(
             continue
         if outcome.folder is not None:
             folders.append(outcome.folder)
-        metrics = _table_metrics(outcome.summary or {})
+        metrics = _table_metrics(outcome.folder)
         status = "ok" if outcome.complete else "failed"
         run = None if outcome.folder is None else str(outcome.folder)
         rows.append(Row(name, backend, status, outcome.reason or "", run, metrics))

@@ -13,19 +13,21 @@ import math
 import numpy as np
 import pytest
 
-from harness.compare import (
+from harness.compare.mannwhitney import (
+    mann_whitney_u,
+    midranks,
+    repeats_needed,
+    smallest_p_value,
+)
+from harness.compare.stats import (
     DEFAULT_TOLERANCE_PCT,
     METHOD_TEST,
     METHOD_TOLERANCE,
     MetricSeries,
     compare_metrics,
     count_outcomes,
-    mann_whitney_u,
-    midranks,
     min_change_for,
     relative_change_pct,
-    repeats_needed,
-    smallest_p_value,
     tolerance_for,
     verdict,
 )
@@ -86,13 +88,13 @@ def test_known_p_values() -> None:
 
 
 def test_normal_approximation_agrees_with_exact_where_both_apply() -> None:
-    from harness import compare
+    from harness.compare import mannwhitney
 
     rng = np.random.default_rng(5)
     x, y = rng.normal(0, 1, 28).tolist(), rng.normal(0.4, 1, 30).tolist()
     exact = mann_whitney_u(x, y).p_value
     ranks = midranks(x + y)
-    approximate = compare._normal_p(mann_whitney_u(x, y).u, 28, 30, ranks)
+    approximate = mannwhitney._normal_p(mann_whitney_u(x, y).u, 28, 30, ranks)
     assert approximate == pytest.approx(exact, rel=0.05)
 
 

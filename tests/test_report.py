@@ -327,7 +327,7 @@ def test_one_scenario_on_several_machines_side_by_side(suite: Path, tmp_path: Pa
 
 def test_long_series_are_thinned_for_drawing_only(tmp_path: Path) -> None:
     """Statistics on the full data, at most MAX_POINTS drawn per line."""
-    from harness.report import charts
+    from harness.report import charts, charts_time
     from harness.report.runs import grid, load_runs
 
     t = np.arange(20_000) / 10.0
@@ -342,8 +342,8 @@ def test_long_series_are_thinned_for_drawing_only(tmp_path: Path) -> None:
     assert (np.diff(x) > 0).all() and (p > 0.999).sum() >= 50  # the tail is drawn densely
 
     runs = load_runs(bench_report().write_suite(tmp_path / "results", minutes=2.0, hz=10.0))
-    _columns, rows = grid(runs)
-    figure = charts.read_throughput(rows)
+    rows = grid(runs)
+    figure = charts_time.read_throughput(rows)
     for run, ax in zip([r[0] for r in rows], figure.axes, strict=False):
         lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
         assert lines and all(len(line.get_xdata()) <= charts.MAX_POINTS for line in lines)

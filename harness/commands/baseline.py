@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.baselines import baseline_list_command, baseline_save_command
+    from harness.compare.commands import baseline_list_command, baseline_save_command
 
     if args.baseline_command == "save":
         return baseline_save_command(args.run, args.name)

@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.baselines import compare_command, parse_tolerances
+    from harness.compare.commands import compare_command, parse_tolerances
 
     return compare_command(
         args.baseline,

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from harness.report.charts import STYLE
-from harness.report.document import Chart, Document, Note, Table
+from harness.report.content import Chart, Document, Note, Table
 from harness.report.runs import Run
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -17,51 +17,62 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from harness import results
-from harness.errors import HarnessError
+from harness.stats import mean_gpu_util
 
-TABLES = ("steps", "samples", "series_io", "series_cpu", "series_gpu")
 # The study's categories (its Figure 7), in the order the report shows them.
 CATEGORIES = ("video cached", "video decoded", "image collage")
 
 
 @dataclass
 class Run:
-    """One run folder: its documents, its tables, and what could not be read."""
+    """One run as the report sees it: the run folder as read (``source``), its metrics (from
+    its tables when it has no summary), what could not be read, and its label and colour."""
 
-    folder: Path
-    manifest: dict[str, Any]
-    summary: dict[str, Any]
-    tables: dict[str, pd.DataFrame | None]
-    missing: dict[str, str]  # table name -> why it is not there
+    source: results.RunFolder
     notes: list[str]  # what the reader must know before trusting the numbers
-    has_summary: bool
     label: str = ""
     machine: str = ""
-    machine_key: str = ""
     color: str = "#1f77b4"
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- identity -------------------------------------------------------------------------------
 
     @property
+    def folder(self) -> Path:
+        return self.source.folder
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest; empty when the run has none (a note says so)."""
+        return self.source.manifest or {}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary; empty when the run has none (a note says so)."""
+        return self.source.summary or {}
+
+    @property
+    def has_summary(self) -> bool:
+        return self.source.has_summary
+
+    @property
     def scenario(self) -> dict[str, Any]:
-        return self.manifest.get("scenario") or {}
+        return self.source.settings or {}
 
     @property
     def scenario_name(self) -> str:
-        return str(self.summary.get("scenario") or self.scenario.get("name") or self.folder.name)
+        return self.source.scenario_name
 
     @property
     def run_id(self) -> str:
-        return str(self.summary.get("run_id") or self.manifest.get("run_id") or self.folder.name)
+        return self.source.run_id
 
     @property
     def complete(self) -> bool:
-        return self.has_summary and self.summary.get("complete") is True
+        return self.source.complete
 
     @property
     def kind(self) -> str | None:
@@ -123,13 +134,13 @@ class Run:
     def utilisation(self) -> tuple[float | None, str]:
         """The run's headline utilisation and what it is: the mean NVML GPU utilisation where
         a GPU was sampled, else the loop's busy % (compute time / wall time), said as such."""
-        gpus = self.gpu_utils()
-        if gpus:
-            return float(np.mean(gpus)), "gpu"
+        mean = mean_gpu_util(self.metrics)
+        if mean is not None:
+            return mean, "gpu"
         return self.value("busy_pct"), "busy"
 
     def table(self, name: str) -> pd.DataFrame | None:
-        return self.tables.get(name)
+        return self.source.table(name)
 
     def unavailable(self, name: str) -> str:
         """Why a table (``series_gpu``, say) is not there, in the collector's own words."""
@@ -137,9 +148,9 @@ class Run:
         reasons = (self.summary.get("collectors") or {}).get("unavailable") or {}
         if collector in reasons:
             return str(reasons[collector])
-        if name in self.missing:
-            return self.missing[name]
-        table = self.tables.get(name)
+        if not self.source.has_table(name):
+            return f"not recorded ({name}.parquet is missing)"
+        table = self.table(name)
         if table is not None and table.empty:
             return "empty: the run stopped before its first record"
         return "not available"
@@ -162,55 +173,32 @@ class Run:
         return float(measured["t_start"].min())
 
 
-def _document(folder: Path, kind: tuple[str, str]) -> dict[str, Any] | None:
-    """A run document, None when the file is not there; a wrong format version refuses."""
-    if not (folder / kind[0]).exists():
-        return None
-    return results.read_document(folder, kind)
-
-
 def load_run(folder: Path) -> Run:
     """Read a run folder; HarnessError only for what no report can be made of."""
-    manifest = _document(folder, results.MANIFEST)
-    summary = _document(folder, results.SUMMARY)
-    if manifest is None and summary is None:
-        raise HarnessError(f"{folder}: holds no run (no manifest.json or summary.json)")
+    source = results.RunFolder.read(folder)
+    # Every table now, so that one of another format version refuses before any chart is drawn.
+    for name in results.TABLES:
+        source.table(name)
     notes: list[str] = []
-    if summary is None:
+    if not source.has_summary:
         notes.append(
             "INCOMPLETE: no summary.json: the run stopped before writing its results (killed?); "
             "the numbers below are computed from the tables it left"
         )
-    elif summary.get("complete") is not True:
-        reason = summary.get("reason") or "no reason recorded"
+    elif not source.complete:
+        reason = source.reason or "no reason recorded"
         notes.append(
             f"INCOMPLETE: {reason}; the numbers cover only the steps finished before it stopped"
         )
-    if manifest is None:
+    if source.manifest is None:
         notes.append("no manifest.json: scenario, hardware and software are unknown")
-    tables: dict[str, pd.DataFrame | None] = {}
-    missing: dict[str, str] = {}
-    for name in TABLES:
-        if (folder / f"{name}.parquet").exists():
-            tables[name] = results.read_table(folder, name)
-        else:
-            tables[name] = None
-            missing[name] = f"not recorded ({name}.parquet is missing)"
-    run = Run(
-        folder=folder,
-        manifest=manifest or {},
-        summary=summary or {},
-        tables=tables,
-        missing=missing,
-        notes=notes,
-        has_summary=summary is not None,
-    )
-    run.metrics = dict((summary or {}).get("metrics") or {})
-    if summary is None and tables["steps"] is not None and tables["samples"] is not None:
+    run = Run(source, notes, metrics=source.metrics)
+    steps, samples = source.table("steps"), source.table("samples")
+    if not source.has_summary and steps is not None and samples is not None:
         from harness.summary import loop_metrics
 
-        run.metrics = loop_metrics(tables["steps"], tables["samples"])
-    if run.metrics and run.value("busy_pct") is None and (summary or {}).get("complete") is True:
+        run.metrics = loop_metrics(steps, samples)
+    if run.metrics and run.value("busy_pct") is None and source.complete:
         notes.append("no step after warm-up was measured: the metrics are empty")
     return run
 
@@ -265,24 +253,23 @@ def label_runs(runs: list[Run]) -> None:
     for run in runs:
         hardware = run.manifest.get("hardware") or {}
         run.machine = machine_name(hardware)
-        run.machine_key = run.machine
         short.setdefault(machine_short(hardware), set()).add(run.machine)
     names = {full: name for name, fulls in short.items() for full in fulls if len(fulls) == 1}
-    machines = list(dict.fromkeys(run.machine_key for run in runs))
+    machines = list(dict.fromkeys(run.machine for run in runs))
     # A scenario run with several backends (the self-check) is told apart by its backend.
     backends: dict[tuple[str, str], set[str]] = {}
     for run in runs:
-        backends.setdefault((run.scenario_name, run.machine_key), set()).add(_backend(run))
+        backends.setdefault((run.scenario_name, run.machine), set()).add(_backend(run))
     counts: dict[tuple[str, str, str], int] = {}
     for run in runs:
-        key = (run.scenario_name, _backend(run), run.machine_key)
+        key = (run.scenario_name, _backend(run), run.machine)
         counts[key] = counts.get(key, 0) + 1
     seen: dict[tuple[str, str, str], int] = {}
     for index, run in enumerate(runs):
-        key = (run.scenario_name, _backend(run), run.machine_key)
+        key = (run.scenario_name, _backend(run), run.machine)
         seen[key] = seen.get(key, 0) + 1
         label = run.scenario_name
-        if len(backends[(run.scenario_name, run.machine_key)]) > 1:
+        if len(backends[(run.scenario_name, run.machine)]) > 1:
             label += f" ({_backend(run)})"
         if counts[key] > 1:
             repeat = run.manifest.get("repeat")
@@ -313,23 +300,22 @@ PALETTE = (
 )
 
 
-def grid(runs: list[Run]) -> tuple[list[str], list[list[Run | None]]]:
+def grid(runs: list[Run]) -> list[list[Run | None]]:
     """Panels for per-run charts: one column per machine (side by side), one row per scenario
-    (and repeat) in the order first given. Returns column titles and rows of runs (None where a
-    machine did not run that scenario)."""
-    machines = list(dict.fromkeys(run.machine_key for run in runs))
+    (and repeat) in the order first given. Returns rows of runs (None where a machine did not
+    run that scenario)."""
+    machines = list(dict.fromkeys(run.machine for run in runs))
     keys: list[tuple[str, int]] = []
     cells: dict[tuple[tuple[str, int], str], Run] = {}
     seen: dict[tuple[str, str], int] = {}
     for run in runs:
-        count = seen.get((run.scenario_name, run.machine_key), 0)
-        seen[(run.scenario_name, run.machine_key)] = count + 1
+        count = seen.get((run.scenario_name, run.machine), 0)
+        seen[(run.scenario_name, run.machine)] = count + 1
         key = (run.scenario_name, count)
         if key not in keys:
             keys.append(key)
-        cells[(key, run.machine_key)] = run
-    rows = [[cells.get((key, machine)) for machine in machines] for key in keys]
-    return machines, rows
+        cells[(key, run.machine)] = run
+    return [[cells.get((key, machine)) for machine in machines] for key in keys]
 
 
 def by_category(runs: list[Run]) -> list[Run]:

@@ -1,0 +1,270 @@
+"""The report's sections that are tables: the runs, the headline metrics with their threshold
+verdicts, the cross-checks and warnings, and the hardware and software of each machine.
+
+Every number goes through :func:`harness.report.content.fmt`, a value that was not measured shows
+as a dash (never 0), and a run that stopped early says so in its status cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.content import (
+    NOT_MEASURED,
+    Block,
+    Note,
+    Section,
+    Table,
+    fmt,
+    fmt_field,
+    num_style,
+    scaled_bytes,
+)
+from harness.report.runs import Run
+from harness.stats import mean_gpu_util
+
+
+def _status(run: Run) -> tuple[str, str]:
+    """A run's status cell (text, style): complete, or why not."""
+    if run.complete:
+        return "complete", "pass"
+    if not run.has_summary:
+        return "INCOMPLETE (no summary)", "fail"
+    return f"INCOMPLETE: {run.summary.get('reason') or 'no reason recorded'}", "fail"
+
+
+def _threshold_cell(run: Run) -> tuple[str, str]:
+    """A run's thresholds in one cell (text, style): the failed ones first, then unmeasured."""
+    verdicts = run.summary.get("thresholds") or []
+    if not verdicts:
+        return "no thresholds set", "muted"
+    failed = [v["threshold"] for v in verdicts if v.get("pass") is False]
+    unmeasured = [v["threshold"] for v in verdicts if v.get("pass") is None]
+    if failed:
+        return "FAIL: " + ", ".join(failed), "fail"
+    if unmeasured:
+        return "not measured: " + ", ".join(unmeasured), "muted"
+    return f"pass ({len(verdicts)}/{len(verdicts)})", "pass"
+
+
+def runs_section(runs: list[Run]) -> Section:
+    rows, styles = [], []
+    for run in runs:
+        status, style = _status(run)
+        measured = run.value("measured_steps")
+        rows.append(
+            [
+                run.label,
+                run.scenario_name,
+                run.condition,
+                run.machine,
+                str(run.manifest.get("started") or NOT_MEASURED).replace("T", " "),
+                fmt(measured, "steps"),
+                status,
+                run.run_id,
+            ]
+        )
+        styles.append(["", "", "", "", "", "num", style, "muted"])
+    table = Table(
+        "table-runs",
+        "Runs in this report",
+        ["run", "scenario", "condition", "machine", "started", "measured steps", "status", "id"],
+        rows,
+        styles,
+    )
+    return Section("runs", "Runs", "Each run, how it was fed and where it ran.", [table])
+
+
+SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
+    # metric, label, unit shown
+    ("samples_per_s", "training throughput", "samples/s"),
+    ("gpu_util_mean", "GPU utilisation (NVML, mean of GPUs)", "%"),
+    ("busy_pct", "loop busy (compute / wall time)", "%"),
+    ("data_wait_pct", "waiting for data", "%"),
+    ("read_MBps", "storage read", "MB/s"),
+    ("requested_MBps", "pipeline asked for", "MB/s"),
+    ("fetch_latency_p50_ms", "fetch latency p50", "ms"),
+    ("fetch_latency_p99_ms", "fetch latency p99", "ms"),
+    ("batch_wait_p50_ms", "batch wait p50", "ms"),
+    ("batch_wait_p99_ms", "batch wait p99", "ms"),
+    ("cpu_pct", "CPU of the run's processes", "% of a core"),
+    ("rss_MiB", "memory of the run's processes (RSS)", "MiB"),
+    ("loss_first", "training loss, first step", ""),
+    ("loss_last", "training loss, last 5 steps", ""),
+    ("miou", "held-out mIoU", ""),
+    ("miou_chance", "mIoU of always one class", ""),
+    ("storage_bytes", "dataset on storage", "bytes"),
+    ("cache_bytes", "frame cache on storage", "bytes"),
+    ("expansion", "frame cache / videos", "x"),
+    ("measured_steps", "measured steps", "steps"),
+)
+
+
+def _summary_value(run: Run, name: str) -> float | None:
+    if name == "gpu_util_mean":
+        return mean_gpu_util(run.metrics)
+    return run.value(name)
+
+
+def summary_section(runs: list[Run]) -> Section:
+    rows, styles = [], []
+    for name, label, unit in SUMMARY_ROWS:
+        values = [_summary_value(run, name) for run in runs]
+        if all(v is None for v in values) and name in ("cache_bytes", "expansion"):
+            continue  # no cached run: rows of dashes would say nothing
+        if unit == "bytes":
+            values, unit = scaled_bytes(values)
+        shown_unit = "× (factor)" if unit == "x" else unit
+        rows.append([label, shown_unit, *[fmt(v, unit) for v in values]])
+        styles.append(["", "muted", *[num_style(v) for v in values]])
+    cells = [_threshold_cell(run) for run in runs]
+    rows.append(["thresholds", "", *[text for text, _ in cells]])
+    styles.append(["", "", *[style for _, style in cells]])
+    statuses = [_status(run) for run in runs]
+    rows.append(["run status", "", *[text for text, _ in statuses]])
+    styles.append(["", "", *[style for _, style in statuses]])
+    metrics = Table(
+        "table-summary",
+        "Headline metrics per run",
+        ["metric", "unit", *[run.label for run in runs]],
+        rows,
+        styles,
+        key_columns=2,
+        split_columns=True,
+        caption="Measured window: the steps after warm-up. kB, MB, GB = 10^3, 10^6, 10^9 bytes; "
+        "MiB = 2^20 bytes. — means not measured.",
+    )
+    verdict_rows, verdict_styles = [], []
+    for run in runs:
+        for verdict in run.summary.get("thresholds") or []:
+            state = {True: ("pass", "pass"), False: ("FAIL", "fail")}.get(
+                verdict.get("pass"), ("not measured", "muted")
+            )
+            unit = "%" if str(verdict.get("metric", "")).endswith("pct") else ""
+            if str(verdict.get("metric", "")).endswith("_ms"):
+                unit = "ms"
+            verdict_rows.append(
+                [
+                    run.label,
+                    str(verdict.get("threshold")),
+                    str(verdict.get("metric")),
+                    fmt(verdict.get("limit"), unit),
+                    fmt(verdict.get("value"), unit),
+                    state[0],
+                ]
+            )
+            verdict_styles.append(
+                ["", "", "muted", "num", num_style(verdict.get("value")), state[1]]
+            )
+    blocks: list[Block] = [metrics]
+    if verdict_rows:
+        blocks.append(
+            Table(
+                "table-thresholds",
+                "Thresholds: pass or fail against each scenario's limits",
+                ["run", "threshold", "metric", "limit", "measured", "verdict"],
+                verdict_rows,
+                verdict_styles,
+            )
+        )
+    else:
+        blocks.append(Note("info", "No scenario sets a threshold."))
+    return Section(
+        "summary",
+        "Headline metrics",
+        "The numbers a storage team compares, one column per run, with pass or fail against "
+        "the thresholds each scenario sets.",
+        blocks,
+    )
+
+
+def checks_section(runs: list[Run]) -> Section:
+    rows, styles = [], []
+    for run in runs:
+        for check in run.summary.get("cross_checks") or []:
+            ok = check.get("ok")
+            style = {True: "pass", False: "fail"}.get(ok, "")
+            rows.append([run.label, str(check.get("name", "")), str(check.get("verdict", ""))])
+            styles.append(["", "", style])
+    blocks: list[Block] = []
+    if rows:
+        blocks.append(
+            Table(
+                "table-checks",
+                "Cross-checks",
+                ["run", "check", "verdict"],
+                rows,
+                styles,
+                caption="Bytes the kernel counted against bytes the pipeline asked for (they "
+                "agree in a cold run), and the loop's busy % against NVML.",
+            )
+        )
+    warnings: dict[str, list[str]] = {}  # one row per warning, naming every run that gave it
+    for run in runs:
+        for warning in [*run.notes, *(run.summary.get("warnings") or [])]:
+            warnings.setdefault(str(warning), []).append(run.label)
+    if warnings:
+        blocks.append(
+            Table(
+                "table-warnings",
+                "Warnings",
+                ["warning", "runs"],
+                [[text, ", ".join(labels)] for text, labels in warnings.items()],
+                [["fail" if text.startswith("INCOMPLETE") else "", ""] for text in warnings],
+                key_columns=0,
+            )
+        )
+    if not blocks:
+        blocks.append(Note("info", "No cross-check or warning recorded."))
+    return Section(
+        "checks",
+        "Checks and warnings",
+        "What makes the numbers trustworthy, and what the reader must know before using them.",
+        blocks,
+    )
+
+
+def environment_section(runs: list[Run], key: str, title: str, like: str) -> Section:
+    """One column per machine (side by side), one row per field; a field that differs between
+    runs on one machine (the dataset's path, say) gives each value with the runs that had it."""
+    machines: dict[str, list[Run]] = {}
+    for run in runs:
+        if isinstance(run.manifest.get(key), dict):
+            machines.setdefault(run.machine, []).append(run)
+    if not machines:
+        return Section(key, title, "", [Note("warning", f"No run recorded its {key}.")])
+    fields: list[str] = []
+    for members in machines.values():
+        for run in members:
+            table = run.manifest[key]
+            for name in table:
+                if name not in fields and not _redundant(name, table):
+                    fields.append(name)
+    rows, styles = [], []
+    for name in fields:
+        cells = [_environment_cell(members, key, name) for members in machines.values()]
+        rows.append([name, *cells])
+        styles.append(["", *["muted" if cell.startswith("not ") else "" for cell in cells]])
+    columns = ["field", *machines] if len(machines) > 1 else ["field", "value"]
+    intro = f"From the runs' manifests ({like})"
+    intro += "; one column per machine." if len(machines) > 1 else f"; machine {runs[0].machine}."
+    return Section(
+        key, title, intro, [Table(f"table-{key}", f"{title} ({like})", columns, rows, styles)]
+    )
+
+
+def _environment_cell(members: list[Run], key: str, name: str) -> str:
+    values: dict[str, list[str]] = {}
+    for run in members:
+        values.setdefault(fmt_field(run.manifest[key].get(name)), []).append(run.label)
+    if len(values) == 1:
+        return next(iter(values))
+    return "; ".join(f"{value} ({', '.join(labels)})" for value, labels in values.items())
+
+
+def _redundant(name: str, table: dict[str, Any]) -> bool:
+    """Byte counts that a sibling field already gives in GB or GiB."""
+    if name.endswith("_bytes"):
+        stem = name.removesuffix("_bytes")
+        return f"{stem}_GB" in table or f"{stem}_GiB" in table
+    return False
