@@ -129,7 +129,7 @@ def nvdec(video: Path, threads: int = 8) -> None:
 
 def pyav(video: Path) -> None:
     try:
-        from harness.data.video import VideoReader
+        from harness.data.video_reader import VideoReader
     except Exception as exc:
         print(f"pyav: not available: {exc}")
         return

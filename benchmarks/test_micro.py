@@ -38,7 +38,8 @@ import yaml
 from harness.collect import make_collectors
 from harness.data.cache import read_cache_manifest
 from harness.data.manifest import require_complete
-from harness.pipeline.sources import SamplePlan, Source, build_source
+from harness.pipeline.plan import SamplePlan
+from harness.pipeline.sources import Source, build_source
 from harness.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]

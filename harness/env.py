@@ -553,3 +553,13 @@ def _os_pretty_name() -> str:
                 return " ".join(words) if words else not_available(f"empty in {candidate}")
         return not_available(f"no PRETTY_NAME in {candidate}")
     return not_available("no /etc/os-release")
+
+
+def processor_name() -> str:
+    """The CPU's model name (or why it is not known)."""
+    return str(_cpu()["cpu_model"])
+
+
+def environment_software() -> dict[str, str]:
+    """The software table (versions of the OS, Python, torch, ...), values as text."""
+    return {key: str(value) for key, value in _software().items()}

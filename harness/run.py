@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from harness import results
@@ -29,6 +30,7 @@ from harness.scenario import LoadedScenario, Scenario
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
 from harness.train.distributed import Ranks
 from harness.train.loop import Device, LoopRecords, StepFunction
+from harness.train.profiles import ComputeTimes
 
 
 class Interrupted(BaseException):
@@ -58,31 +60,57 @@ class RunOutcome:
     summary: Summary | None
 
 
-def run_scenario(
-    loaded: LoadedScenario,
-    *,
-    results_root: Path,
-    command: list[str],
-    repeat: tuple[int, int] | None = None,
-    quiet: bool = False,
-) -> RunOutcome:
-    """Run the scenario's training loop with its collectors and write ``results/<run-id>/``."""
-    import torch
+@dataclass
+class PreparedRun:
+    """A scenario checked against this machine and its data, before any work."""
 
-    from harness.pipeline.sources import SamplePlan, build_source
-    from harness.train import distributed
+    loaded: LoadedScenario
+    backend: ModuleType
+    device: Device
+    dataset_manifest: dict[str, Any]
+    cache_manifest: dict[str, Any] | None
+    source: Any  # harness.pipeline.sources.Source
+    plan: Any  # harness.pipeline.sources.SamplePlan
+    compute_times: ComputeTimes | None  # emulated runs: where step times come from
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.loaded.scenario
+
+    def batch_request(self, ranks: Ranks, folder: Path) -> BatchRequest:
+        pipeline = self.scenario.pipeline
+        return BatchRequest(
+            source=self.source,
+            plan=self.plan,
+            batch_size=pipeline.batch_size,
+            crop=pipeline.crop,
+            workers=pipeline.workers,
+            prefetch_factor=pipeline.prefetch_factor,
+            on_corrupt=pipeline.on_corrupt,
+            seed=self.scenario.training.seed,
+            rank=ranks.rank,
+            world=ranks.world,
+            steps=self.scenario.training.steps,
+            device=self.device.torch_device,
+            work_dir=folder,
+        )
+
+
+def prepare_run(loaded: LoadedScenario, local_rank: int = 0) -> PreparedRun:
+    """Everything that can refuse the run, checked before any work: backend, device, dataset,
+    frame cache, the backend's limits, the emulation profile."""
+    from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.sources import build_source
     from harness.train.loop import resolve_device
-    from harness.train.model import cpu_threads_for
 
     scenario = loaded.scenario
     backend = require_backend(scenario.pipeline.backend)
-    device = resolve_device(
-        scenario.training.device,
-        scenario.training.precision,
-        int(os.environ.get("LOCAL_RANK", "0")),
-    )
-    dataset_dir = Path(scenario.dataset.path)
-    dataset_manifest = require_complete(dataset_dir, str(loaded.file))
+    emulated = scenario.training.compute == "emulated"
+    if emulated and scenario.training.device != "cpu":
+        # More emulated accelerators than GPUs share them for their host-to-device copies.
+        local_rank = _shared_gpu(local_rank)
+    device = resolve_device(scenario.training.device, scenario.training.precision, local_rank)
+    dataset_manifest = require_complete(Path(scenario.dataset.path), str(loaded.file))
     cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
     source = build_source(scenario, dataset_manifest, cache_manifest)
     backend.check_scenario(source, device.is_cuda)
@@ -93,76 +121,167 @@ def run_scenario(
         scenario.pipeline.shuffle,
         scenario.pipeline.sequence_length,
     )
-    ranks = distributed.init_ranks(device.is_cuda)
+    times = None
+    if emulated:
+        from harness.train.profiles import compute_times
+
+        times = compute_times(scenario, int(dataset_manifest["classes"]))
+    return PreparedRun(
+        loaded, backend, device, dataset_manifest, cache_manifest, source, plan, times
+    )
+
+
+def _shared_gpu(local_rank: int) -> int:
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return local_rank % count if count else local_rank
+
+
+def local_accelerators(scenario: Scenario) -> int:
+    """Emulated accelerators this process launches: 1 under torchrun (torchrun launched them:
+    ``accelerators`` must then match --nproc-per-node) and for real runs."""
+    training = scenario.training
+    if training.compute != "emulated":
+        return 1
+    per_node = os.environ.get("LOCAL_WORLD_SIZE")
+    if per_node is not None:
+        if training.accelerators not in (None, int(per_node)):
+            raise HarnessError(
+                f"training.accelerators {training.accelerators}: under torchrun each process is "
+                f"one accelerator and --nproc-per-node is {per_node}; leave accelerators unset "
+                "or make them equal"
+            )
+        return 1
+    return training.accelerators or 1
+
+
+def run_scenario(
+    loaded: LoadedScenario,
+    *,
+    results_root: Path,
+    command: list[str],
+    repeat: tuple[int, int] | None = None,
+    quiet: bool = False,
+    launch: bool = False,
+) -> RunOutcome:
+    """Run the scenario's training loop with its collectors and write ``results/<run-id>/``.
+
+    Emulated accelerators are launched as processes when there are several (or with ``launch``,
+    so that one accelerator runs exactly as each of several would: capacity probes)."""
+    import torch
+
+    from harness.train import distributed
+
+    scenario = loaded.scenario
+    launched = local_accelerators(scenario)
+    prepared = prepare_run(loaded, int(os.environ.get("LOCAL_RANK", "0")))
+    under_torchrun = "LOCAL_WORLD_SIZE" in os.environ
+    if prepared.compute_times is not None and (launched > 1 or (launch and not under_torchrun)):
+        from harness.accelerators import run_accelerators
+
+        return run_accelerators(
+            prepared, launched, results_root=results_root, command=command, repeat=repeat,
+            quiet=quiet,
+        )  # fmt: skip
+    device, emulated = prepared.device, prepared.compute_times is not None
+    ranks = distributed.init_ranks(
+        device.is_cuda and not emulated, scenario.training.collective_timeout_s
+    )
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
     if ranks.is_main:
-        try:
-            folder.mkdir(parents=True, exist_ok=False)
-        except OSError as exc:
-            raise HarnessError(f"cannot create the run folder {folder}: {exc.strerror}") from None
-        results.write_document(
-            folder,
-            results.MANIFEST,
-            {
-                "run_id": folder.name,
-                "scenario": scenario.model_dump(mode="json"),
-                "scenario_file": str(loaded.file),
-                "command": command,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "ranks": ranks.world,
-                "device": str(device.torch_device),
-                "precision": device.precision,
-                "cpu_threads": cpu_threads_for(scenario),
-                "repeat": None if repeat is None else {"index": repeat[0], "of": repeat[1]},
-                **_environment(dataset_dir),
-            },
-        )
-    from harness import pagecache
-
-    page_cache = pagecache.prepare(
-        scenario.pipeline.page_cache,
-        source.data_files(),
-        dataset_dir,
-        act=ranks.local_rank == 0,
-    )
+        write_manifest(prepared, folder, ranks.world, command, repeat)
     context = RunContext(
-        scenario, folder, ranks, device, dataset_manifest, cache_manifest, quiet, page_cache
+        scenario,
+        folder,
+        ranks,
+        device,
+        prepared.dataset_manifest,
+        prepared.cache_manifest,
+        quiet,
+        prepare_page_cache(prepared, act=ranks.local_rank == 0),
     )
     distributed.barrier(ranks)
 
     torch.manual_seed(scenario.training.seed)
-    model, step_function = _real_training(context)
-    request = BatchRequest(
-        source=source,
-        plan=plan,
-        batch_size=scenario.pipeline.batch_size,
-        crop=scenario.pipeline.crop,
-        workers=scenario.pipeline.workers,
-        prefetch_factor=scenario.pipeline.prefetch_factor,
-        on_corrupt=scenario.pipeline.on_corrupt,
-        seed=scenario.training.seed,
-        rank=ranks.rank,
-        world=ranks.world,
-        steps=scenario.training.steps,
-        device=device.torch_device,
-        work_dir=folder,
-    )
-    batches = backend.batches(request)
+    model = None
+    synchronise = None
+    if prepared.compute_times is None:
+        model, step_function = _real_training(context)
+    else:
+        from harness.train.emulated import emulated_step, stop_vote
+
+        torch.set_num_threads(1)  # no model: the cores are the pipeline's
+        times = prepared.compute_times.sampler(scenario.training.seed * 7919 + ranks.rank)
+        step_function = emulated_step(times, device)
+        if ranks.distributed and scenario.training.sync == "barrier":
+            synchronise = stop_vote(scenario.training.collective_timeout_s, folder)
+    batches = prepared.backend.batches(prepared.batch_request(ranks, folder))
     records = LoopRecords()
     t0 = time.monotonic()
-    collectors = _collectors(scenario, dataset_dir, t0, ranks)
-    complete, reason, exit_code = _train_and_collect(
-        context, step_function, batches, t0, records, collectors
+    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, ranks)
+    complete, reason, exit_code = train_and_collect(
+        context, step_function, batches, t0, records, collectors, synchronise
     )
     evaluation = None
-    if complete:
+    if complete and model is not None:
         from harness.train.model import evaluate_model
 
-        classes = int(dataset_manifest["classes"])
-        evaluation = evaluate_model(model, scenario, source, plan, classes, device)
-    summary = _finish(context, records, collectors, evaluation, complete, reason)
+        classes = int(prepared.dataset_manifest["classes"])
+        evaluation = evaluate_model(
+            model, scenario, prepared.source, prepared.plan, classes, device
+        )
+    summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
+
+
+def write_manifest(
+    prepared: PreparedRun,
+    folder: Path,
+    ranks: int,
+    command: list[str],
+    repeat: tuple[int, int] | None,
+) -> None:
+    """Create the run folder and write its manifest (before the first step)."""
+    from harness.train.model import cpu_threads_for
+
+    scenario, device = prepared.scenario, prepared.device
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise HarnessError(f"cannot create the run folder {folder}: {exc.strerror}") from None
+    times = prepared.compute_times
+    results.write_document(
+        folder,
+        results.MANIFEST,
+        {
+            "run_id": folder.name,
+            "scenario": scenario.model_dump(mode="json"),
+            "scenario_file": str(prepared.loaded.file),
+            "command": command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ranks": ranks,
+            "device": str(device.torch_device),
+            "precision": device.precision,
+            "cpu_threads": cpu_threads_for(scenario) if times is None else 1,
+            "repeat": None if repeat is None else {"index": repeat[0], "of": repeat[1]},
+            "emulation": None if times is None else times.document(),
+            **_environment(Path(scenario.dataset.path)),
+        },
+    )
+
+
+def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> dict[str, Any]:
+    from harness import pagecache
+
+    scenario = prepared.scenario
+    return pagecache.prepare(
+        scenario.pipeline.page_cache,
+        prepared.source.data_files(),
+        Path(scenario.dataset.path),
+        act=act,
+    )
 
 
 def _real_training(context: RunContext) -> tuple[Any, StepFunction]:
@@ -184,7 +303,9 @@ def _environment(dataset_dir: Path) -> dict[str, Any]:
     return environment(dataset_dir)
 
 
-def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks) -> list[Collector]:
+def collectors_for(
+    scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks
+) -> list[Collector]:
     from harness.collect import PER_HOST, make_collectors
 
     names = scenario.collectors.enabled
@@ -199,14 +320,17 @@ def _collectors(scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks) 
     )
 
 
-def _train_and_collect(
+def train_and_collect(
     context: RunContext,
     step_function: StepFunction,
     batches: Iterable[Batch],
     t0: float,
     records: LoopRecords,
     collectors: list[Collector],
+    synchronise: Callable[[bool], bool] | None = None,
 ) -> tuple[bool, str | None, int]:
+    """The timed loop with the collectors around it; Ctrl-C, SIGTERM and failures end it with
+    what was measured kept, as (complete, reason, exit code)."""
     from harness.train.loop import RunFailed, progress_printer, train
 
     scenario, ranks, quiet = context.scenario, context.ranks, context.quiet
@@ -243,6 +367,7 @@ def _train_and_collect(
             steps=steps,
             duration_s=scenario.training.duration_s,
             records=records,
+            synchronise=synchronise,
             progress=None if quiet or not ranks.is_main else progress_printer(steps),
         )
         complete, exit_code = True, 0
@@ -270,7 +395,7 @@ def _train_and_collect(
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:  # stop DataLoader workers now, not at garbage collection
             shutdown()
-        elif callable(getattr(iterator, "close", None)):  # generators: run their clean-up now
+        elif callable(getattr(iterator, "close", None)):  # generators, background threads
             iterator.close()  # type: ignore[union-attr]
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -286,28 +411,46 @@ def _finish(
     evaluation: dict[str, Any] | None,
     complete: bool,
     reason: str | None,
+    prepared: PreparedRun,
 ) -> Summary | None:
     """Gather every rank's records on rank 0 and write the tables and the summary."""
     from harness.train import distributed
 
-    folder, ranks = context.folder, context.ranks
-    local = _rank_records(ranks.rank, records, collectors)
-    gathered = distributed.gather(local, ranks)
-    if not ranks.is_main or gathered is None:
+    local = rank_records(context.ranks.rank, records, collectors)
+    try:
+        gathered = distributed.gather(local, context.ranks)
+    except RuntimeError as exc:  # a partner rank is gone: keep this rank's own records
+        gathered = [local]
+        reason = reason or f"run failed: {one_line(exc, 300)}"
+        complete = False
+    if not context.ranks.is_main or gathered is None:
         return None
-    results.write_table(folder, "steps", step_table(gathered))
-    results.write_table(folder, "samples", sample_table(gathered))
+    return write_results(context, gathered, evaluation, complete, reason, prepared)
+
+
+def write_results(
+    context: RunContext,
+    parts: list[RankRecords],
+    evaluation: dict[str, Any] | None,
+    complete: bool,
+    reason: str | None,
+    prepared: PreparedRun,
+) -> Summary:
+    """The run's tables and summary from every rank's records (rank 0's first)."""
     import pandas as pd
 
-    for name in sorted({n for part in gathered for n in part.series}):
-        frames = [
-            part.series[name].assign(rank=part.rank) for part in gathered if name in part.series
-        ]
+    folder = context.folder
+    results.write_table(folder, "steps", step_table(parts))
+    results.write_table(folder, "samples", sample_table(parts))
+    for name in sorted({n for part in parts for n in part.series}):
+        frames = [part.series[name].assign(rank=part.rank) for part in parts if name in part.series]
         results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
+    times = prepared.compute_times
     summary = build_summary(
         run_id=folder.name,
         scenario=context.scenario,
-        parts=gathered,
+        emulation=None if times is None else times.document(),
+        parts=parts,
         page_cache=context.page_cache,
         dataset_manifest=context.dataset_manifest,
         cache_manifest=context.cache_manifest,
@@ -320,14 +463,15 @@ def _finish(
     return summary
 
 
-def _rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
+def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
     """What this rank measured: the loop's records and its collectors' series and metrics over
     the measured window (the steps after warm-up)."""
     working = [c for c in collectors if c.unavailable is None]
     measured = [s for s in records.steps if not s["warmup"]]
     metrics: dict[str, dict[str, Any]] = {}
     if measured:
-        start, end = measured[0]["t_start"], max(s["t_end"] for s in measured)
+        start = min(s["t_start"] for s in measured)
+        end = max(s["t_end"] for s in measured)
         for collector in working:
             metrics.update(collector.summary(start, end))
     io = next((c for c in collectors if c.name == "io"), None)

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.collect import KNOWN as COLLECTOR_NAMES
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, one_line
 from harness.pipeline import BACKEND_NAMES
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -104,11 +104,6 @@ class _DatasetBase(Model):
     @property
     def generated(self) -> bool:
         return getattr(self, "generate", None) is not None
-
-    @property
-    def num_classes(self) -> int:
-        generate = getattr(self, "generate", None)
-        return generate.classes if generate is not None else int(self.classes or 0)
 
     @model_validator(mode="after")
     def _generated_or_brought(self) -> _DatasetBase:
@@ -194,9 +189,30 @@ class Training(Model):
     # so that the loop and the workers do not fight over the same cores.
     cpu_threads: PositiveInt | None = None
     seed: Seed = 0
+    # Emulated accelerators: the step waits for its batch as a real one does, then spends a
+    # compute time drawn from a profile calibrated on real steps (harness calibrate) instead of
+    # running the U-Net, so that a machine without the GPUs loads the storage as they would.
+    compute: Literal["real", "emulated"] = "real"
+    profile: str | None = None  # a shipped profile's name (harness profiles) or a profile file
+    profile_scaling: Literal["none", "flops"] = "none"
+    # emulated accelerators on this host, one process each; None: 1, or torchrun's
+    # --nproc-per-node under torchrun
+    accelerators: Annotated[int, Field(ge=1, le=1024)] | None = None
+    sync: Literal["barrier", "none"] = "barrier"  # stands in for the all-reduce between them
+    collective_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
 
     @model_validator(mode="after")
     def _one_stop_rule(self) -> Training:
+        if self.compute == "emulated" and self.profile is None:
+            raise ValueError(
+                "training.compute emulated needs training.profile: a shipped profile "
+                "(harness profiles) or a file from harness calibrate"
+            )
+        if self.compute == "real" and self.accelerators not in (None, 1):
+            raise ValueError(
+                "training.accelerators applies to training.compute emulated (real multi-GPU "
+                "runs go through torchrun --nproc-per-node)"
+            )
         if (self.steps is None) == (self.duration_s is None):
             raise ValueError("set exactly one of steps or duration_s")
         if self.steps is not None and self.warmup_steps >= self.steps:
@@ -290,7 +306,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ScenarioError([f"-o {text}: value is not valid YAML: {_one_line(exc)}"]) from None
+        raise ScenarioError([f"-o {text}: value is not valid YAML: {one_line(exc)}"]) from None
     return parts, value
 
 
@@ -321,13 +337,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ScenarioError([f"{path}: is a directory, expected a YAML file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([f"{path}: cannot read: {_one_line(exc)}"]) from None
+        raise ScenarioError([f"{path}: cannot read: {one_line(exc)}"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or _one_line(exc)
+        problem = getattr(exc, "problem", None) or one_line(exc)
         raise ScenarioError([f"{path}{where}: YAML syntax error: {problem}"]) from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
@@ -503,7 +519,3 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

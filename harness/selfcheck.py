@@ -133,6 +133,7 @@ def run_selfcheck(
     from harness.data.cache import build_caches
     from harness.pipeline import backend_unavailable
     from harness.run import run_scenario
+    from harness.summary import summary_lines
 
     if gpu and not torch.cuda.is_available():
         raise HarnessError(
@@ -174,6 +175,8 @@ def run_selfcheck(
             continue
         if outcome.folder is not None:
             folders.append(outcome.folder)
+            if outcome.summary is not None and not quiet:
+                print("\n".join(summary_lines(outcome.summary, outcome.folder)))
         metrics = _table_metrics(outcome.folder)
         status = "ok" if outcome.complete else "failed"
         run = None if outcome.folder is None else str(outcome.folder)

@@ -10,6 +10,7 @@ its metrics are then None ("not measured"), never zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -68,6 +69,7 @@ class Summary(TypedDict):
     iou_per_class: list[float | None] | None
     warnings: list[str]
     finished: str
+    emulation: dict[str, Any] | None  # emulated runs: the profile and its scaling
 
 
 def step_table(parts: list[RankRecords]) -> pd.DataFrame:
@@ -87,6 +89,7 @@ def build_summary(
     *,
     run_id: str,
     scenario: Scenario,
+    emulation: dict[str, Any] | None,
     parts: list[RankRecords],
     page_cache: dict[str, Any],
     dataset_manifest: dict[str, Any],
@@ -99,6 +102,8 @@ def build_summary(
     """The run's summary from what every rank measured (``parts``, rank 0's first)."""
     steps, samples = step_table(parts), sample_table(parts)
     metrics = loop_metrics(steps, samples)
+    if emulation is not None:
+        metrics["accelerators"] = metric(len(parts), "accelerators", "context")
     metrics.update(collector_metrics(parts))
     metrics.update(storage_metrics(dataset_manifest, cache_manifest))
     if evaluation:
@@ -143,6 +148,7 @@ def build_summary(
         iou_per_class=(evaluation or {}).get("iou_per_class"),
         warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
         finished=finished,
+        emulation=emulation,
     )
 
 
@@ -241,10 +247,18 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
         g["compute_s"].sum() / (g["t_end"].max() - g["t_start"].min()) * 100 for _, g in per_rank
     ]
     wait = [g["wait_s"].sum() / (g["t_end"].max() - g["t_start"].min()) * 100 for _, g in per_rank]
+    barrier = [  # runs written before barrier_s was recorded had none
+        g["barrier_s"].sum() / (g["t_end"].max() - g["t_start"].min()) * 100
+        if "barrier_s" in g
+        else 0.0
+        for _, g in per_rank
+    ]
     metrics["measured_steps"] = metric(len(measured), "steps", "context")
     metrics["samples_per_s"] = metric(measured["samples"].sum() / wall, "samples/s", "higher")
     metrics["busy_pct"] = metric(float(np.mean(busy)), "%", "higher")
+    metrics["busy_pct_min"] = metric(float(np.min(busy)), "%", "higher")
     metrics["data_wait_pct"] = metric(float(np.mean(wait)), "%", "lower")
+    metrics["barrier_pct"] = metric(float(np.mean(barrier)), "%", "lower")
     if len(busy) > 1:
         for rank, value in zip(per_rank.groups, busy, strict=True):
             metrics[f"busy_pct[rank{rank}]"] = metric(value, "%", "higher")
@@ -258,8 +272,11 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
     metrics["requested_MBps"] = metric(
         None if pd.isna(requested) else float(requested) / wall / 1e6, "MB/s", "context"
     )
-    metrics["loss_first"] = metric(float(steps["loss"].iloc[0]), "", "lower")
-    metrics["loss_last"] = metric(float(steps["loss"].tail(5).mean()), "", "lower")
+    losses = steps["loss"].dropna()  # emulated steps train no model: no loss
+    metrics["loss_first"] = metric(float(losses.iloc[0]) if len(losses) else None, "", "lower")
+    metrics["loss_last"] = metric(
+        float(losses.tail(5).mean()) if len(losses) else None, "", "lower"
+    )
     return metrics
 
 
@@ -327,3 +344,45 @@ def threshold_verdicts(thresholds: Thresholds, metrics: dict[str, dict]) -> list
             {"threshold": setting, "metric": name, "limit": limit, "value": value, "pass": passed}
         )
     return verdicts
+
+
+SHOWN_METRICS = (
+    "accelerators",
+    "samples_per_s",
+    "busy_pct",
+    "busy_pct_min",
+    "data_wait_pct",
+    "barrier_pct",
+    "read_MBps",
+    "requested_MBps",
+    "fetch_latency_p50_ms",
+    "fetch_latency_p99_ms",
+    "batch_wait_p50_ms",
+    "cpu_pct",
+    "loss_first",
+    "loss_last",
+    "miou",
+    "miou_chance",
+    "expansion",
+)
+
+
+def summary_lines(summary: Summary, folder: Path) -> list[str]:
+    """The headline numbers, the cross-checks and the thresholds, a line each (what a run
+    prints)."""
+    metrics = summary["metrics"]
+    status = "complete" if summary["complete"] else f"INCOMPLETE ({summary['reason']})"
+    lines = [f"{summary['scenario']}: {status} -> {folder}"]
+    shown = [*SHOWN_METRICS, *sorted(k for k in metrics if k.startswith("gpu_util_pct["))]
+    for name in shown:
+        entry = metrics.get(name)
+        if entry is None or entry["value"] is None:
+            continue
+        lines.append(f"  {name:24s} {entry['value']:12.3f} {entry['unit']}")
+    for check in summary["cross_checks"]:
+        lines.append(f"  check: {check['name']}: {check['verdict']}")
+    for verdict in summary["thresholds"]:
+        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict["pass"]]
+        lines.append(f"  threshold {verdict['threshold']} {verdict['limit']}: {state}")
+    lines.extend(f"  warning: {warning}" for warning in summary["warnings"])
+    return lines

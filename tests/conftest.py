@@ -1,8 +1,10 @@
-"""Shared helpers: drive the real CLI in a subprocess, write small scenario files."""
+"""Shared helpers: drive the real CLI in a subprocess or in process, write small scenario
+files, copy the golden run folders (tests/data/golden/, made by tests/data/make_golden.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden"
 
 
 @dataclass
@@ -36,6 +39,34 @@ def run_harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> Re
     )
     assert "Traceback" not in done.stderr, done.stderr
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def copy_golden(name: str, target: Path) -> Path:
+    """A copy of the golden run folder ``name`` (collage, video-cached, interrupted) at
+    ``target``: tests edit their copy, never the checked-in folder."""
+    source = GOLDEN / name
+    if not (source / "manifest.json").exists():
+        pytest.fail(f"{source}: missing golden run folder; regenerate with `make golden`")
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """``harness ARGS`` called in process through the CLI entry point ``harness.cli.main``,
+    with what it printed: as fast as a function call, as seen by a user."""
+    from harness.cli import main
+
+    def call(*args: str) -> Result:
+        capsys.readouterr()  # only this command's output
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return call
 
 
 def tiny_video_scenario(root: Path, **changes: Any) -> dict[str, Any]:

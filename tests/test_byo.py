@@ -14,7 +14,10 @@ from PIL import Image
 
 from harness.data.cache import mask_path
 from harness.data.labels import derive_mask
-from harness.data.video import Tracks, VideoReader
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 
 @pytest.fixture

@@ -17,9 +17,12 @@ from conftest import REPO, run_harness, tiny_video_scenario
 
 from harness.data.cache import frame_path, mask_path, read_cache_manifest
 from harness.data.images import read_image
-from harness.data.video import Tracks, VideoReader
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import load_scenario
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 
 def _prepare(tmp_path: Path, write_scenario, **changes) -> Path:

@@ -1,11 +1,14 @@
-"""``harness compare`` and ``harness baseline`` through the real CLI, on real runs.
+"""``harness compare`` and ``harness baseline`` through the CLI entry point, in process.
 
-Five real repeats of a tiny collage scenario are made once for the module. Tiny runs (3 measured
-steps) are far noisier than real ones, so the two metrics the tests change are then set to a
-steady series with 2 % spread around what the runs measured; known changes are injected into
-copies of those run folders (throughput cut by a fifth, latency up by a quarter). Every verdict
-here is so decided by the injected change, never by how busy this machine is while the tests
-run; everything else in the folders is what the runs wrote.
+The repeats are copies of one golden run (tests/data/golden/collage, written by the real
+``harness run``: see tests/data/make_golden.py), five of them, each its own run id and repeat
+number. Every judged metric gets a seeded run-to-run noise of up to 1 % per repeat, and the two
+metrics the tests change are set to a steady series with 2 % spread around the golden value
+(latency: around at least 2 ms, above the 0.25 ms floor under which no change is judged);
+known changes are injected into copies of those run folders (throughput cut by a fifth, latency
+up by a quarter). Every verdict here is so decided by the injected change, never by how busy this
+machine is while the tests run. One end-to-end test (marked slow) makes real repeats with
+``harness run`` and compares them through the CLI in a subprocess.
 """
 
 from __future__ import annotations
@@ -16,48 +19,60 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
-from conftest import run_harness, tiny_collage_scenario
+from conftest import GOLDEN, Result, copy_golden, run_harness, tiny_collage_scenario
 
 FAST = {"steps": 4, "warmup_steps": 1, "model": {"width": 8, "depth": 2}, "eval_samples": 8}
-SPREAD = (1.0, 1.02, 0.98, 1.01, 0.99)  # per repeat, around the runs' median
+SPREAD = (1.0, 1.02, 0.98, 1.01, 0.99)  # per repeat, around the golden run's value
 STEADIED = ("samples_per_s", "fetch_latency_p50_ms")
+# A latency change under 0.25 ms is "ok" whatever its per cent (the absolute floor), and a tiny
+# golden run may fetch in a fraction of that: its steady series is centred on at least this.
+AT_LEAST = {"fetch_latency_p50_ms": 2.0}
+NOISE = 0.01  # the other judged metrics: up to 1 % from repeat to repeat, seeded
+SCENARIO = json.loads((GOLDEN / "collage" / "summary.json").read_text())["scenario"]
 
 
 @pytest.fixture(scope="module")
 def repeats(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of 5 real repeats of one scenario (``harness run --repeat 5``)."""
-    root = tmp_path_factory.mktemp("compare")
-    scenario = tiny_collage_scenario(
-        root, dataset__generate__width=1024, dataset__generate__height=768
-    )
-    scenario["training"] = dict(FAST)
-    scenario["pipeline"].update({"batch_size": 4, "workers": 1, "crop": 64})
-    path = root / "scenario.yaml"
-    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
-    done = run_harness("datagen", str(path))
-    assert done.returncode == 0, done.stderr
-    results = root / "runs"
-    done = run_harness("run", str(path), "--repeat", "5", "--results", str(results), "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert len(list(results.iterdir())) == 5
-    for metric in STEADIED:
-        _steady(results, metric)
+    """A folder of 5 repeats of one scenario, as ``harness run --repeat 5`` writes them."""
+    results = tmp_path_factory.mktemp("compare") / "runs"
+    results.mkdir()
+    rng = np.random.default_rng(20240611)
+    for index, factor in enumerate(SPREAD, start=1):
+        run = copy_golden("collage", results / f"repeat-{index}")
+        _make_repeat(run, index, factor, rng)
     return results
 
 
-def _steady(folder: Path, metric: str) -> None:
-    """Replace ``metric`` in the runs of ``folder`` by their median times SPREAD."""
-    runs = _runs(folder)
-    values = sorted(
-        json.loads((r / "summary.json").read_text())["metrics"][metric]["value"] for r in runs
-    )
-    for run, factor in zip(runs, SPREAD, strict=True):
-        path = run / "summary.json"
-        summary = json.loads(path.read_text())
-        summary["metrics"][metric]["value"] = values[len(values) // 2] * factor
-        path.write_text(json.dumps(summary))
+def _make_repeat(run: Path, index: int, factor: float, rng: np.random.Generator) -> None:
+    """Turn a copy of the golden run into repeat ``index`` of ``len(SPREAD)``."""
+    summary = json.loads((run / "summary.json").read_text())
+    run_id = f"{summary['run_id']}-r{index}"
+    summary["run_id"] = run_id
+    for name, entry in summary["metrics"].items():
+        if entry["value"] is None or entry["direction"] == "context":
+            continue
+        if name in STEADIED:
+            entry["value"] = max(entry["value"], AT_LEAST.get(name, 0.0)) * factor
+        else:
+            entry["value"] *= 1 + rng.uniform(-NOISE, NOISE)
+    (run / "summary.json").write_text(json.dumps(summary))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(run_id=run_id, repeat={"index": index, "of": len(SPREAD)})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_repeats_are_five_distinct_runs_of_one_scenario(repeats: Path) -> None:
+    summaries = [json.loads((r / "summary.json").read_text()) for r in _runs(repeats)]
+    assert len({s["run_id"] for s in summaries}) == 5
+    assert {s["scenario"] for s in summaries} == {SCENARIO}
+    assert all(s["complete"] for s in summaries)
+    for metric in (*STEADIED, "busy_pct"):
+        values = [s["metrics"][metric]["value"] for s in summaries]
+        assert all(v is not None and v > 0 for v in values), metric
+        assert len(set(values)) == 5, metric  # not five identical numbers
 
 
 def _runs(folder: Path) -> list[Path]:
@@ -93,30 +108,36 @@ def _scale(folder: Path, factors: dict[str, float]) -> None:
 
 
 def _slowed(repeats: Path, target: Path, count: int | None = None) -> Path:
-    """A 20 % slowdown injected into copies of real runs: throughput / 1.25 is -20 %, latency
+    """A 20 % slowdown injected into copies of the runs: throughput / 1.25 is -20 %, latency
     x 1.25, in every repeat."""
     _copy(repeats, target, count)
     _scale(target, {"samples_per_s": 0.8, "fetch_latency_p50_ms": 1.25})
     return target
 
 
-def _compare(*args: str) -> tuple[int, dict[str, Any], str]:
-    done = run_harness("compare", *args, "--json")
-    document = json.loads(done.stdout) if done.stdout.strip() else {}
-    return done.returncode, document, done.stderr
+@pytest.fixture
+def compare(cli: Callable[..., Result]) -> Callable[..., tuple[int, dict[str, Any], str]]:
+    """``harness compare ARGS --json``: exit code, the parsed document, stderr."""
+
+    def call(*args: str) -> tuple[int, dict[str, Any], str]:
+        done = cli("compare", *args, "--json")
+        document = json.loads(done.stdout) if done.stdout.strip() else {}
+        return done.returncode, document, done.stderr
+
+    return call
 
 
 def _verdicts(document: dict[str, Any], scenario: int = 0) -> dict[str, dict[str, Any]]:
     return {m["metric"]: m for m in document["scenarios"][scenario]["metrics"]}
 
 
-def test_the_same_runs_compare_ok(repeats: Path) -> None:
-    done = run_harness("compare", str(repeats), str(repeats))
+def test_the_same_runs_compare_ok(repeats: Path, cli) -> None:
+    done = cli("compare", repeats, repeats)
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if "verdict" in line)
     for column in ("metric", "baseline", "current", "change %", "verdict"):
         assert column in header
-    assert "tiny-collage: 5 baseline runs vs 5 current runs" in done.stdout
+    assert f"{SCENARIO}: 5 baseline runs vs 5 current runs" in done.stdout
     assert "result: no regression" in done.stdout
     rows = {
         line.split()[0]: line.split()[-1] for line in done.stdout.splitlines() if line[:2] == "  "
@@ -124,9 +145,11 @@ def test_the_same_runs_compare_ok(repeats: Path) -> None:
     assert rows["samples_per_s"] == "ok" and rows["storage_bytes"] == "context"
 
 
-def test_injected_slowdown_regresses_with_5_repeats(repeats: Path, tmp_path: Path) -> None:
+def test_injected_slowdown_regresses_with_5_repeats(
+    repeats: Path, tmp_path: Path, cli, compare
+) -> None:
     slowed = _slowed(repeats, tmp_path / "slowed")
-    code, document, stderr = _compare(str(repeats), str(slowed))
+    code, document, stderr = compare(repeats, slowed)
     assert code == 1, stderr
     assert document["format"] == "harness-comparison" and document["format_version"] == 1
     verdicts = _verdicts(document)
@@ -141,39 +164,41 @@ def test_injected_slowdown_regresses_with_5_repeats(repeats: Path, tmp_path: Pat
     assert verdicts["fetch_latency_p50_ms"]["direction"] == "lower"
     assert document["counts"]["regressed"] == 2 and document["exit_code"] == 1
     # The table says the same, in words.
-    table = run_harness("compare", str(repeats), str(slowed))
+    table = cli("compare", repeats, slowed)
     assert table.returncode == 1
-    assert (
-        "REGRESSED: tiny-collage samples_per_s, tiny-collage fetch_latency_p50_ms" in table.stdout
-    )
+    assert f"REGRESSED: {SCENARIO} samples_per_s, {SCENARIO} fetch_latency_p50_ms" in table.stdout
     # The other way round, the same change is an improvement, and passes.
-    code, document, _ = _compare(str(slowed), str(repeats))
+    code, document, _ = compare(slowed, repeats)
     assert code == 0 and _verdicts(document)["samples_per_s"]["verdict"] == "improved"
 
 
-def test_single_runs_are_judged_by_the_tolerance_alone(repeats: Path, tmp_path: Path) -> None:
+def test_single_runs_are_judged_by_the_tolerance_alone(
+    repeats: Path, tmp_path: Path, cli, compare
+) -> None:
     one = _runs(repeats)[0]
     slowed = _slowed(repeats, tmp_path / "slowed", count=1)
-    done = run_harness("compare", str(one), str(_runs(slowed)[0]))
+    done = cli("compare", one, _runs(slowed)[0])
     assert done.returncode == 1, done.stderr
     assert "single runs: the tolerance alone decides" in done.stdout
-    code, document, _ = _compare(str(one), str(slowed))
+    code, document, _ = compare(one, slowed)
     assert code == 1
     assert _verdicts(document)["samples_per_s"]["method"] == "tolerance only"
 
 
-def test_three_repeats_cannot_be_significant_and_say_so(repeats: Path, tmp_path: Path) -> None:
+def test_three_repeats_cannot_be_significant_and_say_so(repeats: Path, tmp_path: Path, cli) -> None:
     base = _copy(repeats, tmp_path / "base", count=3)
     slowed = _slowed(repeats, tmp_path / "slowed", count=3)
-    done = run_harness("compare", str(base), str(slowed))
+    done = cli("compare", base, slowed)
     assert done.returncode == 0, done.stderr
     assert "3 vs 3 runs can never be significant" in done.stdout
     assert "inconclusive: samples_per_s" in done.stdout
 
 
-def test_tolerances_from_the_scenario_and_the_command_line(repeats: Path, tmp_path: Path) -> None:
+def test_tolerances_from_the_scenario_and_the_command_line(
+    repeats: Path, tmp_path: Path, cli, compare
+) -> None:
     slowed = _slowed(repeats, tmp_path / "slowed")
-    code, document, _ = _compare(str(repeats), str(slowed), "--tolerance", "samples_per_s=30")
+    code, document, _ = compare(repeats, slowed, "--tolerance", "samples_per_s=30")
     assert code == 1  # the latency still regressed
     found = _verdicts(document)["samples_per_s"]
     assert found["verdict"] == "ok" and found["tolerance_source"] == "command line"
@@ -185,14 +210,14 @@ def test_tolerances_from_the_scenario_and_the_command_line(repeats: Path, tmp_pa
         }
 
     _edit(slowed, "manifest.json", loosen)
-    code, document, stderr = _compare(str(repeats), str(slowed))
+    code, document, stderr = compare(repeats, slowed)
     assert code == 0, stderr
     assert _verdicts(document)["samples_per_s"]["tolerance_source"] == "scenario"
     assert "settings differ" in stderr  # the scenario changed: said, not hidden
-    typo = run_harness("compare", str(repeats), str(slowed), "--tolerance", "sample_per_s=5")
+    typo = cli("compare", repeats, slowed, "--tolerance", "sample_per_s=5")
     assert typo.returncode == 2
     assert "did you mean samples_per_s" in typo.stderr
-    bad = run_harness("compare", str(repeats), str(slowed), "--tolerance", "samples_per_s")
+    bad = cli("compare", repeats, slowed, "--tolerance", "samples_per_s")
     assert bad.returncode == 2 and "METRIC=PCT" in bad.stderr
 
 
@@ -200,21 +225,23 @@ def _other_cpu(manifest: dict[str, Any]) -> None:
     manifest["hardware"]["cpu_model"] = "Some Other CPU 9000"
 
 
-def test_other_hardware_is_refused_unless_allowed(repeats: Path, tmp_path: Path) -> None:
+def test_other_hardware_is_refused_unless_allowed(
+    repeats: Path, tmp_path: Path, cli, compare
+) -> None:
     other = _copy(repeats, tmp_path / "other")
     _edit(other, "manifest.json", _other_cpu)
-    refused = run_harness("compare", str(repeats), str(other))
+    refused = cli("compare", repeats, other)
     assert refused.returncode == 2 and refused.stdout == ""
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "different hardware" in lines[0]
     assert "Some Other CPU 9000" in lines[0] and "--allow-hardware-mismatch" in lines[0]
-    code, document, stderr = _compare(str(repeats), str(other), "--allow-hardware-mismatch")
+    code, document, stderr = compare(repeats, other, "--allow-hardware-mismatch")
     assert code == 0 and document["hardware_match"] is False
     assert "different hardware" in stderr
 
 
 def test_incomplete_runs_are_marked_and_missing_metrics_listed(
-    repeats: Path, tmp_path: Path
+    repeats: Path, tmp_path: Path, cli, compare
 ) -> None:
     current = _copy(repeats, tmp_path / "current")
     first = _runs(current)[0]
@@ -229,14 +256,13 @@ def test_incomplete_runs_are_marked_and_missing_metrics_listed(
 
     _edit(first, "summary.json", interrupted)
     _edit(current, "summary.json", lost_metric)
-    done = run_harness("compare", str(repeats), str(current))
+    done = cli("compare", repeats, current)
     assert done.returncode == 0, done.stderr
     assert "incomplete" in done.stderr and "interrupted by SIGTERM" in done.stderr
-    assert "tiny-collage [INCOMPLETE]" in done.stdout
-    # (Tiny runs may also miss collector rates: under 2 samples in their few measured steps.)
+    assert f"{SCENARIO} [INCOMPLETE]" in done.stdout
     missing_line = next(line for line in done.stderr.splitlines() if "not measured" in line)
     assert "busy_pct" in missing_line and "miou" in missing_line
-    code, document, _ = _compare(str(repeats), str(current))
+    code, document, _ = compare(repeats, current)
     assert code == 0
     scenario = document["scenarios"][0]
     assert scenario["incomplete"]["current"][0].endswith("(interrupted by SIGTERM)")
@@ -247,7 +273,7 @@ def test_incomplete_runs_are_marked_and_missing_metrics_listed(
     assert busy["current_values"] == [None] * 5
 
 
-def test_bad_input_is_one_line_and_exit_2(repeats: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(repeats: Path, tmp_path: Path, cli) -> None:
     other_version = _copy(repeats, tmp_path / "v2", count=1)
 
     def newer(summary: dict[str, Any]) -> None:
@@ -255,32 +281,34 @@ def test_bad_input_is_one_line_and_exit_2(repeats: Path, tmp_path: Path) -> None
 
     _edit(other_version, "summary.json", newer)
     cases = {
-        "format version 2": (str(repeats), str(other_version)),
-        "no such run folder": (str(repeats), str(tmp_path / "nowhere")),
-        "no such run folder, summary file or saved baseline": (str(repeats), "nosuchname"),
-        "--alpha": (str(repeats), str(repeats), "--alpha", "1.5"),
+        "format version 2": (repeats, other_version),
+        "no such run folder": (repeats, tmp_path / "nowhere"),
+        "no such run folder, summary file or saved baseline": (repeats, "nosuchname"),
+        "--alpha": (repeats, repeats, "--alpha", "1.5"),
     }
     empty = tmp_path / "empty"
     empty.mkdir()
-    cases["holds no run"] = (str(repeats), str(empty))
+    cases["holds no run"] = (repeats, empty)
     for expected, args in cases.items():
-        done = run_harness("compare", *args)
+        done = cli("compare", *args)
         assert done.returncode == 2, (expected, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (expected, lines)
 
 
-def test_summary_files_and_suites_of_several_scenarios(repeats: Path, tmp_path: Path) -> None:
+def test_summary_files_and_suites_of_several_scenarios(
+    repeats: Path, tmp_path: Path, cli, compare
+) -> None:
     run = _runs(repeats)[0]
-    code, document, stderr = _compare(str(run / "summary.json"), str(run))
+    code, document, stderr = compare(run / "summary.json", run)
     assert code == 0, stderr
     assert _verdicts(document)["samples_per_s"]["method"] == "tolerance only"
     # A summary copied away from its manifest: its hardware is unknown, so it is not assumed.
     alone = tmp_path / "alone.json"
     shutil.copy(run / "summary.json", alone)
-    refused = run_harness("compare", str(alone), str(run))
+    refused = cli("compare", alone, run)
     assert refused.returncode == 2 and "cannot tell whether" in refused.stderr
-    code, document, _ = _compare(str(alone), str(run), "--allow-hardware-mismatch")
+    code, document, _ = compare(alone, run, "--allow-hardware-mismatch")
     assert code == 0 and document["hardware_match"] is None
     # A suite's results: two scenarios in one folder, grouped by name, judged one by one.
     suite = _copy(repeats, tmp_path / "suite")
@@ -297,73 +325,107 @@ def test_summary_files_and_suites_of_several_scenarios(repeats: Path, tmp_path: 
         _edit(twin, "summary.json", rename)
         _edit(twin, "manifest.json", rename)
     slowed = _slowed(suite, tmp_path / "slowed")
-    code, document, stderr = _compare(str(suite), str(slowed))
+    code, document, stderr = compare(suite, slowed)
     assert code == 1, stderr
-    assert [s["scenario"] for s in document["scenarios"]] == ["tiny-collage", "twin"]
+    assert [s["scenario"] for s in document["scenarios"]] == [SCENARIO, "twin"]
     for scenario in (0, 1):
         assert _verdicts(document, scenario)["samples_per_s"]["verdict"] == "regressed"
-    code, document, stderr = _compare(str(suite), str(repeats))
+    code, document, stderr = compare(suite, repeats)
     assert code == 0 and "only in baseline, not compared: twin" in stderr
     assert document["scenarios_only_in"]["baseline"] == ["twin"]
 
 
 def test_baselines_are_saved_per_hardware_listed_and_compared_by_name(
-    repeats: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repeats: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli, compare
 ) -> None:
     store = tmp_path / "store"
     monkeypatch.setenv("HARNESS_BASELINES", str(store))
-    empty = run_harness("baseline", "list")
+    empty = cli("baseline", "list")
     assert empty.returncode == 0 and "no baselines" in empty.stdout
-    saved = run_harness("baseline", "save", str(repeats), "--name", "main")
+    saved = cli("baseline", "save", repeats, "--name", "main")
     assert saved.returncode == 0, saved.stderr
     (path,) = store.glob("*/main.json")
     document = json.loads(path.read_text())
     assert document["format"] == "harness-baseline" and document["format_version"] == 1
     assert document["hardware_key"] == path.parent.name
     assert set(document["hardware"]) >= {"gpu_model", "gpu_count", "cpu_model", "storage_device"}
-    assert len(document["scenarios"]["tiny-collage"]["metrics"]["samples_per_s"]["values"]) == 5
-    listed = run_harness("baseline", "list")
+    assert len(document["scenarios"][SCENARIO]["metrics"]["samples_per_s"]["values"]) == 5
+    listed = cli("baseline", "list")
     assert listed.returncode == 0 and "main" in listed.stdout
-    assert "tiny-collage x5" in listed.stdout and path.parent.name in listed.stdout
+    assert f"{SCENARIO} x5" in listed.stdout and path.parent.name in listed.stdout
 
-    assert run_harness("compare", "main", str(repeats)).returncode == 0
+    assert cli("compare", "main", repeats).returncode == 0
     slowed = _slowed(repeats, tmp_path / "slowed")
-    code, result, _ = _compare("main", str(slowed))
+    code, result, _ = compare("main", slowed)
     assert code == 1 and result["baseline"]["kind"] == "baseline"
     assert result["baseline"]["file"] == str(path)
 
     # A baseline saved on other hardware only: refused, named.
     other = _copy(repeats, tmp_path / "other")
     _edit(other, "manifest.json", _other_cpu)
-    assert run_harness("baseline", "save", str(other), "--name", "nightly").returncode == 0
-    refused = run_harness("compare", "nightly", str(repeats))
+    assert cli("baseline", "save", other, "--name", "nightly").returncode == 0
+    refused = cli("compare", "nightly", repeats)
     assert refused.returncode == 2 and "different hardware" in refused.stderr
     # Both machines keep a "main": each compares against its own.
-    assert run_harness("baseline", "save", str(other), "--name", "main").returncode == 0
+    assert cli("baseline", "save", other, "--name", "main").returncode == 0
     assert len(list(store.glob("*/main.json"))) == 2
-    assert run_harness("compare", "main", str(repeats)).returncode == 0
-    assert run_harness("compare", "main", str(other)).returncode == 0
+    assert cli("compare", "main", repeats).returncode == 0
+    assert cli("compare", "main", other).returncode == 0
 
     # Refusals: a bad name, incomplete runs, a baseline file of another format version.
-    assert run_harness("baseline", "save", str(repeats), "--name", "../up").returncode == 2
+    assert cli("baseline", "save", repeats, "--name", "../up").returncode == 2
     partial = _copy(repeats, tmp_path / "partial", count=1)
     _edit(partial, "summary.json", lambda s: s.update(complete=False, reason="killed"))
-    refused = run_harness("baseline", "save", str(partial), "--name", "partial")
+    refused = cli("baseline", "save", partial, "--name", "partial")
     assert refused.returncode == 2 and "complete runs" in refused.stderr
     document["format_version"] = 99
     path.write_text(json.dumps(document))
-    newer = run_harness("compare", "main", str(repeats))
+    newer = cli("compare", "main", repeats)
     assert newer.returncode == 2 and "format version 99" in newer.stderr
-    assert "unreadable" in run_harness("baseline", "list").stdout
+    assert "unreadable" in cli("baseline", "list").stdout
+
+
+@pytest.mark.slow
+def test_end_to_end_over_real_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real repeats from ``harness run --repeat 3``, compared and saved through the real CLI in
+    a subprocess. With 3 + 3 repeats no change can be significant, so every verdict below is
+    decided whatever the runs measured."""
+    scenario = tiny_collage_scenario(
+        tmp_path, dataset__generate__width=1024, dataset__generate__height=768
+    )
+    scenario["training"] = dict(FAST)
+    scenario["pipeline"].update({"batch_size": 4, "workers": 1, "crop": 64})
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    done = run_harness("datagen", str(path))
+    assert done.returncode == 0, done.stderr
+    base = tmp_path / "base"
+    done = run_harness("run", str(path), "--repeat", "3", "--results", str(base), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert len(_runs(base)) == 3
+    same = run_harness("compare", str(base), str(base))
+    assert same.returncode == 0, same.stderr
+    assert "tiny-collage: 3 baseline runs vs 3 current runs" in same.stdout
+    assert "result: no regression" in same.stdout
+    slowed = _slowed(base, tmp_path / "slowed")
+    done = run_harness("compare", str(base), str(slowed), "--json")
+    assert done.returncode == 0, done.stderr
+    found = _verdicts(json.loads(done.stdout))["samples_per_s"]
+    assert found["verdict"] == "inconclusive" and found["method"] == "mann-whitney"
+    assert found["change_pct"] == pytest.approx(-20.0, abs=0.01)  # medians scale exactly
+    monkeypatch.setenv("HARNESS_BASELINES", str(tmp_path / "store"))
+    saved = run_harness("baseline", "save", str(base), "--name", "main")
+    assert saved.returncode == 0, saved.stderr
+    table = run_harness("compare", "main", str(slowed))
+    assert table.returncode == 0, table.stderr
+    assert "3 vs 3 runs can never be significant" in table.stdout
+    assert "inconclusive: samples_per_s" in table.stdout
 
 
 def test_tolerance_arguments_and_hardware_keys() -> None:
-    from harness.baselines import (
-        hardware_differences,
-        hardware_key,
-        parse_tolerances,
-        setting_differences,
-    )
+    from harness.compare.commands import parse_tolerances
+    from harness.compare.hardware import hardware_differences, hardware_key
+    from harness.compare.sides import setting_differences
     from harness.errors import HarnessError
 
     assert parse_tolerances(["samples_per_s=5", "gpu_util_pct = 7.5%"]) == {

@@ -10,6 +10,8 @@ import pytest
 from conftest import run_harness
 from test_run import _only_run, _prepare, collage, video
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
+
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install .[dev])")
 
 
@@ -76,9 +78,11 @@ def _vp9(tmp_path: Path, **changes) -> dict:
 def test_dali_video_reader_frames_and_masks_line_up(tmp_path: Path, write_scenario) -> None:
     """Each sample's frame number (from DALI) names the frame whose pixels it carries, and its
     mask is that frame's: DALI's frames against PyAV's, masks against the track tables."""
-    from harness.data.video import Tracks, VideoReader
+    from harness.data.tracks import Tracks
+    from harness.data.video_reader import VideoReader
     from harness.pipeline.dali_backend import build_dali_video_batches
-    from harness.pipeline.sources import DecodedVideoSource, SamplePlan
+    from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.sources import DecodedVideoSource
 
     crop = 96  # whole-height crops: moving objects are in view
     path = write_scenario(_vp9(tmp_path, pipeline__crop=crop, pipeline__sequence_length=4))

@@ -13,7 +13,10 @@ import pytest
 from conftest import run_harness, tiny_collage_scenario, tiny_video_scenario
 
 from harness.data.images import read_image
-from harness.data.video import Tracks, VideoReader
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
+
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 
 def _digest(folder: Path, pattern: str) -> dict[str, str]:

@@ -16,7 +16,8 @@ from test_run import _prepare, collage, video
 from harness.errors import HarnessError
 from harness.pipeline.codecs import NVDEC_LIMITS
 from harness.pipeline.nvdec_backend import check_scenario
-from harness.pipeline.sources import DecodedVideoSource, FileInfo, SamplePlan
+from harness.pipeline.plan import FileInfo, SamplePlan
+from harness.pipeline.sources import DecodedVideoSource
 
 
 def test_sequences_are_consecutive_frames_inside_the_training_range() -> None:
@@ -48,6 +49,7 @@ def test_sequence_length_one_keeps_the_random_frame_plan() -> None:
     assert np.count_nonzero(np.diff(frames) == 1) < 5  # random, not runs
 
 
+@pytest.mark.slow
 def test_sequence_length_is_for_video(tmp_path: Path, write_scenario) -> None:
     path = write_scenario(collage(tmp_path, pipeline__sequence_length=4))
     done = run_harness("validate", str(path))
@@ -55,6 +57,7 @@ def test_sequence_length_is_for_video(tmp_path: Path, write_scenario) -> None:
     assert "pipeline.sequence_length applies to video datasets only" in done.stderr
 
 
+@pytest.mark.slow
 def test_nvdec_refused_before_any_work_without_a_gpu(tmp_path: Path, write_scenario) -> None:
     path = write_scenario(video(tmp_path, "decoded", pipeline__backend="nvdec"))
     _prepare(path)
@@ -72,6 +75,7 @@ def _decoded_source(tmp_path: Path, write_scenario, **changes) -> DecodedVideoSo
     return DecodedVideoSource(root, json.loads((root / "dataset.json").read_text()), 1)
 
 
+@pytest.mark.slow
 def test_nvdec_names_a_video_it_cannot_decode(tmp_path: Path, write_scenario) -> None:
     source = _decoded_source(tmp_path, write_scenario, dataset__generate__codec="mjpeg")
     with pytest.raises(HarnessError) as caught:
@@ -82,6 +86,7 @@ def test_nvdec_names_a_video_it_cannot_decode(tmp_path: Path, write_scenario) ->
     assert "use pipeline.backend torch" in message
 
 
+@pytest.mark.slow
 def test_nvdec_names_a_video_over_its_size_limits(tmp_path: Path, write_scenario) -> None:
     source = _decoded_source(tmp_path, write_scenario)
     check_scenario(source, use_cuda=True)  # 128x96 H.264: fine
@@ -93,12 +98,14 @@ def test_nvdec_names_a_video_over_its_size_limits(tmp_path: Path, write_scenario
         check_scenario(source, use_cuda=False)
 
 
+@pytest.mark.slow
 def test_selfcheck_gpu_refused_without_a_gpu() -> None:
     done = run_harness("selfcheck", "--gpu")
     assert done.returncode == 2
     assert done.stderr.startswith("error: selfcheck --gpu: torch sees no CUDA GPU")
 
 
+@pytest.mark.slow
 def test_selfcheck_plan_errors_name_the_field(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({"name": "p", "runs": [{"scenario": "x.yaml", "backends": {}}]}))
@@ -107,6 +114,7 @@ def test_selfcheck_plan_errors_name_the_field(tmp_path: Path) -> None:
     assert f"{plan}: runs.0.backends" in done.stderr
 
 
+@pytest.mark.slow
 def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
     tmp_path: Path, write_scenario
 ) -> None:

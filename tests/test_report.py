@@ -115,6 +115,7 @@ def report(suite: Path) -> tuple[Path, Path]:
     return html, pdf
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_with_every_chart(report: tuple[Path, Path]) -> None:
     text = report[0].read_text()
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
@@ -133,6 +134,7 @@ def test_html_is_self_contained_with_every_chart(report: tuple[Path, Path]) -> N
     assert "NVML" in text and "not available" in text
 
 
+@pytest.mark.slow
 def test_scenario_names_are_escaped(report: tuple[Path, Path]) -> None:
     text = report[0].read_text()
     assert EVIL not in text
@@ -180,6 +182,7 @@ def _console(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium (apt-get install chromium)")
 def test_html_in_headless_chromium(report: tuple[Path, Path], tmp_path: Path) -> None:
     # The check itself works: a page that logs an error is caught.
@@ -211,6 +214,7 @@ def _pdf_tools() -> None:
             pytest.skip(f"needs {tool} (apt-get install poppler-utils)")
 
 
+@pytest.mark.slow
 def test_pdf_pages_and_text(report: tuple[Path, Path], tmp_path: Path) -> None:
     _pdf_tools()
     pdf = report[1]
@@ -247,6 +251,7 @@ def _copy_run(suite: Path, scenario: str, target: Path) -> Path:
     raise AssertionError(scenario)
 
 
+@pytest.mark.slow
 def test_incomplete_runs_are_reported_with_a_visible_note(suite: Path, tmp_path: Path) -> None:
     stopped = _copy_run(suite, "tiny-cached", tmp_path / "runs" / "stopped")
     summary = json.loads((stopped / "summary.json").read_text())
@@ -269,6 +274,7 @@ def test_incomplete_runs_are_reported_with_a_visible_note(suite: Path, tmp_path:
     assert "INCOMPLETE: interrupted by SIGTERM" in " ".join(text.split())
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(suite: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -300,6 +306,7 @@ def test_bad_input_exits_2_with_one_line(suite: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_one_scenario_on_several_machines_side_by_side(suite: Path, tmp_path: Path) -> None:
     from harness.report import write_report
 

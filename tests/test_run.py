@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, run_harness, tiny_collage_scenario, tiny_video_scenario
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
+
 FAST_TRAINING = {
     "steps": 14,
     "warmup_steps": 2,

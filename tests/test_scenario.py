@@ -14,6 +14,7 @@ from harness.scenario import apply_overrides, load_scenario
 SHIPPED = sorted((REPO / "scenarios").glob("*/*.yaml"))
 
 
+@pytest.mark.slow
 def test_every_shipped_scenario_and_suite_is_valid() -> None:
     names = {p.relative_to(REPO / "scenarios").as_posix() for p in SHIPPED}
     for scale in ("quick", "paper"):
@@ -53,6 +54,7 @@ def test_paper_scale_matches_the_study() -> None:
         ({"dataset__generate__codec": "av1"}, "dataset.generate.codec: input should be"),
     ],
 )
+@pytest.mark.slow
 def test_bad_field_is_one_line_naming_file_and_field(
     tmp_path: Path, write_scenario, change: dict, expected: str
 ) -> None:
@@ -65,6 +67,7 @@ def test_bad_field_is_one_line_naming_file_and_field(
     assert expected in lines[0]
 
 
+@pytest.mark.slow
 def test_missing_field_and_mode_on_images(tmp_path: Path, write_scenario) -> None:
     scenario = tiny_collage_scenario(tmp_path, pipeline__mode="decoded")
     del scenario["training"]
@@ -77,6 +80,7 @@ def test_missing_field_and_mode_on_images(tmp_path: Path, write_scenario) -> Non
     assert "pipeline.mode applies to video datasets only" in result.stderr
 
 
+@pytest.mark.slow
 def test_bring_your_own_needs_classes(tmp_path: Path, write_scenario) -> None:
     scenario = tiny_collage_scenario(tmp_path)
     del scenario["dataset"]["generate"]
@@ -85,6 +89,7 @@ def test_bring_your_own_needs_classes(tmp_path: Path, write_scenario) -> None:
     assert "bring-your-own data (no generate section) needs classes" in result.stderr
 
 
+@pytest.mark.slow
 def test_yaml_syntax_error_missing_file_and_non_mapping(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\ndataset: [unclosed\n")
@@ -100,6 +105,7 @@ def test_yaml_syntax_error_missing_file_and_non_mapping(tmp_path: Path) -> None:
     assert lines[2] == f"{listing}: expected a mapping of fields, got a list"
 
 
+@pytest.mark.slow
 def test_every_problem_of_every_file_is_reported(tmp_path: Path, write_scenario) -> None:
     one = write_scenario(
         tiny_video_scenario(tmp_path, pipeline__workers=-1, colour="red"), "1.yaml"
@@ -115,6 +121,7 @@ def test_every_problem_of_every_file_is_reported(tmp_path: Path, write_scenario)
     ]
 
 
+@pytest.mark.slow
 def test_overrides_apply_before_validation(tmp_path: Path, write_scenario) -> None:
     path = write_scenario(tiny_collage_scenario(tmp_path))
     result = run_harness(
@@ -150,6 +157,7 @@ def test_apply_overrides_parses_yaml_values() -> None:
     assert data == {"a": {"b": 2, "c": [1, 2]}, "d": {"e": None}, "f": True}
 
 
+@pytest.mark.slow
 def test_suite_rejects_two_datasets_at_one_path(tmp_path: Path, write_scenario) -> None:
     write_scenario(tiny_video_scenario(tmp_path), "a.yaml")
     write_scenario(tiny_video_scenario(tmp_path, name="other", dataset__generate__seed=9), "b.yaml")

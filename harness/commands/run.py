@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.commands import results_arg, scenario_args, utc_stamp
 from harness.errors import HarnessError
-from harness.summary import Summary
+from harness.summary import summary_lines
 
 HELP = "run each scenario's training loop with its collectors; write results/<run-id>/"
 
@@ -61,7 +61,7 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
             if outcome.folder is not None:  # under torchrun only rank 0 has the folder
                 folders.append(outcome.folder)
                 if outcome.summary is not None and not args.quiet:
-                    print_summary(outcome.summary, outcome.folder)
+                    print("\n".join(summary_lines(outcome.summary, outcome.folder)))
             if not outcome.complete:
                 print(
                     f"error: {item.scenario.name}: {outcome.reason}; partial results kept in "
@@ -90,41 +90,3 @@ def _report(folders: list[Path], out: Path | None) -> None:
 def default_report_dir(files: list[str], kind: str | None = None) -> Path:
     """``reports/<UTC time>-<first file's stem or kind>``."""
     return Path("reports") / f"{utc_stamp()}-{kind or Path(files[0]).stem}"
-
-
-SHOWN_METRICS = (
-    "samples_per_s",
-    "busy_pct",
-    "data_wait_pct",
-    "read_MBps",
-    "requested_MBps",
-    "fetch_latency_p50_ms",
-    "fetch_latency_p99_ms",
-    "batch_wait_p50_ms",
-    "cpu_pct",
-    "loss_first",
-    "loss_last",
-    "miou",
-    "miou_chance",
-    "expansion",
-)
-
-
-def print_summary(summary: Summary, folder: Path) -> None:
-    """The headline numbers, the cross-checks and the thresholds, a line each."""
-    metrics = summary["metrics"]
-    status = "complete" if summary["complete"] else f"INCOMPLETE ({summary['reason']})"
-    print(f"{summary['scenario']}: {status} -> {folder}")
-    shown = [*SHOWN_METRICS, *sorted(k for k in metrics if k.startswith("gpu_util_pct["))]
-    for name in shown:
-        entry = metrics.get(name)
-        if entry is None or entry["value"] is None:
-            continue
-        print(f"  {name:24s} {entry['value']:12.3f} {entry['unit']}")
-    for check in summary["cross_checks"]:
-        print(f"  check: {check['name']}: {check['verdict']}")
-    for verdict in summary["thresholds"]:
-        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict["pass"]]
-        print(f"  threshold {verdict['threshold']} {verdict['limit']}: {state}")
-    for warning in summary["warnings"]:
-        print(f"  warning: {warning}")

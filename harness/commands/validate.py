@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.commands import scenario_args
-from harness.errors import ScenarioError
+from harness.errors import HarnessError, ScenarioError
 
 HELP = "check scenario and suite files"
 
@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     """Every problem of every file, then exit 2; else one ``ok`` line per scenario."""
     from harness import scenario as scenarios
     from harness.selfcheck import is_plan, load_plan, planned_scenarios
+    from harness.train.profiles import check_profile
 
     problems: list[str] = []
     lines: list[str] = []
@@ -32,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
                 continue
             for item in scenarios.load_scenarios([file], args.override):
                 s = item.scenario
+                try:
+                    check_profile(s)
+                except HarnessError as exc:
+                    problems.append(f"{item.file}: {exc}")
+                    continue
                 mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
                 lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
         except ScenarioError as exc:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from harness.data.files import ensure_writable_dir
 from harness.data.manifest import fingerprint, new_manifest, read_manifest, write_manifest
-from harness.data.video import VideoReader
+from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import ImageCollageDataset, VideoDataset
 
@@ -141,18 +141,20 @@ def _image_size(path: Path) -> tuple[int, int, int]:
         raise HarnessError(f"{path}: corrupt or truncated image: {exc}") from None
 
 
+def _record(root: Path, path: Path, min_side: int, **geometry: Any) -> dict[str, Any]:
+    """The manifest record of one brought file: its path and size, then ``geometry`` in the
+    order given (manifests keep their key order); refused when smaller than a crop."""
+    width, height = geometry["width"], geometry["height"]
+    if min(height, width) < min_side:
+        raise HarnessError(f"{path}: {width}x{height} is smaller than pipeline.crop ({min_side})")
+    return {"path": str(path.relative_to(root)), "bytes": path.stat().st_size, **geometry}
+
+
 def _check_image(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
 ) -> dict[str, Any]:
     height, width, _channels = _image_size(path)
-    if min(height, width) < min_side:
-        raise HarnessError(f"{path}: {width}x{height} is smaller than pipeline.crop ({min_side})")
-    record: dict[str, Any] = {
-        "path": str(path.relative_to(root)),
-        "bytes": path.stat().st_size,
-        "width": width,
-        "height": height,
-    }
+    record = _record(root, path, min_side, width=width, height=height)
     if dataset.label_rule:
         return record
     mask = next(
@@ -181,17 +183,9 @@ def _check_video(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
 ) -> dict[str, Any]:
     frames, width, height, fps, codec = _probe(path)
-    if min(height, width) < min_side:
-        raise HarnessError(f"{path}: {width}x{height} is smaller than pipeline.crop ({min_side})")
-    record: dict[str, Any] = {
-        "path": str(path.relative_to(root)),
-        "bytes": path.stat().st_size,
-        "frames": frames,
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "codec": codec,
-    }
+    record = _record(
+        root, path, min_side, frames=frames, width=width, height=height, fps=fps, codec=codec
+    )
     if dataset.label_rule:
         return record
     masks = sorted(path.parent.glob(f"{path.stem}{MASK_MARK}.*"))

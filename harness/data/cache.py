@@ -38,7 +38,8 @@ from harness.data.images import SUFFIX, write_image
 from harness.data.labels import derive_mask
 from harness.data.manifest import check_format, fingerprint, require_complete
 from harness.data.parallel import available_cpus, run_parallel
-from harness.data.video import Tracks, VideoReader
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import FrameCache, Scenario
 

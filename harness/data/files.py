@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 TMP_MARK = ".tmp-"
 
@@ -58,7 +58,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+        raise HarnessError(f"{path}: cannot read: {one_line(exc)}") from None
     if not isinstance(document, dict):
         raise HarnessError(f"{path}: expected a JSON object")
     return document

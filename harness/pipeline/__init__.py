@@ -27,7 +27,8 @@ from harness.errors import HarnessError, one_line
 if TYPE_CHECKING:
     import torch
 
-    from harness.pipeline.sources import SamplePlan, Source
+    from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.sources import Source
 
 # backend name -> its module
 BACKENDS: dict[str, str] = {

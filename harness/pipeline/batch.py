@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 NOT_MEASURED = float("nan")
@@ -39,10 +40,12 @@ class Batch:
 
     image: torch.Tensor  # uint8, (N, 3, crop, crop), on the CPU or already on the GPU
     mask: torch.Tensor  # uint8, (N, crop, crop)
-    end_ns: torch.Tensor  # int64, (N,)
-    latency_ns: torch.Tensor  # float64, (N,); NaN: not measured
-    requested_bytes: torch.Tensor  # float64, (N,); NaN: not measured
-    first_time_bytes: torch.Tensor  # float64, (N,); NaN: not measured
+    # Per-sample facts are NumPy arrays, not tensors: from a DataLoader worker each tensor comes
+    # through shared memory with a file-descriptor handover of its own, an array inline.
+    end_ns: np.ndarray  # int64, (N,)
+    latency_ns: np.ndarray  # float64, (N,); NaN: not measured
+    requested_bytes: np.ndarray  # float64, (N,); NaN: not measured
+    first_time_bytes: np.ndarray  # float64, (N,); NaN: not measured
     errors: list[FileError] = field(default_factory=list)
     fatal: FileError | None = None
     refs: list[Any] | None = None  # which frame and crop each sample is, where a backend says
@@ -56,7 +59,7 @@ class Batch:
         return cls(
             image=torch.stack([s.image for s in samples]),
             mask=torch.stack([s.mask for s in samples]),
-            end_ns=torch.tensor([s.end_ns for s in samples], dtype=torch.int64),
+            end_ns=np.array([s.end_ns for s in samples], dtype=np.int64),
             latency_ns=_floats([s.latency_ns for s in samples]),
             requested_bytes=_floats([s.requested_bytes for s in samples]),
             first_time_bytes=_floats([s.first_time_bytes for s in samples]),
@@ -71,7 +74,7 @@ class Batch:
         return cls(
             image=image,
             mask=mask,
-            end_ns=torch.full((count,), end_ns, dtype=torch.int64),
+            end_ns=np.full(count, end_ns, dtype=np.int64),
             latency_ns=_floats([NOT_MEASURED] * count),
             requested_bytes=_floats([NOT_MEASURED] * count),
             first_time_bytes=_floats([NOT_MEASURED] * count),
@@ -82,5 +85,5 @@ class Batch:
         return replace(self, image=self.image.pin_memory(), mask=self.mask.pin_memory())
 
 
-def _floats(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+def _floats(values: list[float]) -> np.ndarray:
+    return np.array(values, dtype=np.float64)

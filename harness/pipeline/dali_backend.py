@@ -36,12 +36,11 @@ import torch
 from harness.errors import HarnessError
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch
+from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import (
     CachedVideoSource,
     CollageSource,
     DecodedVideoSource,
-    SamplePlan,
-    SampleRef,
     Source,
 )
 
@@ -281,7 +280,7 @@ def _video_mask(
     """The class mask under a crop (``image``, HxWxC) of frame ``ref.frame`` of video
     ``ref.file``: drawn from the video's track table, or derived from the crop's pixels."""
     from harness.data.labels import derive_mask
-    from harness.data.video import Tracks
+    from harness.data.tracks import Tracks
 
     record = source.records[ref.file]
     if "tracks" in record:

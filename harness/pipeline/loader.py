@@ -22,7 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch, FileError, Sample
-from harness.pipeline.sources import SamplePlan, Source
+from harness.pipeline.plan import SamplePlan
+from harness.pipeline.prefetch import BackgroundBatches
+from harness.pipeline.sources import Source
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
 
@@ -154,10 +156,11 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
     """The torch backend reads every dataset kind."""
 
 
-def batches(request: BatchRequest) -> DataLoader:
+def batches(request: BatchRequest) -> BackgroundBatches:
+    """The DataLoader's batches, received by a thread of the training process (see prefetch)."""
     sampler = RankSampler(request.rank, request.world, request.batch_size, request.steps)
     dataset = SegmentationSamples(request.source, request.plan, request.crop, request.on_corrupt)
-    return build_loader(
+    loader = build_loader(
         dataset,
         sampler,
         batch_size=request.batch_size,
@@ -165,3 +168,4 @@ def batches(request: BatchRequest) -> DataLoader:
         prefetch_factor=request.prefetch_factor,
         pin_memory=request.device.type == "cuda",
     )
+    return BackgroundBatches(loader)

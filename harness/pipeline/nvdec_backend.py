@@ -37,18 +37,12 @@ import numpy as np
 from harness.data.labels import derive_mask
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
+from harness.pipeline.accounting import CountingFile, PageLedger, Reads
 from harness.pipeline.batch import NOT_MEASURED, Batch, FileError, Sample
 from harness.pipeline.codecs import check_nvdec_limits
 from harness.pipeline.loader import MAX_SKIPS
-from harness.pipeline.sources import (
-    CountingFile,
-    DecodedVideoSource,
-    PageLedger,
-    Reads,
-    SamplePlan,
-    SampleRef,
-    Source,
-)
+from harness.pipeline.plan import SampleRef
+from harness.pipeline.sources import DecodedVideoSource, Source
 
 MAX_OPEN = 16  # decoder sessions per thread: the study's 12 cameras stay open
 # Read the videos through a counting Python file object (bytes cross-check per sample) rather
@@ -168,26 +162,13 @@ def _frames_as_tensors(frames: list[Any], height: int, width: int) -> list[Any]:
 class NvdecBatches:
     """Training batches decoded on NVDEC, in the loop's batch format, all tensors on the GPU."""
 
-    def __init__(
-        self,
-        source: DecodedVideoSource,
-        plan: SamplePlan,
-        *,
-        batch_size: int,
-        crop: int,
-        workers: int,
-        prefetch_factor: int,
-        rank: int,
-        world: int,
-        steps: int | None,
-        device: Any,
-        on_corrupt: str,
-    ) -> None:
-        self.source, self.plan, self.batch_size, self.crop = source, plan, batch_size, crop
-        self.decoders = max(1, workers)
-        self.depth = max(1, prefetch_factor * self.decoders)
-        self.rank, self.world, self.steps = rank, world, steps
-        self.device, self.on_corrupt = device, on_corrupt
+    def __init__(self, request: BatchRequest) -> None:
+        self.source: DecodedVideoSource = request.source  # type: ignore[assignment]
+        self.plan, self.batch_size, self.crop = request.plan, request.batch_size, request.crop
+        self.decoders = max(1, request.workers)
+        self.depth = max(1, request.prefetch_factor * self.decoders)
+        self.rank, self.world, self.steps = request.rank, request.world, request.steps
+        self.device, self.on_corrupt = request.device, request.on_corrupt
         self.ledger = _SharedLedger()
         self._local = threading.local()
 
@@ -357,16 +338,4 @@ def _result(future: Future) -> list[Sample]:
 
 def batches(request: BatchRequest) -> NvdecBatches:
     """The registry's entry (``check_scenario`` has made sure the source is decoded video)."""
-    return NvdecBatches(
-        request.source,
-        request.plan,
-        batch_size=request.batch_size,
-        crop=request.crop,
-        workers=request.workers,
-        prefetch_factor=request.prefetch_factor,
-        rank=request.rank,
-        world=request.world,
-        steps=request.steps,
-        device=request.device,
-        on_corrupt=request.on_corrupt,
-    )
+    return NvdecBatches(request)

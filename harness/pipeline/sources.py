@@ -4,10 +4,8 @@ A source is built in the main process from the manifests (plain data, cheap to p
 DataLoader workers) and opens its files lazily, once per worker. ``load`` returns the crop, its
 mask and the bytes it asked the storage for, which the run compares with what the kernel reports.
 
-Which sample is read is decided by ``SamplePlan`` from the sample number alone (seeded), so the
-sequence is reproducible and can be sharded across ranks without coordination. Training and
-evaluation read disjoint data: the last eighth of every video, or the bottom crop-high band of
-every image, is held out for mIoU.
+Which sample to read comes from the sample plan (``harness.pipeline.plan``); how the bytes asked
+for are counted, from the accounting (``harness.pipeline.accounting``).
 """
 
 from __future__ import annotations
@@ -24,153 +22,11 @@ import numpy as np
 
 from harness.data import cache as frame_cache
 from harness.data.labels import derive_mask
-from harness.data.video import Tracks, VideoReader
-from harness.errors import HarnessError
-
-PAGE = mmap.PAGESIZE
-HELD_OUT_FRACTION = 8  # 1/8 of every video is held out for evaluation
-
-
-class PageLedger:
-    """The pages of each file this process has already asked for.
-
-    A page asked for twice is read from storage once (the page cache keeps it), so the bytes the
-    kernel reports are to be compared with the bytes asked for the first time, page by page.
-    One byte per 4 KiB page: 24 MB per worker for a 99 GB dataset.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[str, np.ndarray] = {}
-
-    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
-        """Mark ``pages`` (page numbers) of ``path`` as asked for; return the bytes of those
-        that were not asked for before."""
-        seen = self._seen.get(path)
-        if seen is None:
-            seen = self._seen[path] = np.zeros(-(-file_size // PAGE), dtype=bool)
-        pages = pages[pages < seen.size]
-        fresh = np.unique(pages[~seen[pages]])
-        seen[fresh] = True
-        return int(fresh.size) * PAGE
-
-    def note_range(self, path: str, offset: int, length: int, file_size: int) -> int:
-        if length <= 0:
-            return 0
-        return self.note(
-            path, np.arange(offset // PAGE, (offset + length - 1) // PAGE + 1), file_size
-        )
-
-
-@dataclass
-class Reads:
-    """Bytes one sample asked the storage for: all of them, and those asked for the first time."""
-
-    requested: int = 0
-    first_time: int = 0
-
-    def add(self, requested: int, first_time: int) -> None:
-        self.requested += requested
-        self.first_time += first_time
-
-
-@dataclass(frozen=True)
-class SampleRef:
-    """One sample: a file, a frame within it (videos; 0 for images) and a crop's corner."""
-
-    file: int
-    frame: int
-    top: int
-    left: int
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    width: int
-    height: int
-    frames: int  # 1 for images
-
-
-class SamplePlan:
-    """Maps sample numbers to SampleRefs, deterministically from the seed.
-
-    Shuffled: every sample picks a random file (weighted by its frames), frame and crop. With a
-    ``sequence_length`` L > 1, samples come in runs of L: the run picks the file and its first
-    frame, its samples take consecutive frames (each with its own crop), so a decoder seeks once
-    per run. In order: frames are taken one after another through the files, crops in raster
-    order; consecutive frames of a video then decode without a seek, as a sequential reader would.
-    """
-
-    def __init__(
-        self,
-        files: list[FileInfo],
-        crop: int,
-        seed: int,
-        shuffle: bool,
-        sequence_length: int = 1,
-    ) -> None:
-        self.files, self.crop, self.seed, self.shuffle = files, crop, seed, shuffle
-        self.sequence_length = sequence_length
-        for index, info in enumerate(files):
-            if min(info.width, info.height) < crop or (info.frames == 1 and info.height < 2 * crop):
-                raise HarnessError(
-                    f"file {index} of the dataset is {info.width}x{info.height}: too small for "
-                    f"pipeline.crop {crop} (images need twice the crop in height: one band is "
-                    "held out for evaluation)"
-                )
-        self._train_frames = np.array([self.train_range(f)[1] for f in files], dtype=np.int64)
-        self._cumulative = np.cumsum(self._train_frames)
-
-    @staticmethod
-    def train_range(info: FileInfo) -> tuple[int, int]:
-        """Frames used for training: all but the last eighth (videos); the image (images)."""
-        if info.frames == 1:
-            return 0, 1
-        held_out = max(1, info.frames // HELD_OUT_FRACTION)
-        return 0, info.frames - held_out
-
-    def _train_rows(self, info: FileInfo) -> int:
-        """Top rows a training crop may start at: images keep their bottom band for evaluation."""
-        if info.frames == 1:
-            return info.height - 2 * self.crop + 1
-        return info.height - self.crop + 1
-
-    def train(self, number: int) -> SampleRef:
-        total = int(self._cumulative[-1])
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, number])
-            length = self.sequence_length
-            # One draw picks the run's start; with L == 1 it is the sample's own draw.
-            start_rng = rng if length == 1 else np.random.default_rng([self.seed, number // length])
-            position = int(start_rng.integers(total))
-            file = int(np.searchsorted(self._cumulative, position, side="right"))
-            frame = position - int(self._cumulative[file - 1] if file else 0)
-            if length > 1:  # the run stays inside the file's training frames
-                last = int(self._train_frames[file]) - 1
-                frame = min(min(frame, max(0, last - length + 1)) + number % length, last)
-            info = self.files[file]
-            top = int(rng.integers(self._train_rows(info)))
-            left = int(rng.integers(info.width - self.crop + 1))
-            return SampleRef(file, frame, top, left)
-        position = number % total
-        file = int(np.searchsorted(self._cumulative, position, side="right"))
-        frame = position - int(self._cumulative[file - 1] if file else 0)
-        info = self.files[file]
-        across = max(1, (info.width - self.crop) // self.crop + 1)
-        down = max(1, (self._train_rows(info) - 1) // self.crop + 1)
-        cell = (number // total) % (across * down)
-        return SampleRef(file, frame, (cell // across) * self.crop, (cell % across) * self.crop)
-
-    def held_out(self, number: int) -> SampleRef:
-        """Evaluation samples: from the held-out frames or band, never seen in training."""
-        rng = np.random.default_rng([self.seed, 0xE7A1, number])
-        file = int(rng.integers(len(self.files)))
-        info = self.files[file]
-        left = int(rng.integers(info.width - self.crop + 1))
-        if info.frames == 1:
-            return SampleRef(file, 0, info.height - self.crop, left)
-        first = self.train_range(info)[1]
-        frame = int(rng.integers(first, info.frames))
-        return SampleRef(file, frame, int(rng.integers(info.height - self.crop + 1)), left)
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
+from harness.errors import HarnessError, one_line
+from harness.pipeline.accounting import PAGE, CountingFile, PageLedger, Reads, pages_touched
+from harness.pipeline.plan import FileInfo, SampleRef
 
 
 class Source:
@@ -213,24 +69,15 @@ class Source:
         raise NotImplementedError
 
 
-# --- image collage ------------------------------------------------------------------------------
-
-
-class CollageSource(Source):
-    """Crops from large images: ``npy`` through a memory map (only the pages under the crop are
-    read, random access advised so that the kernel reads nothing around them); PNG and JPEG are
-    read and decoded whole, as they must be."""
+class _DatasetSource(Source):
+    """A source over the files a dataset manifest lists (generated or brought: images or
+    videos), whose masks are mask files, track tables or derived from the pixels by a rule."""
 
     def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
         self.root = root
         self.records = manifest["files"]
         self.labels = manifest["labels"]
         self.classes = int(manifest["classes"])
-        self.files = [FileInfo(r["width"], r["height"], 1) for r in self.records]
-        self._reset()
-
-    def _reset(self) -> None:
-        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def describe(self, ref: SampleRef) -> str:
         return str(self.root / self.records[ref.file]["path"])
@@ -238,6 +85,27 @@ class CollageSource(Source):
     def data_files(self) -> list[Path]:
         names = [r["path"] for r in self.records] + [r["mask"] for r in self.records if "mask" in r]
         return [self.root / name for name in names]
+
+    def derived_mask(self, image: np.ndarray) -> np.ndarray:
+        """The mask of ``image`` by the dataset's label rule (datasets without mask files)."""
+        return derive_mask(image, self.labels.removeprefix("derived:"), self.classes)
+
+
+# --- image collage ------------------------------------------------------------------------------
+
+
+class CollageSource(_DatasetSource):
+    """Crops from large images: ``npy`` through a memory map (only the pages under the crop are
+    read, random access advised so that the kernel reads nothing around them); PNG and JPEG are
+    read and decoded whole, as they must be."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        super().__init__(root, manifest)
+        self.files = [FileInfo(r["width"], r["height"], 1) for r in self.records]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
         record = self.records[ref.file]
@@ -247,7 +115,7 @@ class CollageSource(Source):
         if "mask" in record:
             mask = self._read(self.root / record["mask"], rows, cols, reads)
         else:
-            mask = derive_mask(image, self.labels.removeprefix("derived:"), self.classes)
+            mask = self.derived_mask(image)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask), reads
 
     def _read(self, path: Path, rows: slice, cols: slice, reads: Reads) -> np.ndarray:
@@ -257,7 +125,7 @@ class CollageSource(Source):
             return _decode_picture(data, path)[rows, cols]
         array = self._map(path, reads)
         crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
-        pages = _pages_touched(array, rows, cols)
+        pages = pages_touched(array, rows, cols)
         size = array.offset + array.nbytes if isinstance(array, np.memmap) else array.nbytes
         reads.add(pages.size * PAGE, self.ledger.note(str(path), pages, size))
         return crop
@@ -291,7 +159,7 @@ def _map_npy(path: Path) -> np.memmap:
             raise ValueError("expected a C-ordered array of plain numbers")
         array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path}: cannot map: {' '.join(str(exc).split())}") from None
+        raise HarnessError(f"{path}: cannot map: {one_line(exc)}") from None
     handle_map = getattr(array, "_mmap", None)
     if handle_map is not None and hasattr(mmap, "MADV_RANDOM"):
         handle_map.madvise(mmap.MADV_RANDOM)
@@ -316,21 +184,7 @@ def _array_from_npy_bytes(data: bytes, path: Path) -> np.ndarray:
             data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()
         ).reshape(shape)
     except ValueError as exc:
-        raise HarnessError(f"{path}: corrupt array: {' '.join(str(exc).split())}") from None
-
-
-def _pages_touched(array: np.memmap, rows: slice, cols: slice) -> np.ndarray:
-    """The distinct page numbers a crop of a C-ordered memory-mapped array lies on."""
-    row_bytes = array.strides[0]
-    pixel = array.strides[1]
-    base = array.offset if isinstance(array, np.memmap) else 0
-    row_numbers = np.arange(rows.start, rows.stop, dtype=np.int64)
-    starts = base + row_numbers * row_bytes + cols.start * pixel
-    ends = starts + (cols.stop - cols.start) * pixel - 1
-    first, last = starts // PAGE, ends // PAGE
-    counts = last - first + 1
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.unique(np.repeat(first, counts) + offsets)
+        raise HarnessError(f"{path}: corrupt array: {one_line(exc)}") from None
 
 
 def _decode_picture(data: bytes, path: Path) -> np.ndarray:
@@ -346,32 +200,6 @@ def _decode_picture(data: bytes, path: Path) -> np.ndarray:
 # --- video, decoded on the fly ------------------------------------------------------------------
 
 
-class CountingFile(io.FileIO):
-    """A file whose reads are counted: the bytes the decoder asked the storage for, in all and
-    for the first time (through the source's page ledger)."""
-
-    def __init__(self, path: Path, ledger: PageLedger) -> None:
-        super().__init__(path, "r")
-        self.key, self.size, self.ledger = str(path), os.fstat(self.fileno()).st_size, ledger
-        self.reads = Reads()
-
-    def _count(self, offset: int, count: int) -> None:
-        self.reads.add(count, self.ledger.note_range(self.key, offset, count, self.size))
-
-    def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
-        offset = self.tell()
-        count = super().readinto(buffer)
-        if count:
-            self._count(offset, count)
-        return count
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        offset = self.tell()
-        data = super().read(size)
-        self._count(offset, len(data))
-        return data
-
-
 @dataclass
 class _OpenVideo:
     reader: VideoReader
@@ -380,7 +208,7 @@ class _OpenVideo:
     last: int = -2  # index of the last frame it produced
 
 
-class DecodedVideoSource(Source):
+class DecodedVideoSource(_DatasetSource):
     """Random frames decoded from the compressed videos with PyAV: seek to the keyframe at or
     before the frame, decode forward. A worker keeps its last readers open, and a request for
     the frame right after the last one continues decoding without a seek."""
@@ -388,10 +216,7 @@ class DecodedVideoSource(Source):
     MAX_OPEN = 8
 
     def __init__(self, root: Path, manifest: dict[str, Any], decoder_threads: int) -> None:
-        self.root = root
-        self.records = manifest["files"]
-        self.labels = manifest["labels"]
-        self.classes = int(manifest["classes"])
+        super().__init__(root, manifest)
         self.threads = decoder_threads
         self.files = [FileInfo(r["width"], r["height"], r["frames"]) for r in self.records]
         self._reset()
@@ -400,13 +225,6 @@ class DecodedVideoSource(Source):
         self._open: OrderedDict[int, _OpenVideo] = OrderedDict()
         self._tracks: dict[int, Tracks] = {}
         self._masks: dict[int, VideoReader] = {}
-
-    def describe(self, ref: SampleRef) -> str:
-        return str(self.root / self.records[ref.file]["path"])
-
-    def data_files(self) -> list[Path]:
-        names = [r["path"] for r in self.records] + [r["mask"] for r in self.records if "mask" in r]
-        return [self.root / name for name in names]
 
     def _video(self, file: int) -> _OpenVideo:
         video = self._open.get(file)
@@ -450,7 +268,7 @@ class DecodedVideoSource(Source):
             for _found, mask in reader.frames(index, index + 1, pixel_format="gray"):
                 return mask
             raise HarnessError(f"{reader.path}: mask frame {index} not found")
-        return derive_mask(image, self.labels.removeprefix("derived:"), self.classes)
+        return self.derived_mask(image)
 
     def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
         image, reads = self._frame(ref.file, ref.frame)

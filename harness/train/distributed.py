@@ -1,8 +1,9 @@
 """Multi-process training under torchrun: one process per GPU (or CPU process), DDP.
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the run is a single process and
-nothing here does anything. Collective calls carry a timeout, so that when a rank dies the
-others fail within it instead of hanging (torchrun also stops the remaining ranks).
+torchrun (or the elastic launcher of emulated accelerators) sets RANK, WORLD_SIZE and
+LOCAL_RANK; without them the run is a single process and nothing here does anything. Collective
+calls carry a timeout (``training.collective_timeout_s``), so that when a rank dies the others
+fail within it instead of hanging (torchrun also stops the remaining ranks).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-
-COLLECTIVE_TIMEOUT = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
@@ -33,16 +32,19 @@ class Ranks:
         return self.world > 1
 
 
-def init_ranks(use_cuda: bool) -> Ranks:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU)."""
+def init_ranks(use_nccl: bool, timeout_s: float) -> Ranks:
+    """Join the process group torchrun describes (NCCL for real CUDA training, else gloo); a
+    collective that waits longer than ``timeout_s`` for a partner fails instead of hanging."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
     ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if use_cuda:
+    if use_nccl:
         torch.cuda.set_device(ranks.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(
+            "nccl" if use_nccl else "gloo", timeout=timedelta(seconds=timeout_s)
+        )
     return ranks
 
 

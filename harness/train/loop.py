@@ -128,19 +128,21 @@ def train(
     steps: int | None,
     duration_s: float | None,
     records: LoopRecords,
-    synchronise: Callable[[], None] | None = None,
+    synchronise: Callable[[bool], bool] | None = None,
     progress: Callable[[LoopRecords], None] | None = None,
 ) -> None:
     """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed.
 
     Per step: ``wait_s`` (asking for the batch until it arrives), ``compute_s`` (the step
-    function) and ``barrier_s`` (``synchronise``, the stand-in for an all-reduce between
-    emulated accelerators; 0 without one), each timed on its own."""
+    function) and ``barrier_s`` (``synchronise``: the stand-in for the all-reduce between
+    emulated accelerators, 0 without one), each timed on its own. ``synchronise`` takes this
+    rank's wish to stop and returns whether all ranks stop, so that every rank runs the same
+    number of steps and none waits for a partner that has left."""
     with _training_stream(device):
         iterator = iter(batches)
         measured_since: float | None = None
         step = 0
-        while steps is None or step < steps:
+        while True:
             started = time.monotonic()
             try:
                 batch = next(iterator)
@@ -155,11 +157,20 @@ def train(
                 raise HarnessError(f"{path}: {message} (pipeline.on_corrupt is fail)")
             loss = step_function(batch)
             computed = time.monotonic()
-            if synchronise is not None:
-                synchronise()
-            finished = time.monotonic()
             if loss is not None and not np.isfinite(loss):
                 raise RunFailed(f"the loss became {loss} at step {step}: training diverged")
+            if step + 1 == warmup_steps:
+                measured_since = computed
+            elif step + 1 > warmup_steps:
+                measured_since = measured_since or started
+            stop = (steps is not None and step + 1 >= steps) or (
+                duration_s is not None
+                and measured_since is not None
+                and computed - measured_since >= duration_s
+            )
+            if synchronise is not None:
+                stop = synchronise(stop)
+            finished = time.monotonic()
             records.steps.append(
                 {
                     "step": step,
@@ -177,17 +188,13 @@ def train(
             if progress is not None:
                 progress(records)
             step += 1
-            if step == warmup_steps:
-                measured_since = finished
-            if duration_s is not None and step >= warmup_steps:
-                measured_since = measured_since or started
-                if finished - measured_since >= duration_s:
-                    break
+            if stop:
+                break
 
 
 def _record_samples(records: LoopRecords, batch: Batch, step: int, t0: float) -> None:
     """Per sample: when it was ready, its fetch latency and bytes (NaN: not measured)."""
-    ends = batch.end_ns.numpy() / 1e9 - t0
+    ends = batch.end_ns / 1e9 - t0
     columns = zip(
         ends.tolist(),
         (batch.latency_ns / 1e6).tolist(),

@@ -1,0 +1,237 @@
+"""N emulated accelerators on this host: one rank each, started by torch.distributed's elastic
+launcher (the launch API that torchrun uses), merged into one run folder here.
+
+This process is the host's controller: it checks the scenario, writes the manifest, prepares the
+page cache once, runs the host's collectors (its process tree holds every rank and every
+DataLoader worker, so I/O and CPU are the host's), launches the ranks, and when they have stopped
+merges the files they left (``harness.train.emulated``) into the run's tables and summary. A rank
+that fails makes the launcher stop the others; their results are kept, the run is marked
+incomplete, and the reason names the rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import results
+from harness.errors import one_line
+from harness.run import (
+    PreparedRun,
+    RunContext,
+    RunOutcome,
+    collectors_for,
+    prepare_page_cache,
+    prepare_run,
+    rank_records,
+    train_and_collect,
+    write_manifest,
+    write_results,
+)
+from harness.scenario import LoadedScenario
+from harness.summary import RankRecords
+from harness.train.distributed import Ranks
+from harness.train.emulated import (
+    RANKS_FOLDER,
+    RankResult,
+    emulated_step,
+    init_group,
+    read_rank_results,
+    stop_vote,
+    write_pid,
+    write_rank_result,
+)
+from harness.train.loop import LoopRecords
+
+LAUNCHER_GRACE_S = 10  # how long the launcher lets ranks write their results after a failure
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """What every launched rank is given (pickled to the spawned processes)."""
+
+    loaded: LoadedScenario
+    folder: Path
+    t0: float
+    quiet: bool
+
+
+def run_accelerators(
+    prepared: PreparedRun,
+    accelerators: int,
+    *,
+    results_root: Path,
+    command: list[str],
+    repeat: tuple[int, int] | None,
+    quiet: bool,
+) -> RunOutcome:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    scenario = prepared.scenario
+    folder = results_root / results.new_run_id(scenario.name)
+    write_manifest(prepared, folder, accelerators, command, repeat)
+    host = Ranks()
+    context = RunContext(
+        scenario,
+        folder,
+        host,
+        prepared.device,
+        prepared.dataset_manifest,
+        prepared.cache_manifest,
+        quiet,
+        prepare_page_cache(prepared, act=True),
+    )
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=accelerators,
+        run_id=f"{folder.name}-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+        shutdown_timeout=LAUNCHER_GRACE_S,
+    )
+    # The launcher logs each failure as a traceback; the run reports it in one line instead.
+    for name in (
+        "torch.distributed.elastic",
+        "torch.distributed.launcher",
+        "torch.multiprocessing",
+    ):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    t0 = time.monotonic()
+    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, host)
+    launch_failure, exit_code = None, 0
+    for collector in collectors:
+        collector.start()
+    try:
+        elastic_launch(config, accelerator_rank)(RankJob(prepared.loaded, folder, t0, quiet))
+    except ChildFailedError as exc:
+        launch_failure, exit_code = _describe_failures(exc), 1
+    except SignalException as exc:
+        launch_failure = f"interrupted by {exc.sigval.name}"
+        exit_code = 143 if exc.sigval == signal.SIGTERM else 130
+    except KeyboardInterrupt:
+        launch_failure, exit_code = "interrupted by SIGINT", 130
+    finally:
+        for collector in collectors:
+            collector.stop()
+    found = read_rank_results(folder, accelerators)
+    parts = _merge_host(found, collectors)
+    complete = launch_failure is None and len(found) == accelerators
+    complete = complete and all(r.complete for r in found.values())
+    reason = None if complete else _reason(found, accelerators, launch_failure)
+    if not complete and exit_code == 0:
+        exit_code = max((r.exit_code for r in found.values()), default=1) or 1
+    summary = write_results(context, parts, None, complete, reason, prepared)
+    shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
+    return RunOutcome(folder, complete, reason, exit_code, summary)
+
+
+def accelerator_rank(job: RankJob) -> None:
+    """One emulated accelerator (a process the launcher spawned): its share of the samples,
+    emulated steps, a stop vote after each; its records go to the run folder however it ends."""
+    import torch
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    training = job.loaded.scenario.training
+    write_pid(job.folder, rank)
+    torch.set_num_threads(1)  # no model: the cores are the pipelines'
+    records = LoopRecords()
+    result = RankResult(False, "did not start", 1, None)
+    try:
+        init_group(training.collective_timeout_s)
+        prepared = prepare_run(job.loaded, local_rank)
+        assert prepared.compute_times is not None
+        ranks = Ranks(rank, world, local_rank)
+        context = RunContext(
+            job.loaded.scenario,
+            job.folder,
+            ranks,
+            prepared.device,
+            prepared.dataset_manifest,
+            prepared.cache_manifest,
+            job.quiet,
+            {},
+        )
+        times = prepared.compute_times.sampler(training.seed * 7919 + rank)
+        synchronise = (
+            stop_vote(training.collective_timeout_s, job.folder)
+            if training.sync == "barrier"
+            else None
+        )
+        batches = prepared.backend.batches(prepared.batch_request(ranks, job.folder))
+        complete, reason, code = train_and_collect(
+            context,
+            emulated_step(times, prepared.device),
+            batches,
+            job.t0,
+            records,
+            [],
+            synchronise,
+        )
+        result = RankResult(complete, reason, code, None)
+    except Exception as exc:  # refused or failed before the loop: one line, in the result
+        message = f"rank {rank}: {type(exc).__name__}: {one_line(exc, 300)}"
+        result = RankResult(False, message, 2, None)
+    finally:
+        result.records = rank_records(rank, records, [])
+        write_rank_result(job.folder, rank, result)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)
+
+
+def _merge_host(found: dict[int, RankResult], collectors: list[Any]) -> list[RankRecords]:
+    """The ranks' records in rank order; the host's collectors (their series, and their metrics
+    over the ranks' measured window) are given to the first of them."""
+    parts = [found[rank].records for rank in sorted(found)]
+    every_step = LoopRecords(steps=[step for part in parts for step in part.steps])
+    host = rank_records(0, every_step, collectors)
+    if not parts:
+        return [host]
+    first = parts[0]
+    first.series, first.collector_metrics = host.series, host.collector_metrics
+    first.unavailable, first.sampler_cpu_s = host.unavailable, host.sampler_cpu_s
+    first.io_read_bytes, first.io_device = host.io_read_bytes, host.io_device
+    for part in parts[1:]:  # the host's collector counted their reads in the first one's
+        part.io_read_bytes = 0 if host.io_read_bytes is not None else None
+    return parts
+
+
+def _reason(found: dict[int, RankResult], world: int, launch_failure: str | None) -> str:
+    """The first rank's own reason that is not the launcher stopping it, else the launcher's."""
+    missing = [rank for rank in range(world) if rank not in found]
+    own = [
+        r.reason
+        for _, r in sorted(found.items())
+        if r.reason and not r.reason.startswith("interrupted by SIGTERM")
+    ]
+    parts = own[:1] or ([launch_failure] if launch_failure else [])
+    if missing:
+        parts.append(f"no records from rank(s) {', '.join(map(str, missing))}")
+    return "; ".join(parts) or "an accelerator rank failed"
+
+
+def _describe_failures(error: Any) -> str:
+    """The launcher's view: which rank ended how (a signal that the launcher did not send
+    first, since it stops the others with SIGTERM)."""
+    lines = []
+    for rank, failure in sorted(error.failures.items()):
+        if failure.exitcode < 0:
+            name = signal.Signals(-failure.exitcode).name
+            lines.append(f"rank {rank} (pid {failure.pid}) was killed by {name}")
+        else:
+            lines.append(f"rank {rank} (pid {failure.pid}) exited with {failure.exitcode}")
+    killed = [line for line in lines if "killed" in line and "SIGTERM" not in line]
+    return "; ".join(killed or lines)

@@ -1,0 +1,137 @@
+"""The read ceiling of a dataset's storage: how fast its files can be read at all, measured once
+so that a probe's read rate can be set against it.
+
+``fio`` reads the files when it is installed (the tool storage engineers trust); otherwise the
+harness reads them itself with ``O_DIRECT`` (past the page cache) in as many threads as the
+pipeline has readers, and says so. Both read whole files in 1 MiB requests, sequentially within a
+file, many files at once: the pattern of a pipeline reading frames or crops' rows, without the
+decode.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import one_line
+
+REQUEST = 2**20  # bytes per read
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    MBps: float
+    how: str
+
+
+def read_ceiling(files: list[Path], readers: int, seconds: float = 10.0) -> Ceiling:
+    """The files' read rate with ``readers`` in parallel, for at most ``seconds``."""
+    if shutil.which("fio") is not None:
+        try:
+            return _fio(files, readers, seconds)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            fallback = f"fio failed ({one_line(exc, 120)}); "
+    else:
+        fallback = "fio is not installed; "
+    found = _direct_reads(files, readers, seconds)
+    return Ceiling(found.MBps, fallback + found.how)
+
+
+def _fio(files: list[Path], readers: int, seconds: float) -> Ceiling:
+    # One job per reader, each over its own share of the files, O_DIRECT, psync: what a pool of
+    # reader processes can pull from the device.
+    smallest = min(path.stat().st_size for path in files)
+    request = max(4096, min(REQUEST, smallest // 4096 * 4096))  # fio refuses a larger block
+    jobs = []
+    for index in range(readers):
+        share = files[index::readers]
+        if share:
+            names = ":".join(str(path).replace(":", "\\:") for path in share)
+            jobs += [f"--name=r{index}", f"--filename={names}"]
+    command = [
+        "fio",
+        "--rw=read",
+        "--ioengine=psync",
+        "--direct=1",
+        f"--bs={request}",
+        f"--runtime={seconds:g}",
+        "--group_reporting",
+        "--output-format=json",
+        *jobs,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise ValueError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "exit")
+    report = json.loads(done.stdout[done.stdout.index("{") :])
+    read = report["jobs"][0]["read"]
+    return Ceiling(
+        read["io_bytes"] / (read["runtime"] / 1000) / 1e6,
+        f"fio --rw=read --direct=1 --bs={request // 1024}k --ioengine=psync, {readers} jobs "
+        "over the files",
+    )
+
+
+def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
+    deadline = time.monotonic() + seconds
+    queue = list(files)
+    lock = threading.Lock()
+    totals = [0] * readers
+    direct = [True]
+
+    def work(index: int) -> None:
+        buffer = mmap.mmap(-1, REQUEST)  # page-aligned, as O_DIRECT wants
+        while time.monotonic() < deadline:
+            with lock:
+                if not queue:
+                    return
+                path = queue.pop()
+            totals[index] += _read_file(path, buffer, direct)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = max(time.monotonic() - started, 1e-9)
+    how = "O_DIRECT" if direct[0] else "buffered (O_DIRECT refused), after eviction"
+    return Ceiling(
+        sum(totals) / elapsed / 1e6,
+        f"the harness's own {how} reads, 1 MiB requests, {readers} threads",
+    )
+
+
+def _read_file(path: Path, buffer: mmap.mmap, direct: list[bool]) -> int:
+    flags = os.O_RDONLY | (os.O_DIRECT if direct[0] else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if not direct[0]:
+            raise
+        direct[0] = False  # e.g. tmpfs: evict instead, and read through the cache
+        from harness import pagecache
+
+        pagecache.evict([path])
+        fd = os.open(path, os.O_RDONLY)
+    total = 0
+    try:
+        while True:
+            try:
+                count = os.readv(fd, [buffer])
+            except OSError:  # O_DIRECT refused at read time (a file's odd tail on some filesystems)
+                os.close(fd)
+                fd = os.open(path, os.O_RDONLY)
+                os.lseek(fd, total, os.SEEK_SET)
+                count = os.readv(fd, [buffer])
+            if count <= 0:
+                return total
+            total += count
+    finally:
+        os.close(fd)

@@ -1,0 +1,122 @@
+"""The runtime video reader: frames of a compressed video by index, for the pipelines and the
+frame cache (and for checking brought videos).
+
+``VideoReader`` is the one place that maps frame indices to timestamps, for random access (seek to
+the keyframe at or before the frame, decode forward) and for sequential decoding alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from harness.errors import HarnessError, one_line
+
+
+class VideoReader:
+    """Decode frames of one video by index: random access or sequential, RGB uint8 arrays.
+
+    A random frame costs a seek to the keyframe at or before it plus decoding forward from there:
+    on average half a GOP of decodes, which is what makes the study's "decoded" mode CPU heavy.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], threads: int = 1, file: IO[bytes] | None = None
+    ) -> None:
+        """``file``, when given, is the open file to read (e.g. one that counts its reads);
+        ``path`` then only names it in messages."""
+        import av
+
+        self.path = Path(path)
+        try:
+            self._container = av.open(file if file is not None else str(path))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise HarnessError(f"{path}: cannot open video: {_reason(exc)}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise HarnessError(f"{path}: holds no video stream")
+        self._stream = self._container.streams.video[0]
+        # Explicit even for one thread: FFmpeg's default is one decoding thread per core, which
+        # would take cores from the training loop behind the configuration's back.
+        self._stream.codec_context.thread_count = threads
+        if threads > 1:
+            self._stream.thread_type = "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if not rate:
+            self._container.close()
+            raise HarnessError(f"{path}: frame rate unknown: cannot index frames")
+        self.fps = Fraction(rate)
+        self._time_base = self._stream.time_base
+        self._start = self._stream.start_time or 0
+        self.width, self.height = self._stream.width, self._stream.height
+        self.codec = self._stream.codec_context.name
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    @property
+    def declared_frames(self) -> int:
+        """Frame count from the container header, or from its duration; 0 when neither is known."""
+        if self._stream.frames:
+            return int(self._stream.frames)
+        duration = self._stream.duration or self._container.duration
+        if duration:
+            base = self._time_base if self._stream.duration else Fraction(1, 1_000_000)
+            return math.floor(duration * base * self.fps + Fraction(1, 2))
+        return 0
+
+    def index_of(self, pts: int) -> int:
+        return round((pts - self._start) * self._time_base * self.fps)
+
+    def _pts_of(self, index: int) -> int:
+        return self._start + round(Fraction(index) / self.fps / self._time_base)
+
+    def frames(
+        self, start: int = 0, stop: int | None = None, *, pixel_format: str = "rgb24"
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) for frames ``start`` <= index < ``stop`` in order: RGB uint8 HxWx3,
+        or HxW for ``pixel_format="gray"`` (lossless mask videos)."""
+        import av
+
+        try:
+            # Always seek, frame 0 included: the container may be anywhere after earlier reads.
+            self._container.seek(
+                self._pts_of(start), stream=self._stream, backward=True, any_frame=False
+            )
+            for frame in self._container.decode(self._stream):
+                if frame.pts is None:
+                    raise HarnessError(f"{self.path}: frame without a timestamp: cannot index")
+                index = self.index_of(frame.pts)
+                if index < start:
+                    continue
+                if stop is not None and index >= stop:
+                    return
+                yield index, frame.to_ndarray(format=pixel_format)
+        except av.error.FFmpegError as exc:
+            raise HarnessError(
+                f"{self.path}: cannot decode near frame {start}: {_reason(exc)}"
+            ) from None
+
+    def read(self, index: int) -> np.ndarray:
+        """One frame by index (seek + decode forward)."""
+        for found, image in self.frames(index, index + 1):
+            if found == index:
+                return image
+        raise HarnessError(f"{self.path}: frame {index} not found (the video is shorter)")
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's own words ("Invalid data found when processing input"), without errno noise."""
+    return one_line(getattr(exc, "strerror", None) or exc)

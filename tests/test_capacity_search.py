@@ -1,0 +1,146 @@
+"""The capacity search and the limiter, pure: scripted probe results, no runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.capacity import Probe, Search, name_limiter
+
+
+def drive(search: Search, busy_of, limit: int = 100) -> list[int]:
+    """Run the search against ``busy_of(count, attempt) -> (mean, min)``; the probed counts."""
+    probed: list[int] = []
+    while (count := search.next_count()) is not None:
+        assert len(probed) < limit, probed
+        attempt = probed.count(count)
+        mean, least = busy_of(count, attempt)
+        search.record(Probe(count, mean, least))
+        probed.append(count)
+    return probed
+
+
+def storage_for(capacity: float):
+    """Busy % of N accelerators on a storage that feeds ``capacity`` of them fully."""
+
+    def busy(count: int, _attempt: int) -> tuple[float, float]:
+        value = min(99.0, 99.0 * capacity / count)
+        return value, value - 1
+
+    return busy
+
+
+@pytest.mark.parametrize("capacity", [0.5, 1, 2, 3, 5, 7, 8, 13, 40])
+def test_the_search_finds_the_largest_passing_count(capacity: float) -> None:
+    search = Search(min_busy=90, min_busy_each=85, max_accelerators=64)
+    probed = drive(search, storage_for(capacity))
+    expected = max((n for n in range(1, 65) if 99.0 * capacity / n >= 90), default=0)
+    assert search.answer == expected
+    assert probed[: min(3, len(probed))] == [1, 2, 4][: min(3, len(probed))]  # geometric first
+    assert len(probed) <= 2 * 7 + 2  # growth plus bisection, not a sweep
+
+
+def test_a_count_that_passes_at_the_cap_is_a_lower_bound() -> None:
+    search = Search(max_accelerators=6)
+    probed = drive(search, storage_for(100))
+    assert probed == [1, 2, 4, 6] and search.answer == 6 and search.capped
+
+
+def test_one_failing_accelerator_answers_zero() -> None:
+    search = Search(repeat=3)
+    probed = drive(search, storage_for(0.3))
+    assert probed == [1, 1, 1] and search.answer == 0 and not search.capped
+
+
+def test_the_lowest_accelerator_must_pass_too() -> None:
+    search = Search(min_busy=90, min_busy_each=85, max_accelerators=16)
+    # the mean stays high but beyond 4 accelerators one of them starves
+    drive(search, lambda n, _a: (95.0, 95.0 if n <= 4 else 70.0))
+    assert search.answer == 4
+
+
+def test_repeats_keep_one_noisy_probe_from_moving_the_answer() -> None:
+    # The storage feeds 5; the first probe of 6 is a lucky outlier that passes.
+    def noisy(count: int, attempt: int) -> tuple[float, float]:
+        if count == 6 and attempt == 0:
+            return 95.0, 93.0
+        return storage_for(5)(count, attempt)
+
+    search = Search(repeat=3, max_accelerators=64)
+    probed = drive(search, noisy)
+    assert search.answer == 5
+    assert probed.count(5) == 3 and probed.count(6) == 3  # both sides confirmed by medians
+    without = Search(repeat=1, max_accelerators=64)
+    drive(without, noisy)
+    assert without.answer == 6  # what a single probe would have claimed
+
+
+def test_a_confirmation_that_turns_the_verdict_moves_the_bracket() -> None:
+    # 4 passes once, then fails twice: the answer falls back below it.
+    def flaky(count: int, attempt: int) -> tuple[float, float]:
+        if count == 4:
+            return (92.0, 90.0) if attempt == 0 else (80.0, 78.0)
+        return storage_for(4.5)(count, attempt) if count < 4 else (60.0, 50.0)
+
+    search = Search(repeat=3)
+    drive(search, flaky)
+    assert search.answer == 3 and not search.passes(4)
+
+
+def test_an_incomplete_probe_fails() -> None:
+    search = Search()
+    search.record(Probe(1, 99.0, 99.0, complete=False))
+    assert not search.passes(1) and search.answer == 0
+
+
+def metrics(**values: float) -> dict:
+    return {name: {"value": value} for name, value in values.items()}
+
+
+def test_the_limiter_names_the_storage_at_its_ceiling() -> None:
+    limiter = name_limiter(
+        metrics(read_MBps=95.0, requested_MBps=95.0, cpu_pct=40.0, data_wait_pct=30.0),
+        passed=False,
+        ceiling_MBps=100.0,
+        ceiling_how="fio psync",
+        cores=2,
+        dataset_bytes=10**12,
+        page_cache_bytes=10**10,
+    )
+    assert limiter.name == "storage" and "95% of the 100.0 MB/s ceiling (fio psync)" in (
+        limiter.evidence
+    )
+
+
+def test_the_limiter_names_the_client_cpu_and_synchronisation() -> None:
+    common = {
+        "passed": False,
+        "ceiling_MBps": 1000.0,
+        "ceiling_how": "fio",
+        "cores": 2,
+        "dataset_bytes": 10**12,
+        "page_cache_bytes": 10**10,
+    }
+    cpu = name_limiter(metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=190.0), **common)
+    assert cpu.name == "client CPU" and "95% of the 2 cores" in cpu.evidence
+    sync = name_limiter(
+        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, barrier_pct=25.0), **common
+    )
+    assert sync.name == "synchronisation"
+    idle = name_limiter(
+        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, data_wait_pct=40.0), **common
+    )
+    assert idle.name == "harness" and "40.0 %" in idle.evidence
+
+
+def test_the_limiter_says_when_the_page_cache_served_the_reads() -> None:
+    limiter = name_limiter(
+        metrics(read_MBps=10.0, requested_MBps=100.0, cpu_pct=190.0),
+        passed=True,
+        ceiling_MBps=50.0,
+        ceiling_how="fio",
+        cores=2,
+        dataset_bytes=10**9,
+        page_cache_bytes=10**10,
+    )
+    assert limiter.name == "page cache" and "5x" in limiter.evidence
+    assert "90% of the bytes asked for came from memory" in limiter.evidence
