@@ -45,36 +45,38 @@ def read_ceiling(files: list[Path], readers: int, seconds: float = 10.0) -> Ceil
 
 
 def _fio(files: list[Path], readers: int, seconds: float) -> Ceiling:
-    # One job per reader, each over its own share of the files, O_DIRECT, psync: what a pool of
-    # reader processes can pull from the device.
-    smallest = min(path.stat().st_size for path in files)
-    request = max(4096, min(REQUEST, smallest // 4096 * 4096))  # fio refuses a larger block
-    jobs = []
-    for index in range(readers):
-        share = files[index::readers]
-        if share:
-            names = ":".join(str(path).replace(":", "\\:") for path in share)
-            jobs += [f"--name=r{index}", f"--filename={names}"]
+    # ``readers`` jobs over the folder that holds the files, O_DIRECT, psync, each job picking
+    # files at random: what a pool of reader processes can pull from the device.
+    root = Path(os.path.commonpath([str(path) for path in files]))
+    root = root if root.is_dir() else root.parent
+    largest = max(path.stat().st_size for path in files)
+    request = max(4096, min(REQUEST, largest // 4096 * 4096))  # fio refuses a larger block
     command = [
         "fio",
+        "--name=ceiling",
+        f"--opendir={root}",
+        f"--numjobs={readers}",
         "--rw=read",
         "--ioengine=psync",
         "--direct=1",
         f"--bs={request}",
+        "--file_service_type=random",
+        "--openfiles=16",
+        "--time_based",
         f"--runtime={seconds:g}",
         "--group_reporting",
         "--output-format=json",
-        *jobs,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    if done.returncode != 0:
-        raise ValueError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "exit")
+    if done.returncode != 0 or "{" not in done.stdout:
+        problem = (done.stderr or done.stdout).strip().splitlines()
+        raise ValueError(problem[-1] if problem else f"exit {done.returncode}")
     report = json.loads(done.stdout[done.stdout.index("{") :])
     read = report["jobs"][0]["read"]
     return Ceiling(
         read["io_bytes"] / (read["runtime"] / 1000) / 1e6,
-        f"fio --rw=read --direct=1 --bs={request // 1024}k --ioengine=psync, {readers} jobs "
-        "over the files",
+        f"fio --opendir {root.name} --rw=read --direct=1 --bs={request // 1024}k "
+        f"--ioengine=psync --numjobs={readers}",
     )
 
 
