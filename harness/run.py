@@ -10,6 +10,7 @@ What the numbers mean is decided in ``harness.summary`` (pure); this module only
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -209,12 +210,13 @@ def run_scenario(
     if prepared.compute_times is None:
         model, step_function = _real_training(context)
     else:
-        from harness.train.emulated import emulated_step, stop_vote
+        from harness.train.emulated import emulated_step, stop_vote, write_pid
 
         torch.set_num_threads(1)  # no model: the cores are the pipeline's
         times = prepared.compute_times.sampler(scenario.training.seed * 7919 + ranks.rank)
         step_function = emulated_step(times, device)
         if ranks.distributed and scenario.training.sync == "barrier":
+            write_pid(folder, ranks.rank)  # so that a partner that stops answering is named
             synchronise = stop_vote(scenario.training.collective_timeout_s, folder)
     batches = prepared.backend.batches(prepared.batch_request(ranks, folder))
     records = LoopRecords()
@@ -425,6 +427,7 @@ def _finish(
         complete = False
     if not context.ranks.is_main or gathered is None:
         return None
+    shutil.rmtree(context.folder / "ranks", ignore_errors=True)  # emulated ranks' pid files
     return write_results(context, gathered, evaluation, complete, reason, prepared)
 
 

@@ -251,3 +251,33 @@ def _wait_for(find, seconds: float):
             return found
         time.sleep(0.2)
     raise AssertionError("timed out")
+
+
+def _torchrun(file: Path, results: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-port", str(29700 + os.getpid() % 200),
+            "-m", "harness", "run", str(file), "--results", str(results), "--quiet",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def test_under_torchrun_each_process_is_one_accelerator(tmp_path, write_scenario):
+    profile = flat_profile(tmp_path)
+    scenario = emulated(tiny_collage_scenario(tmp_path), profile, steps=20)
+    file = write_scenario(scenario)
+    assert run_harness("datagen", str(file)).returncode == 0
+    done = _torchrun(file, tmp_path / "results")
+    assert done.returncode == 0, done.stderr
+    folder, summary, _ = only_run(tmp_path)
+    assert summary["complete"] and summary["ranks"] == 2 and value(summary, "accelerators") == 2
+    steps = pd.read_parquet(folder / "steps.parquet")
+    assert steps.groupby("rank").size().to_dict() == {0: 20, 1: 20}
+    assert (steps["barrier_s"] > 0).all() and not (folder / "ranks").exists()
+    scenario["training"]["accelerators"] = 3  # not what torchrun was told
+    refused = _torchrun(write_scenario(scenario), tmp_path / "refused")
+    assert refused.returncode != 0
+    assert "training.accelerators 3: under torchrun" in refused.stderr
