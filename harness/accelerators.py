@@ -63,6 +63,16 @@ class RankJob:
     quiet: bool
 
 
+@dataclass(frozen=True)
+class Nodes:
+    """The hosts of one launch across several machines (a controller on each, under an outer
+    torchrun): every host starts the same number of ranks, all in one job."""
+
+    count: int
+    rank: int
+    endpoint: str  # host:port of this launch's own static rendezvous (host 0 serves it)
+
+
 def run_accelerators(
     prepared: PreparedRun,
     accelerators: int,
@@ -71,7 +81,10 @@ def run_accelerators(
     command: list[str],
     repeat: tuple[int, int] | None,
     quiet: bool,
+    nodes: Nodes | None = None,
 ) -> RunOutcome:
+    """Launch ``accelerators`` emulated ranks on this host (with ``nodes``, as this host's share
+    of a job across several) and merge them into one run folder for this host."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -90,13 +103,21 @@ def run_accelerators(
         quiet,
         prepare_page_cache(prepared, act=True),
     )
+    rendezvous = (
+        {"rdzv_backend": "c10d", "rdzv_endpoint": "127.0.0.1:0"}
+        if nodes is None
+        else {
+            "rdzv_backend": "static",
+            "rdzv_endpoint": nodes.endpoint,
+            "rdzv_configs": {"rank": nodes.rank},
+        }
+    )
     config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
+        min_nodes=1 if nodes is None else nodes.count,
+        max_nodes=1 if nodes is None else nodes.count,
         nproc_per_node=accelerators,
-        run_id=f"{folder.name}-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",
+        run_id=f"{folder.name}-{uuid.uuid4().hex[:8]}" if nodes is None else nodes.endpoint,
+        **rendezvous,
         max_restarts=0,
         monitor_interval=0.2,
         start_method="spawn",
@@ -126,11 +147,14 @@ def run_accelerators(
     finally:
         for collector in collectors:
             collector.stop()
-    found = read_rank_results(folder, accelerators)
+    first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
+    found = read_rank_results(folder, range(first, first + accelerators))
     parts = _merge_host(found, collectors)
     complete = launch_failure is None and len(found) == accelerators
     complete = complete and all(r.complete for r in found.values())
-    reason = None if complete else _reason(found, accelerators, launch_failure)
+    reason = (
+        None if complete else _reason(found, range(first, first + accelerators), launch_failure)
+    )
     if not complete and exit_code == 0:
         exit_code = max((r.exit_code for r in found.values()), default=1) or 1
     summary = write_results(context, parts, None, complete, reason, prepared)
@@ -209,9 +233,9 @@ def _merge_host(found: dict[int, RankResult], collectors: list[Any]) -> list[Ran
     return parts
 
 
-def _reason(found: dict[int, RankResult], world: int, launch_failure: str | None) -> str:
+def _reason(found: dict[int, RankResult], ranks: range, launch_failure: str | None) -> str:
     """The first rank's own reason that is not the launcher stopping it, else the launcher's."""
-    missing = [rank for rank in range(world) if rank not in found]
+    missing = [rank for rank in ranks if rank not in found]
     own = [
         r.reason
         for _, r in sorted(found.items())

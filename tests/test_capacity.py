@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import REPO, run_harness, tiny_video_scenario
+from conftest import REPO, run_harness, tiny_collage_scenario, tiny_video_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +130,71 @@ def test_capacity_follows_the_storage_cap(tmp_path: Path, throttled, write_scena
         assert failing and failing[0]["limiter"] == "storage", entry["probes"]
         assert document["complete"] and document["format_version"] == 1
     assert answers[16.0] >= answers[8.0] + 1, answers
+
+
+def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario) -> None:
+    """One controller per host (two launcher "nodes" on this machine, a static rendezvous with
+    explicit node ranks): the first decides each count, every host launches its share of one
+    job, and the first gathers their results."""
+    profile = tmp_path / "flat.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "format": "harness-profile",
+                "format_version": 1,
+                "name": "flat-20ms",
+                "device": "test",
+                "settings": {
+                    "batch_size": 4, "crop": 48, "width": 8, "depth": 2, "classes": 4,
+                    "precision": "fp32", "optimizer": "adamw",
+                },
+                "mean_step_s": 0.02,
+                "step_s": [0.02],
+                "how": "by hand, for a test",
+            }
+        )
+    )  # fmt: skip
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = {
+        "steps": 10,
+        "warmup_steps": 2,
+        "model": {"width": 8, "depth": 2},
+        "compute": "emulated",
+        "profile": str(profile),
+    }
+    file = write_scenario(scenario)
+    assert run_harness("datagen", str(file)).returncode == 0
+    port = str(29900 + os.getpid() % 90)
+    controllers = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                "--nproc-per-node", "1", "--rdzv-backend", "static", "--master-addr",
+                "127.0.0.1", "--master-port", port, "--node-rank", str(node), "-m", "harness",
+                "capacity", str(file), "--probe-s", "3", "--repeat", "1",
+                "--max-accelerators", "2", "--min-busy", "50", "--min-busy-each", "40",
+                "--results", str(tmp_path / "results"), "--json", str(tmp_path / "c.json"),
+                "--quiet",
+            ],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        for node in (0, 1)
+    ]  # fmt: skip
+    outputs = [c.communicate(timeout=300) for c in controllers]
+    for controller, (_out, err) in zip(controllers, outputs, strict=True):
+        assert controller.returncode == 0, err[-2000:]
+    assert (
+        "these 2 clients feed at least 2 emulated test accelerator(s) each (4 in all)"
+        in (outputs[0][0])
+    )
+    document = json.loads((tmp_path / "c.json").read_text())
+    assert document["hosts"] == 2
+    (entry,) = document["scenarios"]
+    assert len(entry["hosts"]) == 2 and entry["max_accelerators"] == 2 and entry["capped"]
+    assert [p["accelerators_total"] for p in entry["probes"]] == [2, 4]
+    ranks = []
+    for host in entry["probes"][-1]["hosts"]:
+        steps = pd.read_parquet(Path(host["run"]) / "steps.parquet")
+        ranks.append(sorted(steps["rank"].unique()))
+    assert sorted(ranks) == [[0, 1], [2, 3]]  # one job: each host's share of the global ranks

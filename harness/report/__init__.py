@@ -1,5 +1,6 @@
 """Reports: ``report.html`` (self-contained: SVG charts and CSS inline, nothing fetched) and
-``report.pdf`` (the same sections and numbers, made with matplotlib alone) from run folders.
+``report.pdf`` (the same sections and numbers, made with matplotlib alone) from run folders and
+capacity results (``capacity.json`` from ``harness capacity``: a Capacity section).
 
 Works for one run, a suite, and runs of one scenario on several machines (side by side, named by
 their hardware). A folder that holds no run, or a file of an unknown format version, is refused
@@ -15,11 +16,13 @@ __all__ = ["write_report"]
 
 def write_report(paths: list[Path], out_dir: Path) -> tuple[Path, Path]:
     """Write ``out_dir/report.html`` and ``out_dir/report.pdf`` for the runs under ``paths``
-    (run folders or folders of run folders); returns both paths."""
+    (run folders or folders of run folders) and the capacity results among them (a
+    ``capacity.json``, or a folder holding one); returns both paths."""
     from harness.errors import HarnessError
-    from harness.report.runs import load_runs
+    from harness.report.runs import load_inputs
 
-    runs = load_runs([Path(p) for p in paths])  # refuses bad input before the heavy imports
+    # refuses bad input before the heavy imports
+    runs, capacity = load_inputs([Path(p) for p in paths])
 
     import matplotlib
 
@@ -34,7 +37,7 @@ def write_report(paths: list[Path], out_dir: Path) -> tuple[Path, Path]:
     except OSError as exc:
         raise HarnessError(f"cannot create the report folder {out_dir}: {exc.strerror}") from None
     with matplotlib.rc_context(STYLE):
-        document = build_document(runs)
+        document = build_document(runs, capacity)
         try:
             html = write_html(document, runs, out_dir / "report.html")
             pdf = write_pdf(document, out_dir / "report.pdf")  # after the HTML: it resizes figures

@@ -1,5 +1,7 @@
 """The report as one :class:`~harness.report.content.Document`: its title, the notes every reader
-must see first (incomplete runs, no GPU), and its sections in order, numbered.
+must see first (incomplete runs, no GPU), and its sections in order, numbered. Capacity results
+(``capacity.json``) add a Capacity section after the study's Figure 7; given alone, without run
+folders, they make a report of that section only.
 
 Both writers render this one document, so the HTML and the PDF cannot disagree. The sections are
 built in :mod:`harness.report.sections_tables` (runs, metrics, checks, environment) and
@@ -12,8 +14,10 @@ from __future__ import annotations
 import time
 
 import harness
-from harness.report.content import Document, Note
+from harness.report.capacity_data import CapacityResults
+from harness.report.content import Document, Note, Section
 from harness.report.runs import Run
+from harness.report.sections_capacity import capacity_section
 from harness.report.sections_figures import (
     cpu_section,
     figure7_section,
@@ -32,17 +36,24 @@ from harness.report.sections_tables import (
 )
 
 
-def build_document(runs: list[Run]) -> Document:
-    """Every section of the report for these runs; figures are built here, once."""
+def build_document(runs: list[Run], capacity: list[CapacityResults] | None = None) -> Document:
+    """Every section of the report for these runs (and capacity results); figures are built
+    here, once."""
+    capacity = capacity or []
     scenarios = list(dict.fromkeys(run.scenario_name for run in runs))
     machines = list(dict.fromkeys(run.machine for run in runs))
     subtitle = (
         f"{len(runs)} run{'s' * (len(runs) != 1)} of {len(scenarios)} scenario"
         f"{'s' * (len(scenarios) != 1)} on {len(machines)} machine{'s' * (len(machines) != 1)}"
     )
+    searched = sum(len(result.scenarios) for result in capacity)
+    if capacity and not runs:
+        subtitle = f"capacity of {searched} scenario{'s' * (searched != 1)}"
+    elif capacity:
+        subtitle += f"; capacity of {searched} scenario{'s' * (searched != 1)}"
     notes = [Note("error", f"{run.label}: {text}") for run in runs for text in run.notes]
     gpu_runs = [run for run in runs if run.gpu_utils()]
-    if not gpu_runs:
+    if runs and not gpu_runs:
         notes.append(
             Note(
                 "info",
@@ -50,7 +61,33 @@ def build_document(runs: list[Run]) -> Document:
                 "report shows the loop's busy % (compute time / wall time), labelled as such.",
             )
         )
-    sections = [
+    if runs or not capacity:
+        sections = _run_sections(runs)
+        if capacity:
+            sections.insert(3, capacity_section(capacity, runs))  # after the study's Figure 7
+    else:
+        notes.append(
+            Note(
+                "info",
+                "Only capacity results were given: give the probes' run folders too (the run "
+                "column of each probe table) for the per-run sections.",
+            )
+        )
+        sections = [capacity_section(capacity, runs)]
+    for number, section in enumerate(sections, start=1):
+        section.number = number
+    return Document(
+        title="Storage-to-GPU throughput report",
+        subtitle=subtitle,
+        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        harness_version=harness.__version__,
+        notes=notes,
+        sections=sections,
+    )
+
+
+def _run_sections(runs: list[Run]) -> list[Section]:
+    return [
         runs_section(runs),
         summary_section(runs),
         figure7_section(runs),
@@ -65,13 +102,3 @@ def build_document(runs: list[Run]) -> Document:
         environment_section(runs, "hardware", "Hardware", "as the study's Table 2"),
         environment_section(runs, "software", "Software", "as the study's Table 3"),
     ]
-    for number, section in enumerate(sections, start=1):
-        section.number = number
-    return Document(
-        title="Storage-to-GPU throughput report",
-        subtitle=subtitle,
-        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        harness_version=harness.__version__,
-        notes=notes,
-        sections=sections,
-    )

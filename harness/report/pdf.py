@@ -315,8 +315,10 @@ def write_pdf(document: Document, path: Path) -> Path:
         writer = _Writer(pdf, document)
         writer.title_block()
         for section in document.sections:
-            first_chart = True
-            if section.blocks and isinstance(section.blocks[0], Chart):
+            # a section that opens with a chart starts on its page; after a text block, the
+            # section's charts are its continuation (no second intro)
+            first_chart = bool(section.blocks) and isinstance(section.blocks[0], Chart)
+            if first_chart:
                 writer.section = section  # its heading goes on the chart's page
             else:
                 writer.heading(section)

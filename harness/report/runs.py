@@ -4,7 +4,8 @@ A report must be written for whatever a results folder holds: a complete run, a 
 half-way (``"complete": false``), a run killed so hard it never wrote its summary, a collector
 that was not available. Only two things refuse the whole report (a ``HarnessError``, exit 2): a
 folder that holds no run, and a file of a format version this harness cannot read; everything
-else becomes a note the reader sees.
+else becomes a note the reader sees. Capacity results (``capacity.json``) given among the runs are
+read by :mod:`harness.report.capacity_data` (:func:`load_inputs` returns both).
 
 Labels name what a reader compares: the scenario, then the machine when the runs come from more
 than one (several machines running one scenario are shown side by side, named by their hardware),
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness import results
+from harness.report.capacity_data import CapacityResults, load_capacity, split_inputs
 from harness.stats import mean_gpu_util
 
 # The study's categories (its Figure 7), in the order the report shows them.
@@ -203,8 +205,22 @@ def load_run(folder: Path) -> Run:
     return run
 
 
+def load_inputs(paths: list[Path]) -> tuple[list[Run], list[CapacityResults]]:
+    """A report's inputs: every run among ``paths`` (run folders or folders of runs), each once,
+    labelled, and the capacity results among them (a ``capacity.json`` or a folder holding
+    one), read and checked. Refuses (HarnessError) only what no report can be made of."""
+    run_paths, capacity_paths = split_inputs([Path(p) for p in paths])
+    capacity = load_capacity(capacity_paths)
+    return _load_run_folders(run_paths), capacity
+
+
 def load_runs(paths: list[Path]) -> list[Run]:
-    """Every run among ``paths`` (run folders or folders of runs), each once, labelled."""
+    """Every run among ``paths`` (run folders or folders of runs), each once, labelled; capacity
+    results among them are checked (see :func:`load_inputs`), not returned."""
+    return load_inputs(paths)[0]
+
+
+def _load_run_folders(paths: list[Path]) -> list[Run]:
     folders: list[Path] = []
     seen: set[Path] = set()
     for folder in results.find_runs([Path(p) for p in paths]):

@@ -140,10 +140,10 @@ def write_rank_result(folder: Path, rank: int, result: RankResult) -> None:
     temporary.replace(path)
 
 
-def read_rank_results(folder: Path, world: int) -> dict[int, RankResult]:
-    """The results the ranks left (a rank killed outright leaves none)."""
+def read_rank_results(folder: Path, ranks: range) -> dict[int, RankResult]:
+    """The results ``ranks`` left (a rank killed outright leaves none)."""
     found = {}
-    for rank in range(world):
+    for rank in ranks:
         path = folder / RANKS_FOLDER / f"rank{rank}.pkl"
         if path.is_file():
             found[rank] = pickle.loads(path.read_bytes())
