@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUITE  ?= scenarios/quick/suite.yaml
 
-.PHONY: setup demo test lint bench bench-micro clean-data system-tools
+.PHONY: setup demo test lint bench bench-micro clean-data system-tools golden
 
 # torch is installed first with an exact pin: its CPU build; a looser range would pull a
 # multi-GB CUDA build on a machine without a GPU.
@@ -48,10 +48,17 @@ bench: setup
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_emulated.py
+	$(BIN)/python benchmarks/bench_dlio.py
 
 # pytest-benchmark micro-benchmarks of one sample fetch per pipeline and one collector sample.
 bench-micro: setup
 	$(BIN)/python -m pytest benchmarks/test_micro.py --benchmark-json=.benchmarks/micro.json
+
+# Regenerate the golden run folders of the fast tests (tests/data/golden/) with the real CLI;
+# after a change of the run folder format, commit them with it.
+golden: setup
+	$(BIN)/python tests/data/make_golden.py
 
 clean-data:
 	rm -rf data

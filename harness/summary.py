@@ -317,6 +317,8 @@ def busy_vs_gpu_check(busy_pct: float | None, gpu_util_pct: float | None) -> dic
         "difference_pct_points": None if difference is None else round(difference, 2),
         "verdict": "not available (no GPU)"
         if gpu_util_pct is None
+        else "not available (no measured step)"
+        if difference is None
         else f"NVML reads {difference:+.1f} points against the loop's busy %",
     }
 

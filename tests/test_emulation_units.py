@@ -45,7 +45,11 @@ def scenario(**training: object) -> Scenario:
     return Scenario.model_validate(
         {
             "name": "s",
-            "dataset": {"kind": "image_collage", "path": "x", "generate": {"images": 1, "width": 160, "height": 120}},
+            "dataset": {
+                "kind": "image_collage",
+                "path": "x",
+                "generate": {"images": 1, "width": 160, "height": 120},
+            },
             "pipeline": {"batch_size": 4, "crop": 48},
             "training": {"steps": 10, "model": {"width": 8, "depth": 2}, **training},
         }
@@ -120,9 +124,9 @@ def test_training_flops_grow_with_the_batch_and_the_crop() -> None:
 
 
 def test_scenario_keys_for_emulation_are_validated() -> None:
-    with pytest.raises(ValueError, match="needs training.profile"):
+    with pytest.raises(ValueError, match=r"needs training\.profile"):
         scenario(compute="emulated")
-    with pytest.raises(ValueError, match="applies to training.compute emulated"):
+    with pytest.raises(ValueError, match=r"applies to training\.compute emulated"):
         scenario(accelerators=4)
     with pytest.raises(ValueError):
         scenario(compute="emulated", profile="p", collective_timeout_s=0)

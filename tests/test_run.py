@@ -136,7 +136,7 @@ def test_warm_page_cache_is_seen_as_memory(tmp_path: Path, write_scenario) -> No
     assert summary["page_cache"]["condition"] == "warm"
     assert summary["page_cache"]["resident_fraction_at_start"] > 0.9
     check = summary["cross_checks"][0]
-    assert check["ratio"] < 0.2 and "came from memory" in check["verdict"]
+    assert check["ratio"] < 0.5 and "came from memory" in check["verdict"]
     assert any("smaller than RAM" in w for w in summary["warnings"])
 
 

@@ -259,3 +259,9 @@ def test_threshold_limits_are_inclusive_and_unset_ones_left_out() -> None:
             "pass": None,
         }
     ]
+
+
+def test_busy_vs_gpu_check_without_a_measured_step() -> None:
+    check = busy_vs_gpu_check(None, 95.0)
+    assert check["difference_pct_points"] is None
+    assert check["verdict"] == "not available (no measured step)"
