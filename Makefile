@@ -28,15 +28,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# System tools the tests drive for real: Chromium (the HTML report), poppler (the PDF report),
-# installed with apt-get when missing and allowed (root); otherwise those tests say why they skip.
-SYSTEM_TOOLS := chromium pdftoppm pdftotext
+# System tools the tests drive for real: Chromium (the HTML report), poppler (the PDF report), fio
+# (the read ceiling of capacity searches), installed with apt-get when missing and allowed (root);
+# otherwise those tests say why they skip (the ceiling falls back to the harness's own reads).
+SYSTEM_TOOLS := chromium pdftoppm pdftotext fio
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium poppler-utils >/dev/null; \
+	      chromium poppler-utils fio >/dev/null; \
 	  else echo "note: install chromium and poppler-utils to run the report tests"; fi; \
 	fi
 

@@ -280,10 +280,23 @@ class Scenario(Model):
         return self
 
 
+class SuiteCapacity(Model):
+    """``harness suite`` runs a capacity search of each scenario instead of fixed runs (see
+    ``harness capacity``)."""
+
+    profile: str | None = None  # sets training.profile of every scenario
+    min_busy: Annotated[float, Field(gt=0, le=100)] = 90.0
+    min_busy_each: Annotated[float, Field(gt=0, le=100)] = 85.0
+    max_accelerators: Annotated[int, Field(ge=1, le=1024)] = 64
+    probe_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
+    repeat: Annotated[int, Field(ge=1, le=100)] = 3
+
+
 class Suite(Model):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
     scenarios: Annotated[list[str], Field(min_length=1)]
+    capacity: SuiteCapacity | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ files, copy the golden run folders (tests/data/golden/, made by tests/data/make_
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -168,3 +169,30 @@ def small_disk(tmp_path: Path):
     mount_tmpfs(mount)
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
+
+
+def flat_profile(path: Path, step_s: float = 0.02, **settings: int) -> Path:
+    """A compute profile of a constant step for the tiny scenarios' settings (batch 4, crop 48,
+    U-Net 8x2), written to ``path`` (an emulated run's ``training.profile``)."""
+    document = {
+        "format": "harness-profile",
+        "format_version": 1,
+        "name": f"flat-{step_s * 1000:g}ms",
+        "device": "test",
+        "settings": {
+            "batch_size": 4,
+            "crop": 48,
+            "width": 8,
+            "depth": 2,
+            "classes": 4,
+            "precision": "fp32",
+            "optimizer": "adamw",
+            **settings,
+        },
+        "flops_per_batch": None,
+        "mean_step_s": step_s,
+        "step_s": [step_s],
+        "how": "written by hand for a test",
+    }
+    path.write_text(json.dumps(document))
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario, tiny_video_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -78,29 +78,7 @@ def test_capacity_follows_the_storage_cap(tmp_path: Path, throttled, write_scena
         pipeline__batch_size=BATCH,
         pipeline__workers=1,
     )
-    profile = tmp_path / "flat.json"
-    profile.write_text(
-        json.dumps(
-            {
-                "format": "harness-profile",
-                "format_version": 1,
-                "name": "flat-200ms",
-                "device": "test",
-                "settings": {
-                    "batch_size": BATCH,
-                    "crop": 48,
-                    "width": 8,
-                    "depth": 2,
-                    "classes": 4,
-                    "precision": "fp32",
-                    "optimizer": "adamw",
-                },
-                "mean_step_s": STEP_S,
-                "step_s": [STEP_S],
-                "how": "by hand, for a test",
-            }
-        )
-    )
+    profile = flat_profile(tmp_path / "flat.json", STEP_S)
     scenario["training"] = {
         "steps": 10,
         "warmup_steps": 2,
@@ -136,24 +114,7 @@ def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario
     """One controller per host (two launcher "nodes" on this machine, a static rendezvous with
     explicit node ranks): the first decides each count, every host launches its share of one
     job, and the first gathers their results."""
-    profile = tmp_path / "flat.json"
-    profile.write_text(
-        json.dumps(
-            {
-                "format": "harness-profile",
-                "format_version": 1,
-                "name": "flat-20ms",
-                "device": "test",
-                "settings": {
-                    "batch_size": 4, "crop": 48, "width": 8, "depth": 2, "classes": 4,
-                    "precision": "fp32", "optimizer": "adamw",
-                },
-                "mean_step_s": 0.02,
-                "step_s": [0.02],
-                "how": "by hand, for a test",
-            }
-        )
-    )  # fmt: skip
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
     scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
     scenario["training"] = {
         "steps": 10,
@@ -198,3 +159,37 @@ def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario
         steps = pd.read_parquet(Path(host["run"]) / "steps.parquet")
         ranks.append(sorted(steps["rank"].unique()))
     assert sorted(ranks) == [[0, 1], [2, 3]]  # one job: each host's share of the global ranks
+
+
+def test_a_suite_with_a_capacity_key_searches_instead_of_running(
+    tmp_path: Path, write_scenario
+) -> None:
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = {"steps": 10, "warmup_steps": 2, "model": {"width": 8, "depth": 2}}
+    write_scenario(scenario, "collage.yaml")
+    suite = write_scenario(
+        {
+            "name": "tiny-capacity",
+            "scenarios": ["collage.yaml"],
+            "capacity": {
+                "profile": str(profile),
+                "max_accelerators": 1,
+                "probe_s": 2,
+                "repeat": 1,
+                "min_busy": 50,
+                "min_busy_each": 40,
+            },
+        },
+        "suite.yaml",
+    )
+    report = tmp_path / "report"
+    done = run_harness(
+        "suite", str(suite), "--results", str(tmp_path / "results"), "--report", str(report)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "feed at least 1 emulated test accelerator(s)" in done.stdout
+    document = json.loads((report / "capacity.json").read_text())
+    (entry,) = document["scenarios"]
+    assert entry["profile"]["profile"] == "flat-20ms" and len(entry["probes"]) == 1
+    assert "Capacity" in (report / "report.html").read_text()

@@ -12,39 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario, tiny_video_scenario
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 FLAT_MS = 20.0
-
-
-def flat_profile(folder: Path, **settings: int) -> Path:
-    """A profile of a constant 20 ms step, for the tiny scenarios' settings."""
-    path = folder / "flat-20ms.json"
-    document = {
-        "format": "harness-profile",
-        "format_version": 1,
-        "name": "flat-20ms",
-        "device": "test",
-        "settings": {
-            "batch_size": 4,
-            "crop": 48,
-            "width": 8,
-            "depth": 2,
-            "classes": 4,
-            "precision": "fp32",
-            "optimizer": "adamw",
-            "world": 1,
-            **settings,
-        },
-        "flops_per_batch": None,
-        "mean_step_s": FLAT_MS / 1000,
-        "step_s": [FLAT_MS / 1000],
-        "how": "written by hand for a test",
-    }
-    path.write_text(json.dumps(document))
-    return path
 
 
 def emulated(scenario: dict, profile: Path | str, **training: object) -> dict:
@@ -80,7 +52,7 @@ def value(summary: dict, name: str) -> float:
 
 
 def test_a_20ms_profile_on_data_in_the_page_cache_keeps_the_loop_busy(tmp_path, write_scenario):
-    profile = flat_profile(tmp_path)
+    profile = flat_profile(tmp_path / "flat-20ms.json")
     scenario = emulated(tiny_collage_scenario(tmp_path), profile)
     scenario["pipeline"]["page_cache"] = "warm"
     busiest = 0.0
@@ -108,7 +80,7 @@ def test_a_20ms_profile_on_data_in_the_page_cache_keeps_the_loop_busy(tmp_path, 
 def test_emulated_decoded_video_shows_the_gap_to_the_frame_cache(tmp_path, write_scenario):
     """Random frames of long-GOP video cost a seek and a decode forward each: at the same
     profile the decoded pipeline starves the emulated accelerator, the frame cache does not."""
-    profile = flat_profile(tmp_path)
+    profile = flat_profile(tmp_path / "flat-20ms.json")
     busy = {}
     for mode in ("decoded", "cached"):
         scenario = emulated(
@@ -133,7 +105,7 @@ def test_emulated_decoded_video_shows_the_gap_to_the_frame_cache(tmp_path, write
 
 
 def test_two_accelerators_through_the_launcher_make_one_result(tmp_path, write_scenario):
-    profile = flat_profile(tmp_path)
+    profile = flat_profile(tmp_path / "flat-20ms.json")
     scenario = emulated(tiny_collage_scenario(tmp_path), profile, steps=30, accelerators=2)
     done = run(tmp_path, write_scenario, scenario)
     assert done.returncode == 0, done.stderr
@@ -199,7 +171,7 @@ def test_a_mismatched_profile_is_refused_unless_scaled_by_flops(tmp_path, write_
 
 @pytest.mark.parametrize("how", ["killed", "stopped"])
 def test_a_killed_or_stopped_rank_ends_the_run_with_one_line(tmp_path, write_scenario, how):
-    profile = flat_profile(tmp_path)
+    profile = flat_profile(tmp_path / "flat-20ms.json")
     scenario = emulated(
         tiny_collage_scenario(tmp_path),
         profile,
@@ -266,7 +238,7 @@ def _torchrun(file: Path, results: Path) -> subprocess.CompletedProcess:
 
 
 def test_under_torchrun_each_process_is_one_accelerator(tmp_path, write_scenario):
-    profile = flat_profile(tmp_path)
+    profile = flat_profile(tmp_path / "flat-20ms.json")
     scenario = emulated(tiny_collage_scenario(tmp_path), profile, steps=20)
     file = write_scenario(scenario)
     assert run_harness("datagen", str(file)).returncode == 0

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.commands import run as run_command
+from harness.errors import HarnessError
 
-HELP = "prepare the data of a suite (datagen, cache), then run all its scenarios"
+if TYPE_CHECKING:
+    from harness.scenario import SuiteCapacity
+
+HELP = (
+    "prepare the data of a suite (datagen, cache), then run all its scenarios (or search their "
+    "capacity, with the suite's capacity key)"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,5 +31,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.scenario import is_suite, load_suite
+
     report = args.report or run_command.default_report_dir(args.files)
-    return run_command.run_scenarios(args, report=report)
+    suites = [load_suite(file)[0] for file in args.files if is_suite(file)]
+    searches = [suite.capacity for suite in suites if suite.capacity is not None]
+    if not searches:
+        return run_command.run_scenarios(args, report=report)
+    if len(args.files) != 1:
+        raise HarnessError("a suite with a capacity key runs alone: give one suite file")
+    return _capacity(args, searches[0], report)
+
+
+def _capacity(args: argparse.Namespace, settings: SuiteCapacity, report: Path) -> int:
+    """The suite's capacity search: its data prepared, then ``harness capacity`` on each of its
+    scenarios with the suite's settings."""
+    from harness.commands import capacity
+    from harness.data import prepare_datasets
+    from harness.data.cache import build_caches
+    from harness.scenario import load_scenarios
+
+    if args.repeat != 1 or args.strict:
+        raise HarnessError("--repeat and --strict apply to fixed runs, not to a capacity suite")
+    scenarios = [item.scenario for item in load_scenarios(args.files, args.override)]
+    prepare_datasets(scenarios)
+    build_caches(scenarios)
+    profile = [f"training.profile={settings.profile}"] if settings.profile else []
+    search = argparse.Namespace(
+        files=args.files,
+        override=[*profile, *args.override],
+        min_busy=settings.min_busy,
+        min_busy_each=settings.min_busy_each,
+        max_accelerators=settings.max_accelerators,
+        probe_s=settings.probe_s,
+        repeat=settings.repeat,
+        ceiling_s=10.0,
+        results=args.results,
+        json=report / "capacity.json",
+        report=report,
+        quiet=args.quiet,
+    )
+    return capacity.run(search)
