@@ -20,7 +20,7 @@ FORMAT = "harness-capacity"
 FORMAT_VERSION = 1
 STORAGE_SHARE = 0.90  # read MB/s at or above this share of the ceiling: the storage is the limit
 CPU_SHARE = 0.90  # client CPU busy at or above this share of its cores: the client is the limit
-BARRIER_PCT = 10.0  # the stop vote taking this much of the wall time: synchronisation limits
+BARRIER_PCT = 5.0  # the stop vote taking this much of the wall time: synchronisation limits
 PAGE_CACHE_SHARE = 0.5  # more than this share of the bytes asked for came from memory
 
 
@@ -110,26 +110,40 @@ def name_limiter(
     cores: int,
     dataset_bytes: int | None,
     page_cache_bytes: int | None,
+    accelerators: int = 1,
+    workers: int = 1,
 ) -> Limiter:
     """What held this probe back, from what it measured, with the evidence in numbers.
 
-    In order: the page cache (the result is memory's, not storage's), the storage (its read rate
-    at the ceiling), the client's CPU (its cores saturated), synchronisation (the stop vote's
-    share of the time); otherwise the harness itself (none of the resources is saturated, yet the
-    accelerators wait). A passing probe names what is closest to its limit."""
+    In order: the storage (its read rate at the ceiling), the client's CPU (the cores the
+    pipeline can use saturated: each accelerator's workers, at most the client's cores),
+    synchronisation (the stop vote's share of the time); then the page cache (it served most
+    reads of a dataset that fits in memory: not a storage result), and otherwise the harness
+    itself (nothing is saturated, yet the accelerators wait). A limiter found while the page
+    cache served most reads says so too. A passing probe names what is closest to its limit."""
     read = _value(metrics, "read_MBps")
     requested = _value(metrics, "requested_MBps")
     cpu = _value(metrics, "cpu_pct")
     barrier = _value(metrics, "barrier_pct")
     wait = _value(metrics, "data_wait_pct")
     served = None if read is None or not requested else max(0.0, 1 - read / requested)
-    if (
+    from_memory = (
         dataset_bytes is not None
         and page_cache_bytes is not None
         and dataset_bytes < page_cache_bytes
         and served is not None
         and served > PAGE_CACHE_SHARE
-    ):
+    )
+    found = _saturated(read, ceiling_MBps, ceiling_how, cpu, cores, accelerators, workers, barrier)
+    if found is not None:
+        if from_memory:
+            found = Limiter(
+                found.name,
+                f"{found.evidence}; {served:.0%} of the bytes asked for came from memory, so "
+                "the storage itself was not measured",
+            )
+        return found
+    if from_memory:
         return Limiter(
             "page cache",
             f"{served:.0%} of the bytes asked for came from memory and the dataset "
@@ -137,35 +151,56 @@ def name_limiter(
             "GB): this is not a storage result. MLPerf Storage asks for a dataset of at least 5x "
             "the clients' RAM; generate a larger one (or limit the client's memory)",
         )
-    if read is not None and ceiling_MBps:
-        share = read / ceiling_MBps
+    if passed:
+        return Limiter("none", _headroom(read, ceiling_MBps, cpu, cores))
+    return Limiter(
+        "harness",
+        f"the accelerators waited for data {wait or 0:.1f} % and for each other "
+        f"{barrier or 0:.1f} % of the time while neither the storage nor the CPU was saturated "
+        f"({_headroom(read, ceiling_MBps, cpu, cores)})",
+    )
+
+
+def _saturated(
+    read: float | None,
+    ceiling: float | None,
+    ceiling_how: str,
+    cpu: float | None,
+    cores: int,
+    accelerators: int,
+    workers: int,
+    barrier: float | None,
+) -> Limiter | None:
+    if read is not None and ceiling:
+        share = read / ceiling
         if share >= STORAGE_SHARE:
             return Limiter(
                 "storage",
-                f"read {read:.1f} MB/s, {share:.0%} of the {ceiling_MBps:.1f} MB/s ceiling "
+                f"read {read:.1f} MB/s, {share:.0%} of the {ceiling:.1f} MB/s ceiling "
                 f"({ceiling_how})",
             )
-    if cpu is not None and cores:
-        share = cpu / (100.0 * cores)
+    usable = min(cores, accelerators * max(1, workers)) if cores else 0
+    if cpu is not None and usable:
+        share = cpu / (100.0 * usable)
         if share >= CPU_SHARE:
+            more = (
+                ""
+                if usable == cores
+                else f"; more pipeline.workers would use the other {cores - usable} core(s)"
+            )
             return Limiter(
                 "client CPU",
-                f"the run's processes used {cpu:.0f} % of a core, {share:.0%} of the {cores} "
-                "cores (decode, crop and collate in the workers)",
+                f"the run's processes used {cpu:.0f} % of a core, {share:.0%} of the {usable} "
+                f"core(s) its {accelerators} x {max(1, workers)} workers can use (decode, crop "
+                f"and collate){more}",
             )
     if barrier is not None and barrier >= BARRIER_PCT:
         return Limiter(
             "synchronisation",
             f"the stop vote between accelerators took {barrier:.1f} % of the wall time "
-            "(one waits for the slowest)",
+            "(each step waits for the slowest accelerator)",
         )
-    if passed:
-        return Limiter("none", _headroom(read, ceiling_MBps, cpu, cores))
-    return Limiter(
-        "harness",
-        f"the accelerators waited for data {wait or 0:.1f} % of the time while neither the "
-        f"storage nor the CPU was saturated ({_headroom(read, ceiling_MBps, cpu, cores)})",
-    )
+    return None
 
 
 def _headroom(read: float | None, ceiling: float | None, cpu: float | None, cores: int) -> str:

@@ -120,21 +120,30 @@ def test_the_limiter_names_the_client_cpu_and_synchronisation() -> None:
         "dataset_bytes": 10**12,
         "page_cache_bytes": 10**10,
     }
-    cpu = name_limiter(metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=190.0), **common)
-    assert cpu.name == "client CPU" and "95% of the 2 cores" in cpu.evidence
+    cpu = name_limiter(
+        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=190.0), accelerators=2, **common
+    )
+    assert cpu.name == "client CPU" and "95% of the 2 core(s)" in cpu.evidence
+    # one accelerator with one worker can use one core: saturating it is the limit
+    one = name_limiter(metrics(read_MBps=1.0, requested_MBps=1.0, cpu_pct=98.0), **common)
+    assert one.name == "client CPU" and "the other 1 core(s)" in one.evidence
     sync = name_limiter(
-        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, barrier_pct=25.0), **common
+        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, barrier_pct=25.0),
+        accelerators=4,
+        **common,
     )
     assert sync.name == "synchronisation"
     idle = name_limiter(
-        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, data_wait_pct=40.0), **common
+        metrics(read_MBps=50.0, requested_MBps=50.0, cpu_pct=50.0, data_wait_pct=40.0),
+        accelerators=4,
+        **common,
     )
     assert idle.name == "harness" and "40.0 %" in idle.evidence
 
 
 def test_the_limiter_says_when_the_page_cache_served_the_reads() -> None:
     limiter = name_limiter(
-        metrics(read_MBps=10.0, requested_MBps=100.0, cpu_pct=190.0),
+        metrics(read_MBps=10.0, requested_MBps=100.0, cpu_pct=50.0),
         passed=True,
         ceiling_MBps=50.0,
         ceiling_how="fio",
@@ -143,4 +152,19 @@ def test_the_limiter_says_when_the_page_cache_served_the_reads() -> None:
         page_cache_bytes=10**10,
     )
     assert limiter.name == "page cache" and "5x" in limiter.evidence
+    assert "90% of the bytes asked for came from memory" in limiter.evidence
+
+
+def test_a_saturated_cpu_is_the_limiter_even_when_memory_served_the_reads() -> None:
+    limiter = name_limiter(
+        metrics(read_MBps=10.0, requested_MBps=100.0, cpu_pct=195.0),
+        passed=False,
+        ceiling_MBps=50.0,
+        ceiling_how="fio",
+        cores=2,
+        dataset_bytes=10**9,
+        page_cache_bytes=10**10,
+        accelerators=2,
+    )
+    assert limiter.name == "client CPU"
     assert "90% of the bytes asked for came from memory" in limiter.evidence

@@ -237,6 +237,7 @@ def _search(
         "ceiling_MBps": round(ceiling.MBps, 3),
         "ceiling_how": ceiling.how,
         "client_cores": available_cpus(),
+        "workers": scenario.pipeline.workers,
         "max_accelerators": None,
         "capped": False,
         "probes": [],
@@ -348,6 +349,8 @@ def _combine(
             cores=machine["client_cores"],
             dataset_bytes=part["page_cache"].get("dataset_bytes"),
             page_cache_bytes=part["page_cache"].get("ram_bytes"),
+            accelerators=count,
+            workers=entry["workers"],
         )
         hosts.append(
             {
@@ -427,7 +430,7 @@ def _sentence(entry: dict[str, Any]) -> str:
     bound = "at least " if entry["capped"] else ""
     device = entry["profile"]["profile_device"]
     hosts = len(entry["hosts"])
-    who = "this client feeds" if hosts == 1 else f"these {hosts} clients feed"
+    who = "this client feed" if hosts == 1 else f"these {hosts} clients feed"
     each = "" if hosts == 1 else f" each ({count * hosts} in all)"
     return (
         f"{entry['scenario']}: this storage and {who} {bound}{count} emulated "
