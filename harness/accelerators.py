@@ -192,7 +192,7 @@ def accelerator_rank(job: RankJob) -> None:
         times = prepared.compute_times.sampler(training.seed * 7919 + rank)
         synchronise = (
             stop_vote(training.collective_timeout_s, job.folder)
-            if training.sync == "barrier"
+            if training.sync == "barrier" and world > 1  # nothing to wait for alone
             else None
         )
         batches = prepared.backend.batches(prepared.batch_request(ranks, job.folder))

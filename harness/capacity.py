@@ -194,7 +194,7 @@ def _saturated(
                 f"core(s) its {accelerators} x {max(1, workers)} workers can use (decode, crop "
                 f"and collate){more}",
             )
-    if barrier is not None and barrier >= BARRIER_PCT:
+    if accelerators > 1 and barrier is not None and barrier >= BARRIER_PCT:
         return Limiter(
             "synchronisation",
             f"the stop vote between accelerators took {barrier:.1f} % of the wall time "
