@@ -39,6 +39,7 @@ from harness.scenario import LoadedScenario
 from harness.summary import RankRecords
 from harness.train.distributed import Ranks
 from harness.train.emulated import (
+    PARTNER_FAILED,
     RANKS_FOLDER,
     RankResult,
     emulated_step,
@@ -85,6 +86,7 @@ def run_accelerators(
 ) -> RunOutcome:
     """Launch ``accelerators`` emulated ranks on this host (with ``nodes``, as this host's share
     of a job across several) and merge them into one run folder for this host."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -122,6 +124,8 @@ def run_accelerators(
         monitor_interval=0.2,
         start_method="spawn",
         shutdown_timeout=LAUNCHER_GRACE_S,
+        # its per-launch log folders go with the ranks' files (removed after the merge)
+        logs_specs=DefaultLogsSpecs(log_dir=str(folder / RANKS_FOLDER / "logs")),
     )
     # The launcher logs each failure as a traceback; the run reports it in one line instead.
     for name in (
@@ -133,6 +137,10 @@ def run_accelerators(
     t0 = time.monotonic()
     collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, host)
     launch_failure, exit_code = None, 0
+    # The launcher installs handlers that raise its own exception and leaves them; ours come
+    # back afterwards, and nothing interrupts the merge of what the ranks measured.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    saved = {sig: signal.getsignal(sig) for sig in handled}
     for collector in collectors:
         collector.start()
     try:
@@ -144,7 +152,11 @@ def run_accelerators(
         exit_code = 143 if exc.sigval == signal.SIGTERM else 130
     except KeyboardInterrupt:
         launch_failure, exit_code = "interrupted by SIGINT", 130
+    except Exception as exc:  # the rendezvous or the launcher itself: one line, results kept
+        launch_failure, exit_code = f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", 1
     finally:
+        for sig in handled:
+            signal.signal(sig, signal.SIG_IGN)
         for collector in collectors:
             collector.stop()
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
@@ -155,10 +167,14 @@ def run_accelerators(
     reason = (
         None if complete else _reason(found, range(first, first + accelerators), launch_failure)
     )
-    if not complete and exit_code == 0:
+    if not complete and exit_code in (0, 1):  # the ranks' own verdict (2: refused input)
         exit_code = max((r.exit_code for r in found.values()), default=1) or 1
-    summary = write_results(context, parts, None, complete, reason, prepared)
-    shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
+    try:
+        summary = write_results(context, parts, None, complete, reason, prepared)
+        shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     return RunOutcome(folder, complete, reason, exit_code, summary)
 
 
@@ -210,6 +226,10 @@ def accelerator_rank(job: RankJob) -> None:
         message = f"rank {rank}: {type(exc).__name__}: {one_line(exc, 300)}"
         result = RankResult(False, message, 2, None)
     finally:
+        # The launcher stops the others with SIGTERM when one fails: let this rank save first
+        # (it still ends it with SIGKILL after its grace period).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         result.records = rank_records(rank, records, [])
         write_rank_result(job.folder, rank, result)
     if result.exit_code:
@@ -236,11 +256,10 @@ def _merge_host(found: dict[int, RankResult], collectors: list[Any]) -> list[Ran
 def _reason(found: dict[int, RankResult], ranks: range, launch_failure: str | None) -> str:
     """The first rank's own reason that is not the launcher stopping it, else the launcher's."""
     missing = [rank for rank in ranks if rank not in found]
-    own = [
-        r.reason
-        for _, r in sorted(found.items())
-        if r.reason and not r.reason.startswith("interrupted by SIGTERM")
-    ]
+    reasons = [r.reason for _, r in sorted(found.items()) if r.reason]
+    # A rank's own failure first; then what a rank saw of a partner; not the launcher's SIGTERM.
+    own = [r for r in reasons if not r.startswith(("interrupted by SIGTERM", PARTNER_FAILED))]
+    own += [r for r in reasons if r.startswith(PARTNER_FAILED)]
     parts = own[:1] or ([launch_failure] if launch_failure else [])
     if missing:
         parts.append(f"no records from rank(s) {', '.join(map(str, missing))}")

@@ -36,7 +36,13 @@ def read_ceiling(files: list[Path], readers: int, seconds: float = 10.0) -> Ceil
     if shutil.which("fio") is not None:
         try:
             return _fio(files, readers, seconds)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            ZeroDivisionError,
+            subprocess.SubprocessError,
+        ) as exc:
             fallback = f"fio failed ({one_line(exc, 120)}); "
     else:
         fallback = "fio is not installed; "
@@ -86,6 +92,7 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
     lock = threading.Lock()
     totals = [0] * readers
     direct = [True]
+    errors: list[str] = []
 
     def work(index: int) -> None:
         buffer = mmap.mmap(-1, REQUEST)  # page-aligned, as O_DIRECT wants
@@ -94,7 +101,11 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
                 if not queue:
                     return
                 path = queue.pop()
-            totals[index] += _read_file(path, buffer, direct)
+            try:
+                totals[index] += _read_file(path, buffer, direct)
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror or exc}")
+                return
 
     started = time.monotonic()
     threads = [threading.Thread(target=work, args=(i,)) for i in range(readers)]
@@ -103,7 +114,9 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
     for thread in threads:
         thread.join()
     elapsed = max(time.monotonic() - started, 1e-9)
-    how = "O_DIRECT" if direct[0] else "buffered (O_DIRECT refused), after eviction"
+    how = "O_DIRECT" if direct[0] else "buffered (O_DIRECT refused), each file evicted first"
+    if errors:
+        how += f"; {len(errors)} reader(s) stopped at an error ({errors[0]})"
     return Ceiling(
         sum(totals) / elapsed / 1e6,
         f"the harness's own {how} reads, 1 MiB requests, {readers} threads",
@@ -111,15 +124,15 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
 
 
 def _read_file(path: Path, buffer: mmap.mmap, direct: list[bool]) -> int:
-    flags = os.O_RDONLY | (os.O_DIRECT if direct[0] else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if not direct[0]:
-            raise
-        direct[0] = False  # e.g. tmpfs: evict instead, and read through the cache
-        from harness import pagecache
+    from harness import pagecache
 
+    fd = -1
+    if direct[0]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except OSError:
+            direct[0] = False  # e.g. tmpfs: evict each file instead, and read it buffered
+    if fd < 0:
         pagecache.evict([path])
         fd = os.open(path, os.O_RDONLY)
     total = 0

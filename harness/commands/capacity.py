@@ -185,6 +185,8 @@ class Hosts:
 
         try:
             dist.barrier()
+        except RuntimeError:  # a host that is gone: leave anyway
+            pass
         finally:
             dist.destroy_process_group()
 
@@ -273,10 +275,13 @@ def _search(
             entry["seconds"] = round(time.monotonic() - started, 1)
             _write(document, out)
             print(_probe_line(record))
-        if outcome.exit_code in (130, 143):
-            raise _Stopped(f"interrupted during the probe of {count} accelerators", 130)
-        if outcome.exit_code == 2:
-            raise _Stopped(f"probe of {count} accelerators refused: {outcome.reason}", 2)
+        # Every host stops on the worst exit of any host, so that none waits for the others.
+        worst = hosts.share(max(p["exit_code"] for p in parts) if hosts.is_first else None)
+        if worst in (130, 143):
+            raise _Stopped(f"interrupted during the probe of {count} accelerators", worst)
+        if worst == 2:
+            reason = outcome.reason or next((p["reason"] for p in parts if p["reason"]), "")
+            raise _Stopped(f"probe of {count} accelerators refused: {reason}", 2)
     if hosts.is_first:
         failing = search.bracket()[1]
         last = next((p for p in entry["probes"] if p["accelerators"] == failing), None)
@@ -309,6 +314,7 @@ def _host_result(outcome: Any) -> dict[str, Any]:
     summary = outcome.summary or {}
     return {
         "host": socket.gethostname(),
+        "exit_code": outcome.exit_code,
         "complete": outcome.complete,
         "reason": outcome.reason,
         "run": str(outcome.folder) if outcome.folder else None,

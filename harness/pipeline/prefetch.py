@@ -73,7 +73,7 @@ class BackgroundBatches:
         """Stop the thread, then the backend's workers (a DataLoader's) or generator."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1)  # it may sit in the DataLoader: shut that down next
         shutdown = getattr(self._source, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()

@@ -18,6 +18,7 @@ notice name it, and a stopped rank is ended so that nothing waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -33,6 +34,7 @@ from harness.train.loop import Device, RunFailed, StepFunction
 from harness.train.profiles import StepTimes
 
 RANKS_FOLDER = "ranks"
+PARTNER_FAILED = "an emulated accelerator's partner"  # how a rank reports another's failure
 
 
 def emulated_step(times: StepTimes, device: Device) -> StepFunction:
@@ -67,6 +69,8 @@ def stop_vote(timeout_s: float, folder: Path) -> Any:
         try:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         except RuntimeError as exc:
+            if "DataLoader worker" in str(exc):  # this rank's own pipeline, not a partner
+                raise
             raise RunFailed(_partners_failed(folder, timeout_s, exc)) from None
         return bool(flag.item())
 
@@ -95,13 +99,17 @@ def _partners_failed(folder: Path, timeout_s: float, error: BaseException) -> st
         if state is None or state == "Z":
             found.append(f"rank {rank} (pid {pid}) died")
         elif state in ("T", "t"):
-            os.kill(pid, signal.SIGKILL)  # nothing can wait for it; its own records are lost
+            with contextlib.suppress(ProcessLookupError):  # the launcher may have reaped it
+                os.kill(pid, signal.SIGKILL)  # nothing can wait for it; its records are lost
             found.append(f"rank {rank} (pid {pid}) was stopped (SIGSTOP or a debugger); ended it")
     what = "; ".join(found) or f"a partner rank failed ({one_line(error, 200)})"
-    return (
-        f"an emulated accelerator stopped answering within training.collective_timeout_s="
-        f"{timeout_s:g} s: {what}"
+    timed_out = "timeout" in str(error).lower() or "timed out" in str(error).lower()
+    how = (
+        f"stopped answering within training.collective_timeout_s={timeout_s:g} s"
+        if timed_out
+        else "failed"
     )
+    return f"{PARTNER_FAILED} {how}: {what}"
 
 
 def _process_state(pid: int) -> str | None:

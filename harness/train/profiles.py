@@ -4,7 +4,8 @@ A profile is measured by ``harness calibrate`` (the scenario's real U-Net steps 
 in memory, so no storage is involved) and stores the step times it measured with the settings that
 determine them (batch, crop, model, precision) and the training FLOPs of one batch. An emulated
 run draws each step's compute time from those samples. A profile is only valid for the settings
-it was measured with: a scenario that differs is refused, naming the difference, unless it asks
+it was measured with: a scenario whose batch, crop, model or optimiser differs is refused, naming
+the difference (the precision is the profile's: an emulated step computes nothing), unless it asks
 for ``profile_scaling: flops``, which scales the times by the ratio of FLOPs per batch (counted by
 ``torch.utils.flop_counter`` on the meta device: no memory, no compute).
 
@@ -47,8 +48,14 @@ class ProfileSettings:
 
     def differences(self, other: ProfileSettings) -> list[str]:
         """Settings that change the work of a step, as ``name profile X, scenario Y``."""
-        checked = ("batch_size", "crop", "width", "depth")
-        names = {"batch_size": "batch", "crop": "crop", "width": "model width", "depth": "depth"}
+        checked = ("batch_size", "crop", "width", "depth", "optimizer")
+        names = {
+            "batch_size": "batch",
+            "crop": "crop",
+            "width": "model width",
+            "depth": "depth",
+            "optimizer": "optimizer",
+        }
         return [
             f"{names[key]} {getattr(self, key)} in the profile, {getattr(other, key)} here"
             for key in checked
@@ -135,15 +142,18 @@ def read_profile(path: Path) -> Profile:
         settings = ProfileSettings(**document["settings"])
         step_s = [float(t) for t in document.get("step_s") or []]
         mean = float(document["mean_step_s"])
-        if not (mean > 0 and math.isfinite(mean)) or any(t <= 0 for t in step_s):
-            raise ValueError("step times must be positive")
+        if not all(t > 0 and math.isfinite(t) for t in [mean, *step_s]):
+            raise ValueError("step times must be positive and finite")
+        flops = document.get("flops_per_batch")
+        if flops is not None and not (isinstance(flops, int | float) and 0 < flops < math.inf):
+            raise ValueError("flops_per_batch must be a positive number")
         return Profile(
             name=str(document["name"]),
             device=str(document["device"]),
             settings=settings,
             step_s=step_s,
             mean_step_s=mean,
-            flops_per_batch=document.get("flops_per_batch"),
+            flops_per_batch=None if flops is None else float(flops),
             how=str(document.get("how", "")),
             created=str(document.get("created", "")),
             software=dict(document.get("software") or {}),
