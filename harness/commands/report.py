@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "write report.html and report.pdf from run folders (or folders of runs)"
+HELP = "write report.html and report.pdf from run folders, folders of runs and capacity.json"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
