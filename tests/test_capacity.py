@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -193,3 +195,50 @@ def test_a_suite_with_a_capacity_key_searches_instead_of_running(
     (entry,) = document["scenarios"]
     assert entry["profile"]["profile"] == "flat-20ms" and len(entry["probes"]) == 1
     assert "Capacity" in (report / "report.html").read_text()
+
+
+def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
+    tmp_path: Path, write_scenario
+) -> None:
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = {
+        "steps": 10,
+        "warmup_steps": 2,
+        "model": {"width": 8, "depth": 2},
+        "compute": "emulated",
+        "profile": str(profile),
+    }
+    file = write_scenario(scenario)
+    assert run_harness("datagen", str(file)).returncode == 0
+    out = tmp_path / "c.json"
+    search = subprocess.Popen(
+        [
+            sys.executable, "-m", "harness", "capacity", str(file), "--probe-s", "30",
+            "--repeat", "1", "--max-accelerators", "2", "--min-busy", "10",
+            "--min-busy-each", "5", "--results", str(tmp_path / "results"), "--json", str(out),
+            "--quiet",
+        ],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            out.exists() and json.loads(out.read_text())["scenarios"][0]["probes"]
+        ):
+            time.sleep(0.5)
+        time.sleep(8)  # into the second probe (2 accelerators, 30 s)
+        search.send_signal(signal.SIGINT)
+        _stdout, stderr = search.communicate(timeout=90)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    assert search.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    document = json.loads(out.read_text())
+    assert document["complete"] is False
+    assert document["stopped"] == "interrupted during the probe of 2 accelerators"
+    probes = document["scenarios"][0]["probes"]
+    assert [p["accelerators"] for p in probes] == [1, 2]  # the first kept, the second partial
+    assert probes[0]["verdict"] == "pass" and probes[1]["complete"] is False
+    assert Path(probes[1]["run"], "summary.json").exists()  # the partial run is kept too
