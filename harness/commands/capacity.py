@@ -40,9 +40,19 @@ CONTEXT_METRICS = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="SCENARIO", help="scenario or suite files")
     override_arg(parser)
-    parser.add_argument("--min-busy", type=float, default=90.0, metavar="PCT")
-    parser.add_argument("--min-busy-each", type=float, default=85.0, metavar="PCT")
-    parser.add_argument("--max-accelerators", type=int, default=64, metavar="N")
+    parser.add_argument(
+        "--min-busy", type=float, default=90.0, metavar="PCT", help="mean busy %% to pass (90)"
+    )
+    parser.add_argument(
+        "--min-busy-each",
+        type=float,
+        default=85.0,
+        metavar="PCT",
+        help="busy %% every accelerator must reach (85)",
+    )
+    parser.add_argument(
+        "--max-accelerators", type=int, default=64, metavar="N", help="per host (default 64)"
+    )
     parser.add_argument(
         "--probe-s", type=float, default=10.0, metavar="S", help="measured seconds per probe"
     )
@@ -57,8 +67,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--ceiling-s", type=float, default=10.0, metavar="S", help="seconds of the read ceiling"
     )
     results_arg(parser)
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE")
-    parser.add_argument("--report", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where capacity.json goes (default: reports/<UTC time>-capacity/capacity.json)",
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="DIR", help="also write the report there"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines of the runs")
 
 
