@@ -19,6 +19,9 @@ from conftest import REPO, Result, copy_golden
 
 from harness.errors import HarnessError
 
+# In-process, but each test draws a whole report (matplotlib PDF, ~2–10 s): not the fast tier.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = REPO / "tests" / "data" / "capacity" / "example-capacity.json"
 PROBE_RUN = "20261202T061313Z-tiny-cap-bbc236"  # the example's first probe's run folder
 EVIL = "<script>alert(1)</script> $x$"
