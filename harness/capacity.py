@@ -18,6 +18,19 @@ from typing import Any
 
 FORMAT = "harness-capacity"
 FORMAT_VERSION = 1
+# The metrics of each probe that capacity.json records (numbers or null)
+PROBE_METRICS = (
+    "samples_per_s",
+    "busy_pct",
+    "busy_pct_min",
+    "data_wait_pct",
+    "barrier_pct",
+    "read_MBps",
+    "requested_MBps",
+    "cpu_pct",
+    "fetch_latency_p50_ms",
+    "fetch_latency_p99_ms",
+)
 STORAGE_SHARE = 0.90  # read MB/s at or above this share of the ceiling: the storage is the limit
 CPU_SHARE = 0.90  # client CPU busy at or above this share of its cores: the client is the limit
 BARRIER_PCT = 5.0  # the stop vote taking this much of the wall time: synchronisation limits

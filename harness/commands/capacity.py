@@ -19,22 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from harness.capacity import PROBE_METRICS
 from harness.commands import override_arg, results_arg, utc_stamp
 from harness.errors import HarnessError
 
 HELP = "search the most emulated accelerators the storage keeps busy; name what limits it"
-CONTEXT_METRICS = (
-    "samples_per_s",
-    "busy_pct",
-    "busy_pct_min",
-    "data_wait_pct",
-    "barrier_pct",
-    "read_MBps",
-    "requested_MBps",
-    "cpu_pct",
-    "fetch_latency_p50_ms",
-    "fetch_latency_p99_ms",
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -336,7 +325,7 @@ def _host_result(outcome: Any) -> dict[str, Any]:
         "complete": outcome.complete,
         "reason": outcome.reason,
         "run": str(outcome.folder) if outcome.folder else None,
-        "metrics": {n: _value(summary.get("metrics", {}), n) for n in CONTEXT_METRICS},
+        "metrics": {n: _value(summary.get("metrics", {}), n) for n in PROBE_METRICS},
         "page_cache": summary.get("page_cache") or {},
     }
 

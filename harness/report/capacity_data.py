@@ -15,24 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.capacity import FORMAT, FORMAT_VERSION
+from harness.capacity import FORMAT, FORMAT_VERSION, PROBE_METRICS
 from harness.data.files import read_json
 from harness.data.manifest import check_format
 from harness.errors import HarnessError
 
 CAPACITY_FILE = "capacity.json"
 RUN_FILES = ("manifest.json", "summary.json")
-# The metrics the report shows (checked to be numbers); others are kept when they are numbers.
-KNOWN_METRICS = (
-    "samples_per_s",
-    "busy_pct",
-    "busy_pct_min",
-    "data_wait_pct",
-    "barrier_pct",
-    "read_MBps",
-    "requested_MBps",
-    "cpu_pct",
-)
 
 
 @dataclass(frozen=True)
@@ -275,7 +264,7 @@ def _probe(r: _Reader, item: Any, where: str) -> CapacityProbe:
     item = r.mapping(item, where)
     metrics: dict[str, float | None] = {}
     for name, value in r.mapping(item.get("metrics"), f"{where}.metrics").items():
-        if name in KNOWN_METRICS:
+        if name in PROBE_METRICS:  # checked; a later harness's others are kept
             metrics[name] = r.number(value, f"{where}.metrics.{name}")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             metrics[str(name)] = float(value)  # a later harness's metric: kept, not checked
