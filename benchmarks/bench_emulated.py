@@ -479,11 +479,18 @@ def ceiling_file(data: Path) -> Path:
     return path
 
 
-CONFIGS = ((1, 2), (1, 4), (1, 8), (2, 2), (2, 4))  # (accelerators, workers per accelerator)
+# (accelerators, workers per accelerator, read threads per worker)
+CONFIGS = ((1, 2, 1), (1, 2, 4), (1, 4, 1), (1, 4, 4), (1, 8, 1), (2, 2, 4))
 
 
 def bench_storage_bound(
-    work: Path, data: Path, rounds: int, videos: int, frames: int, samples: int
+    work: Path,
+    data: Path,
+    rounds: int,
+    videos: int,
+    frames: int,
+    samples: int,
+    configs: tuple[tuple[int, int, int], ...] | list[tuple[int, ...]],
 ) -> tuple[list[dict], dict]:
     base = npy_cache_scenario(data, videos, frames)
     prepare = write_scenario(work, "b-prepare", base)
@@ -499,17 +506,26 @@ def bench_storage_bound(
     links = data / "fio-jobs"
     profile = write_profile(work, base, NEAR_ZERO_S)
     rows = []
-    for accelerators, workers in CONFIGS:
+    for accelerators, workers, threads in configs:
         jobs = accelerators * workers
         folders = job_folders(links, pairs, jobs)
         steps = samples // (accelerators * base["pipeline"]["batch_size"])
         scenario = emulated(base, profile, steps, accelerators=accelerators)
         scenario["pipeline"]["workers"] = workers
-        path = write_scenario(work, f"b-a{accelerators}-w{workers}", scenario)
+        scenario["pipeline"]["read_threads"] = threads
+        path = write_scenario(work, f"b-a{accelerators}-w{workers}-t{threads}", scenario)
         measured: dict[str, list[float]] = {}
         for round_index in range(rounds):
             summary = run_summary(path, work / "results")
             reference = fio_psync(folders, frame_bytes, mask_bytes, every_file)
+            # like for like: as many psync jobs as the run keeps reads in flight
+            alike = (
+                fio_psync(
+                    job_folders(links, pairs, jobs * threads), frame_bytes, mask_bytes, every_file
+                )
+                if threads > 1
+                else reference
+            )
             speed = value(summary, "samples_per_s")
             cpu_ms = value(summary, "cpu_pct") / 100 / speed * 1e3
             found = {
@@ -523,23 +539,28 @@ def bench_storage_bound(
                 "fio_masks": reference["masks"],
                 "fio_sample": reference["sample"],
                 "fio_cpu_ms": reference["cpu_ms_per_sample"],
+                "fio_alike": alike["sample"],
             }
             found["ratio"] = found["read"] / found["fio_sample"]
+            found["ratio_alike"] = found["read"] / found["fio_alike"]
             for key, number in found.items():
                 measured.setdefault(key, []).append(number)
             print(
-                f"  {accelerators} accelerator(s) x {workers} workers, round {round_index + 1}: "
+                f"  {accelerators} accelerator(s) x {workers} workers x {threads} read threads, "
+                f"round {round_index + 1}: "
                 f"run reads {found['read']:6.1f} MB/s (asked {found['requested']:6.1f}, "
                 f"{speed:6.1f} samples/s, CPU {found['cpu_pct']:5.1f} % = {cpu_ms:.2f} "
                 f"ms/sample)   fio psync frames {found['fio_frames']:6.1f} masks "
                 f"{found['fio_masks']:6.1f} per sample {found['fio_sample']:6.1f} MB/s "
-                f"({found['fio_cpu_ms']:.2f} ms CPU/sample)   ratio {found['ratio']:.2f}   "
+                f"({found['fio_cpu_ms']:.2f} ms CPU/sample)   ratio {found['ratio']:.2f}; "
+                f"{jobs * threads} psync jobs {found['fio_alike']:6.1f} MB/s, ratio "
+                f"{found['ratio_alike']:.2f}   "
                 f"{load()}",
                 flush=True,
             )
-        row = {"accelerators": accelerators, "workers": workers, "jobs": jobs}
+        row = {"accelerators": accelerators, "workers": workers, "threads": threads, "jobs": jobs}
         row |= {key: statistics.median(numbers) for key, numbers in measured.items()}
-        if accelerators == 1:  # once: where the workers' time goes, the pipeline alone, cold
+        if accelerators == 1 and threads == 1:  # once: where a worker's time goes, cold
             row["alone"] = bare_run(path)
         rows.append(row)
     frames_folder = job_folders(links, pairs, 1)[0] / "frames"
@@ -563,19 +584,22 @@ def bench_storage_bound(
 def print_storage_bound(rows: list[dict], context: dict) -> None:
     print(
         "\nb. storage-bound: an emulated run's reads (0.1 ms steps, cold) vs fio psync over the "
-        "same files, numjobs = ranks x workers, median of rounds (MB/s = 10^6 B/s)"
+        "same files, numjobs = ranks x workers (ratio) and ranks x workers x read threads "
+        "(alike), median of rounds (MB/s = 10^6 B/s)"
     )
     print(
-        f"  {'ranks':>5s} {'workers':>7s} {'run read':>9s} {'run asked':>9s} {'samples/s':>9s} "
-        f"{'CPU %':>6s} {'CPU ms/s':>8s} {'fio frames':>10s} {'fio masks':>9s} "
-        f"{'fio/sample':>10s} {'fio CPU':>7s} {'ratio':>6s}"
+        f"  {'ranks':>5s} {'workers':>7s} {'threads':>7s} {'run read':>9s} {'run asked':>9s} "
+        f"{'samples/s':>9s} {'CPU %':>6s} {'CPU ms/s':>8s} {'fio frames':>10s} "
+        f"{'fio masks':>9s} {'fio/sample':>10s} {'fio CPU':>7s} {'ratio':>6s} "
+        f"{'fio alike':>9s} {'alike':>6s}"
     )
     for row in rows:
         print(
-            f"  {row['accelerators']:5d} {row['workers']:7d} {row['read']:9.1f} "
-            f"{row['requested']:9.1f} {row['samples_per_s']:9.1f} {row['cpu_pct']:6.1f} "
-            f"{row['cpu_ms']:8.2f} {row['fio_frames']:10.1f} {row['fio_masks']:9.1f} "
-            f"{row['fio_sample']:10.1f} {row['fio_cpu_ms']:7.2f} {row['ratio']:6.2f}"
+            f"  {row['accelerators']:5d} {row['workers']:7d} {row['threads']:7d} "
+            f"{row['read']:9.1f} {row['requested']:9.1f} {row['samples_per_s']:9.1f} "
+            f"{row['cpu_pct']:6.1f} {row['cpu_ms']:8.2f} {row['fio_frames']:10.1f} "
+            f"{row['fio_masks']:9.1f} {row['fio_sample']:10.1f} {row['fio_cpu_ms']:7.2f} "
+            f"{row['ratio']:6.2f} {row['fio_alike']:9.1f} {row['ratio_alike']:6.2f}"
         )
     print(
         "\n  the pipeline alone (no training loop), cold, once per worker count: where a "
@@ -618,6 +642,12 @@ def main() -> int:
     parser.add_argument(
         "--samples", type=int, default=2400, help="samples one run of b reads, over all ranks"
     )
+    parser.add_argument(
+        "--configs",
+        help="b: which accelerators x workers x read threads, e.g. 1x2x1,1x2x4 (default: all of "
+        + ",".join("x".join(map(str, config)) for config in CONFIGS)
+        + ")",
+    )
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: one pipeline-alone run
     args = parser.parse_args()
@@ -641,13 +671,19 @@ def main() -> int:
             ]
         if "b" in args.parts:
             print("\nb. storage-bound (cold page cache, 0.1 ms steps)")
+            configs = (
+                [tuple(int(n) for n in c.split("x")) for c in args.configs.split(",")]
+                if args.configs
+                else CONFIGS
+            )
             rows, context = bench_storage_bound(
-                work, data, args.rounds, args.videos, args.frames, args.samples
+                work, data, args.rounds, args.videos, args.frames, args.samples, configs
             )
             print_storage_bound(rows, context)
             targets += [
                 (
-                    f"run reads / fio psync, {r['accelerators']} x {r['workers']} workers",
+                    f"run reads / fio psync, {r['accelerators']} x {r['workers']} workers x "
+                    f"{r['threads']} read threads",
                     r["ratio"],
                     0.90,
                 )

@@ -87,6 +87,7 @@ class PreparedRun:
             crop=pipeline.crop,
             workers=pipeline.workers,
             prefetch_factor=pipeline.prefetch_factor,
+            read_threads=pipeline.read_threads,
             on_corrupt=pipeline.on_corrupt,
             seed=self.scenario.training.seed,
             rank=ranks.rank,

@@ -159,6 +159,9 @@ class Pipeline(Model):
     shuffle: bool = True
     prefetch_factor: PositiveInt = 2
     decoder_threads: PositiveInt = 1  # per worker, for video decode
+    # Synchronous whole-file reads each worker keeps in flight (torch backend; frame caches and
+    # PNG/JPEG collages): threads stand in for the workers a client with more cores would run.
+    read_threads: Annotated[int, Field(ge=1, le=64)] = 1
     # Video: consecutive frames taken from each random position (1: every frame is a random
     # seek). Longer sequences amortise the seek to the keyframe, as DALI's video reader does.
     sequence_length: PositiveInt = 1

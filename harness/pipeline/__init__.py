@@ -49,6 +49,7 @@ class BatchRequest:
     crop: int
     workers: int
     prefetch_factor: int
+    read_threads: int  # I/O threads per worker reading whole files ahead (pipeline.readahead)
     on_corrupt: str
     seed: int
     rank: int

@@ -19,6 +19,12 @@ import torch
 NOT_MEASURED = float("nan")
 FileError = tuple[str, str]  # (file, one-line message)
 
+# Below this many pixel bytes, a batch leaving a DataLoader worker travels inside its pickle
+# rather than in shared memory: a shared-memory tensor costs a file-descriptor handover (a socket
+# connection and an authentication handshake, per tensor) that small batches pay many times over
+# in copying, while large batches copy more than the handover costs (docs/emulation.md).
+INLINE_PIXEL_BYTES = 1 << 20
+
 
 @dataclass
 class Sample:
@@ -79,6 +85,19 @@ class Batch:
             requested_bytes=_floats([NOT_MEASURED] * count),
             first_time_bytes=_floats([NOT_MEASURED] * count),
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        pixels = self.image.nbytes + self.mask.nbytes
+        if pixels < INLINE_PIXEL_BYTES and not self.image.is_cuda:
+            state["image"], state["mask"] = self.image.numpy(), self.mask.numpy()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("image", "mask"):
+            if isinstance(state[name], np.ndarray):
+                state[name] = torch.from_numpy(state[name])
+        self.__dict__.update(state)
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader's pin-memory thread on CUDA: pin what goes to the GPU."""

@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch, FileError, Sample
-from harness.pipeline.plan import SamplePlan
+from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
+from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
@@ -33,21 +34,49 @@ class SegmentationSamples(Dataset):
     """Sample number -> one (image, mask) crop with its fetch latency and bytes requested."""
 
     def __init__(
-        self, source: Source, plan: SamplePlan, crop: int, on_corrupt: str, held_out: bool = False
+        self,
+        source: Source,
+        plan: SamplePlan,
+        crop: int,
+        on_corrupt: str,
+        held_out: bool = False,
+        read_threads: int = 1,
     ) -> None:
         self.source, self.plan, self.crop = source, plan, crop
         self.on_corrupt, self.held_out = on_corrupt, held_out
+        self.read_threads = read_threads
 
     def __len__(self) -> int:
         return 2**62  # samples are numbered, not enumerated: the sampler decides how many
 
+    def _ref(self, key: int) -> SampleRef:
+        return self.plan.held_out(key) if self.held_out else self.plan.train(key)
+
+    def __getitems__(self, numbers: list[int]) -> list[Sample]:
+        """A batch's samples (the DataLoader's call): with ``read_threads`` > 1 the files they
+        read whole are read ahead by this process's I/O threads (``pipeline.readahead``)."""
+        if self.read_threads <= 1:
+            return [self[number] for number in numbers]
+        if self.source.read_ahead is None:
+            self.source.read_ahead = ReadAhead(self.read_threads)
+        ahead = self.source.read_ahead
+        ahead.submit(
+            [path for number in numbers for path in self.source.whole_files(self._ref(number))]
+        )
+        try:
+            return [self[number] for number in numbers]
+        finally:
+            ahead.forget()
+
     def __getitem__(self, number: int) -> Sample:
         started = time.monotonic_ns()
         errors: list[FileError] = []
+        ahead = self.source.read_ahead
         for attempt in range(MAX_SKIPS):
             # A replacement sample is another deterministic number, far from the sequence.
-            key = number if attempt == 0 else number + attempt * 2**40
-            ref = self.plan.held_out(key) if self.held_out else self.plan.train(key)
+            ref = self._ref(number if attempt == 0 else number + attempt * 2**40)
+            if ahead is not None:
+                ahead.earliest_taken = None
             try:
                 image, mask, reads = self.source.load(ref, self.crop)
             except (HarnessError, OSError, ValueError) as exc:
@@ -56,6 +85,8 @@ class SegmentationSamples(Dataset):
                     return self._failed(errors, started)
                 continue
             ended = time.monotonic_ns()
+            if ahead is not None and ahead.earliest_taken is not None:
+                started = min(started, ahead.earliest_taken)  # its reads began before it did
             return Sample(
                 image=torch.from_numpy(image).permute(2, 0, 1),
                 mask=torch.from_numpy(mask),
@@ -159,7 +190,13 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
 def batches(request: BatchRequest) -> BackgroundBatches:
     """The DataLoader's batches, received by a thread of the training process (see prefetch)."""
     sampler = RankSampler(request.rank, request.world, request.batch_size, request.steps)
-    dataset = SegmentationSamples(request.source, request.plan, request.crop, request.on_corrupt)
+    dataset = SegmentationSamples(
+        request.source,
+        request.plan,
+        request.crop,
+        request.on_corrupt,
+        read_threads=request.read_threads,
+    )
     loader = build_loader(
         dataset,
         sampler,

@@ -11,6 +11,7 @@ for are counted, from the accounting (``harness.pipeline.accounting``).
 from __future__ import annotations
 
 import io
+import math
 import mmap
 import os
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError, one_line
 from harness.pipeline.accounting import PAGE, CountingFile, PageLedger, Reads, pages_touched
 from harness.pipeline.plan import FileInfo, SampleRef
+from harness.pipeline.readahead import ReadAhead, read_file
 
 
 class Source:
@@ -35,6 +37,7 @@ class Source:
 
     files: list[FileInfo]
     _ledger: PageLedger | None = None
+    read_ahead: ReadAhead | None = None  # this process's I/O threads, where the scenario has them
 
     @property
     def ledger(self) -> PageLedger:
@@ -45,7 +48,7 @@ class Source:
     def __getstate__(self) -> dict[str, Any]:
         # Workers start with nothing open and nothing asked for: handles and ledgers stay home.
         state = dict(self.__dict__)
-        for key in ("_ledger", "_maps", "_open", "_tracks", "_masks"):
+        for key in ("_ledger", "_maps", "_open", "_tracks", "_masks", "read_ahead"):
             state.pop(key, None)
         return state
 
@@ -63,6 +66,18 @@ class Source:
     def describe(self, ref: SampleRef) -> str:
         """The file a sample comes from, for error messages and corrupt-file counts."""
         raise NotImplementedError
+
+    def whole_files(self, ref: SampleRef) -> list[Path]:
+        """The files a sample reads whole, which I/O threads may read ahead of it; none where
+        a sample reads parts of files (memory-mapped crops, video decode)."""
+        return []
+
+    def read_whole(self, path: Path, reads: Reads) -> bytes:
+        """A whole file's bytes, from the read-ahead threads when they have it, counted."""
+        taken = self.read_ahead.take(path) if self.read_ahead is not None else None
+        data = read_file(path)[0] if taken is None else taken[0]
+        reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
+        return data
 
     def data_files(self) -> list[Path]:
         """Every file the training reads: what page-cache conditions act on."""
@@ -107,6 +122,11 @@ class CollageSource(_DatasetSource):
     def _reset(self) -> None:
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
 
+    def whole_files(self, ref: SampleRef) -> list[Path]:
+        record = self.records[ref.file]
+        names = [record["path"]] + ([record["mask"]] if "mask" in record else [])
+        return [self.root / name for name in names if not name.endswith(".npy")]
+
     def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
         record = self.records[ref.file]
         rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
@@ -120,9 +140,7 @@ class CollageSource(_DatasetSource):
 
     def _read(self, path: Path, rows: slice, cols: slice, reads: Reads) -> np.ndarray:
         if path.suffix != ".npy":
-            data = path.read_bytes()
-            reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
-            return _decode_picture(data, path)[rows, cols]
+            return _decode_picture(self.read_whole(path, reads), path)[rows, cols]
         array = self._map(path, reads)
         crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
         pages = pages_touched(array, rows, cols)
@@ -173,18 +191,42 @@ def _npy_header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     return np.lib.format.read_array_header_2_0(stream)
 
 
+# Parsed ``.npy`` headers by their bytes: the files of a frame cache share a handful of headers,
+# and NumPy parses each one with ``ast.literal_eval``, a tenth of a sample's CPU on a fast path.
+_NPY_HEADERS: dict[bytes, tuple[tuple[int, ...], np.dtype, int]] = {}
+
+
 def _array_from_npy_bytes(data: bytes, path: Path) -> np.ndarray:
     """The array in the bytes of a whole ``.npy`` file, without copying them again."""
     try:
-        stream = io.BytesIO(data)
-        shape, fortran, dtype = _npy_header(stream)
-        if fortran or dtype.hasobject:
-            raise ValueError("expected a C-ordered array of plain numbers")
-        return np.frombuffer(
-            data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()
-        ).reshape(shape)
+        header = _npy_header_bytes(data)
+        known = _NPY_HEADERS.get(header)
+        if known is None:
+            stream = io.BytesIO(header)
+            shape, fortran, dtype = _npy_header(stream)
+            if fortran or dtype.hasobject:
+                raise ValueError("expected a C-ordered array of plain numbers")
+            known = (shape, dtype, len(header))
+            if len(_NPY_HEADERS) < 256:
+                _NPY_HEADERS[header] = known
+        shape, dtype, offset = known
+        count = math.prod(shape)
+        return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
     except ValueError as exc:
         raise HarnessError(f"{path}: corrupt array: {one_line(exc)}") from None
+
+
+def _npy_header_bytes(data: bytes) -> bytes:
+    """The magic string, version, length and header dictionary of a ``.npy`` file's bytes."""
+    if data[:6] != b"\x93NUMPY" or len(data) < 12:
+        raise ValueError("not a .npy file (no magic string)")
+    if data[6] == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        end = 12 + int.from_bytes(data[8:12], "little")
+    if end > len(data):
+        raise ValueError("truncated header")
+    return data[:end]
 
 
 def _decode_picture(data: bytes, path: Path) -> np.ndarray:
@@ -305,6 +347,9 @@ class CachedVideoSource(Source):
     def describe(self, ref: SampleRef) -> str:
         return str(self._paths(ref.file, ref.frame)[0])
 
+    def whole_files(self, ref: SampleRef) -> list[Path]:
+        return list(self._paths(ref.file, ref.frame))
+
     def data_files(self) -> list[Path]:
         return [
             path
@@ -327,11 +372,9 @@ class CachedVideoSource(Source):
 
     def _read_whole(self, path: Path, reads: Reads) -> np.ndarray:
         try:
-            with open(path, "rb", buffering=0) as handle:
-                data = handle.read()
+            data = self.read_whole(path, reads)
         except FileNotFoundError:
             raise HarnessError(f"{path}: missing from the frame cache") from None
-        reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
         if path.suffix == ".npy":
             return _array_from_npy_bytes(data, path)
         return _decode_picture(data, path)
