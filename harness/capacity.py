@@ -170,7 +170,8 @@ def name_limiter(
         "harness",
         f"the accelerators waited for data {wait or 0:.1f} % and for each other "
         f"{barrier or 0:.1f} % of the time while neither the storage nor the CPU was saturated "
-        f"({_headroom(read, ceiling_MBps, cpu, cores)})",
+        f"({_headroom(read, ceiling_MBps, cpu, cores)}): too few reads in flight; more "
+        "pipeline.workers, or pipeline.read_threads for files read whole",
     )
 
 

@@ -223,7 +223,11 @@ def _search(
 
     scenario = item.scenario
     prepared = prepare_run(item)
-    readers = max(1, scenario.pipeline.workers) * max(1, min(args.max_accelerators, 8))
+    readers = (
+        max(1, scenario.pipeline.workers)
+        * scenario.pipeline.read_threads
+        * max(1, min(args.max_accelerators, 8))
+    )
     ceiling = read_ceiling(prepared.source.data_files(), readers, args.ceiling_s)
     machines = hosts.gather(
         {"host": socket.gethostname(), "ceiling": ceiling, "cores": available_cpus()}
