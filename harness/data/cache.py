@@ -261,14 +261,16 @@ def _frames_with_masks(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(index, RGB frame, mask) for frames [start, stop), masks from whichever source the
     dataset has: object tracks (generated), a lossless mask video, or a label rule."""
-    with VideoReader(root / record["path"]) as reader:
+    with VideoReader(root / record["path"], timestamps=record.get("pts")) as reader:
         frames = reader.frames(start, stop)
         if "tracks" in record:
             tracks = Tracks.load(root / record["tracks"])
             for index, image in frames:
                 yield index, image, tracks.mask(index)
         elif "mask" in record:
-            with VideoReader(root / record["mask"]) as mask_reader:
+            with VideoReader(
+                root / record["mask"], timestamps=record.get("mask_pts")
+            ) as mask_reader:
                 masks = mask_reader.frames(start, stop, pixel_format="gray")
                 for (index, image), (mask_index, mask) in zip(frames, masks, strict=False):
                     if mask_index != index:

@@ -57,8 +57,18 @@ def unavailable() -> str | None:
 CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder takes
 
 
+# Pillow modes of brought pictures that DALI's decoder reads as the torch backend does (RGB, EXIF
+# orientation applied): measured against harness.data.pictures; it fails on 32-bit integer
+# ("I") TIFFs. Masks: only 8-bit gray keeps its class ids (DALI expands palette masks into
+# colours and rescales 16-bit and 1-bit ones).
+DALI_IMAGE_MODES_REFUSED = ("I",)
+DALI_MASK_MODES = ("L", "npy")
+
+
 def check_scenario(source: Source, use_cuda: bool) -> None:
-    """Refuse, before any work, what this backend cannot do; a video it cannot decode is named."""
+    """Refuse, before any work, what this backend cannot do; a file it cannot decode is named."""
+    if isinstance(source, CollageSource):
+        _check_pictures(source)
     if not isinstance(source, DecodedVideoSource):
         return
     if any("mask" in record for record in source.records):
@@ -66,6 +76,18 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             "backend dali reads video masks from track tables or derives them from pixels; this "
             "dataset has mask videos: use pipeline.backend torch"
         )
+    for record in source.records:
+        # DALI numbers frames on the rate's grid and does not turn them: the masks and crops
+        # of such videos would not be those of the frames it returns.
+        awkward = "variable frame rate" if "pts" in record else None
+        awkward = awkward or (
+            f"rotated {record['rotation']} degrees" if "rotation" in record else None
+        )
+        if awkward:
+            raise HarnessError(
+                f"{source.root / record['path']}: backend dali cannot read a video with "
+                f"{awkward}; use pipeline.backend torch"
+            )
     if use_cuda:
         from harness.pipeline.codecs import check_nvdec_limits
 
@@ -78,6 +100,22 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
                 f"{source.root / record['path']}: backend dali decodes {codec or 'this'} video on "
                 f"the GPU only and this machine has none (its CPU decoder takes "
                 f"{', '.join(CPU_VIDEO_CODECS)}); use pipeline.backend torch"
+            )
+
+
+def _check_pictures(source: CollageSource) -> None:
+    for record in source.records:
+        if record.get("mode") in DALI_IMAGE_MODES_REFUSED:
+            raise HarnessError(
+                f"{source.root / record['path']}: backend dali cannot decode {record['mode']} "
+                "(32-bit integer) images; use pipeline.backend torch"
+            )
+        mask_mode = record.get("mask_mode", "L")
+        if "mask" in record and mask_mode not in DALI_MASK_MODES:
+            raise HarnessError(
+                f"{source.root / record['mask']}: backend dali reads masks of mode L (8-bit gray) "
+                f"only and would change the class ids of this mode {mask_mode} mask; use "
+                "pipeline.backend torch or save the masks as 8-bit gray"
             )
 
 
@@ -129,6 +167,7 @@ def build_dali_batches(
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     images, masks, image_suffix, mask_suffix = _training_files(source, plan)
+    classes = source.classes if isinstance(source, CollageSource) else None
     heights = {info.height for info in source.files}
     widths = {info.width for info in source.files}
     # Crop corners, relative to the room left by the crop; images keep their bottom band out.
@@ -183,6 +222,12 @@ def build_dali_batches(
         mask = batch["mask"]
         if mask.dim() == 4:
             mask = mask[..., 0]
+        if classes is not None and int(mask.max()) >= classes:
+            raise HarnessError(
+                f"backend dali: a mask in this batch holds {int(mask.max())}, not a class id "
+                f"(dataset.classes is {classes}); DALI does not say which file: the torch backend "
+                "names it"
+            )
         yield Batch.untimed(image, mask, time.monotonic_ns())
 
 
