@@ -1,4 +1,5 @@
-"""Bring your own data: check a folder of images or videos and index it in a dataset manifest.
+"""Bring your own data: check a folder of images or videos and index it (in the state folder of
+``harness.data.index``: the folder itself is only read, so it may be read-only).
 
 Expected layouts::
 
@@ -8,8 +9,10 @@ Expected layouts::
              PATH/**/NAME.mask.{mkv,...} (gray, one mask frame per video frame)
 
 Without masks the scenario must declare ``label_rule`` and the labels are recorded as derived.
-Every file is opened and checked (a video is decoded at its first and last frame), so a corrupt
-or truncated file is named here, before any run relies on it.
+Every file is checked from its header (an image's, with its end marker: a few kB per file; a video
+is decoded at its first and last frame), so an unreadable or truncated file, a mask that is not
+one channel or not its image's size, is named here, before any run relies on it; pixels that
+cannot be decoded and mask values that are not class ids are named when first read.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness.data.files import ensure_writable_dir
-from harness.data.manifest import fingerprint, new_manifest, read_manifest, write_manifest
+from harness.data.files import ensure_writable_dir, write_json_atomic
+from harness.data.index import index_file, read_index
+from harness.data.manifest import fingerprint, new_manifest
 from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
@@ -35,30 +39,19 @@ HEAD_PACKETS = 512  # packets whose timestamps tell a constant frame rate from a
 MAX_VARIABLE_RATE_FRAMES = 200_000  # their timestamps are kept in the index
 
 
+INDEX_VERSION = 2  # of what an index records per file; a new one re-indexes
+
+
 def index_dataset(
     dataset: ImageCollageDataset | VideoDataset, *, min_side: int = 1, force: bool = False
 ) -> dict[str, Any]:
-    """Check the bring-your-own folder at ``dataset.path`` and write its ``dataset.json``."""
+    """Check the bring-your-own folder at ``dataset.path`` and write its index in the state
+    folder (``harness.data.index``): the dataset itself is only read."""
     root = Path(dataset.path)
-    if not root.is_dir():
-        raise HarnessError(f"dataset.path {root}: no such folder (bring-your-own data)")
-    if dataset.kind == "image_collage":
-        candidates = _image_candidates(root)
-    else:
-        candidates = _video_candidates(root)
-    if not candidates:
-        expected = "images/ with images" if dataset.kind == "image_collage" else "video files"
-        raise HarnessError(f"{root}: no {expected} found ({', '.join(_suffixes(dataset))})")
-    stamp = fingerprint(
-        {
-            "kind": dataset.kind,
-            "label_rule": dataset.label_rule,
-            "classes": dataset.classes,
-            "files": [_stat(root, p) for p in candidates],
-        }
-    )
-    existing = read_manifest(root)
-    if existing and existing.get("fingerprint") == stamp and existing.get("complete") and not force:
+    candidates = _candidates(dataset)
+    stamp = content_stamp(dataset, candidates)
+    existing = read_index(root, stamp)
+    if existing is not None and not force:
         print(f"bring-your-own {dataset.kind} at {root} is indexed and unchanged")
         return existing
 
@@ -78,21 +71,66 @@ def index_dataset(
     )
     manifest.update(
         complete=True,
+        dataset_path=str(root),
         files=files,
         total_bytes=sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
     )
     if dataset.kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
-    try:
-        ensure_writable_dir(root)
-    except HarnessError as exc:
-        raise HarnessError(f"{exc} (the index dataset.json is written there)") from None
-    write_manifest(root, manifest)
+    target = index_file(root, stamp)
+    ensure_writable_dir(target.parent)
+    write_json_atomic(target, manifest)
     print(
         f"indexed bring-your-own {dataset.kind} at {root}: {len(files)} files, "
-        f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}"
+        f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}; index: {target}"
     )
     return manifest
+
+
+def content_stamp(
+    dataset: ImageCollageDataset | VideoDataset, candidates: list[Path] | None = None
+) -> str:
+    """A fingerprint of the brought folder's content (names, sizes and modification times of its
+    files, masks included) and of the settings that shape its index."""
+    root = Path(dataset.path)
+    candidates = _candidates(dataset) if candidates is None else candidates
+    masks = _mask_candidates(root, dataset)
+    return fingerprint(
+        {
+            "index_version": INDEX_VERSION,
+            "kind": dataset.kind,
+            "label_rule": dataset.label_rule,
+            "classes": dataset.classes,
+            "files": [_stat(root, p) for p in candidates],
+            "masks": [_stat(root, p) for p in masks],
+        }
+    )
+
+
+def _candidates(dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
+    root = Path(dataset.path)
+    if not root.is_dir():
+        raise HarnessError(f"dataset.path {root}: no such folder (bring-your-own data)")
+    if dataset.kind == "image_collage":
+        candidates = _image_candidates(root)
+    else:
+        candidates = _video_candidates(root)
+    if not candidates:
+        expected = "images/ with images" if dataset.kind == "image_collage" else "video files"
+        raise HarnessError(f"{root}: no {expected} found ({', '.join(_suffixes(dataset))})")
+    return candidates
+
+
+def _mask_candidates(root: Path, dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
+    if dataset.label_rule:
+        return []
+    if dataset.kind == "image_collage":
+        folder = root / "masks"
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    found = []
+    for folder, _dirs, names in os.walk(root):
+        found.extend(Path(folder) / n for n in names if Path(n).stem.endswith(MASK_MARK))
+    return sorted(found)
 
 
 def _suffixes(dataset: ImageCollageDataset | VideoDataset) -> tuple[str, ...]:
@@ -251,7 +289,7 @@ def _probe(path: Path) -> dict[str, Any]:
             "frames": frames,
             "width": int(first.shape[1]),
             "height": int(first.shape[0]),
-            "fps": float(reader.fps),
+            "fps": reader.mean_fps,
             "codec": reader.codec,
         }
         if reader.rotation:

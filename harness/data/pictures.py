@@ -59,7 +59,13 @@ def read_header(path: Path) -> PictureHeader:
                 format=str(picture.format),
                 orientation=orientation,
             )
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise HarnessError(f"{path}: unreadable image: {_reason(exc)}") from None
     marker = _END_MARKERS.get(header.format)
     if marker is not None and not _ends_with(path, marker):

@@ -91,6 +91,14 @@ class VideoReader:
             return math.floor(duration * base * self.fps + Fraction(1, 2))
         return 0
 
+    @property
+    def mean_fps(self) -> float:
+        """Frames per second: the stream's rate, or its frames over their span (variable rate)."""
+        table = self._timestamps
+        if table is None or len(table) < 2 or table[-1] == table[0]:
+            return float(self.fps)
+        return float((len(table) - 1) / ((int(table[-1]) - int(table[0])) * self._time_base))
+
     def index_of(self, pts: int) -> int:
         if self._timestamps is not None:
             return int(np.searchsorted(self._timestamps, pts))

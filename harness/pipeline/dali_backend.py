@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch
 from harness.pipeline.plan import SamplePlan, SampleRef
@@ -121,12 +121,31 @@ def _check_pictures(source: CollageSource) -> None:
 
 def _epochs(iterator: Any) -> Iterator[Any]:
     """Batches across epochs: DALI's iterator stops at each epoch's end and, with auto_reset,
-    starts the next; iterating it anew each time would reset it (and warn) instead."""
+    starts the next; iterating it anew each time would reset it (and warn) instead. DALI's own
+    failures (a corrupt file) become one line."""
     while True:
         try:
             yield next(iterator)
         except StopIteration:
             continue
+        except RuntimeError as exc:
+            raise HarnessError(dali_error(exc)) from None
+
+
+def dali_error(exc: BaseException) -> str:
+    """One line for DALI's multi-line error: the operator that failed and what it met. DALI does
+    not say which file it was reading."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    operator = next((line.rstrip(",") for line in lines if line.startswith("Error in")), None)
+    detail = None
+    if "encountered:" in lines:
+        after = lines[lines.index("encountered:") + 1 :]
+        detail = next((line for line in after if "pipeline object" not in line), None)
+    parts = [p for p in (operator, detail) if p] or lines[:1]
+    return (
+        f"backend dali: {type(exc).__name__}: {one_line(': '.join(parts), 300)} (DALI does not "
+        "name the file; pipeline.backend torch does)"
+    )
 
 
 def _training_files(source: Source, plan: SamplePlan) -> tuple[list[str], list[str], str, str]:
