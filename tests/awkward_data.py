@@ -31,9 +31,13 @@ MASK_MODES = ("L", "P", "I;16", "1")  # cycled over the images' masks
 
 
 def reference_rgb(index: int) -> np.ndarray:
-    """The picture every image file of the folder is made from (as shown, HxWx3)."""
-    rng = np.random.default_rng(index)
-    return rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    """The picture image file ``index`` is made from (as shown, HxWx3): smooth ramps, which
+    JPEG keeps close and which show which way up a picture is."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    red = rows * 255 // (HEIGHT - 1)
+    green = cols * 255 // (WIDTH - 1)
+    blue = np.full_like(rows, (index * 37) % 256)
+    return np.stack([red, green, blue], axis=2).astype(np.uint8)
 
 
 def write_image_folder(folder: Path) -> dict[str, str]:
@@ -106,8 +110,8 @@ def _write_video(
             stream.options = {"g": "6", "bf": "2"}
         if rotation:
             stream.set_display_rotation(rotation)
-        if variable_rate:
-            stream.time_base = Fraction(1, 1000)
+        if variable_rate:  # timestamps in milliseconds, not on a rate's grid
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         other = None
         if extra_stream:
             other = container.add_stream("mpeg4", rate=10)

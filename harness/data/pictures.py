@@ -51,7 +51,7 @@ def read_header(path: Path) -> PictureHeader:
 
     try:
         with Image.open(path) as picture:
-            orientation = int(picture.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            orientation = _orientation(picture)
             width, height = picture.size
             header = PictureHeader(
                 *((height, width) if orientation in TURNED_SIDEWAYS else (width, height)),
@@ -71,6 +71,22 @@ def read_header(path: Path) -> PictureHeader:
     if marker is not None and not _ends_with(path, marker):
         raise HarnessError(f"{path}: corrupt or truncated image: no {header.format} end marker")
     return header
+
+
+def _orientation(picture: Any) -> int:
+    """EXIF orientation from the header. A PNG's ``getexif`` decodes the whole image to look for
+    an eXIf chunk after the pixels; one before them is in ``info`` already."""
+    if picture.format == "PNG":
+        from PIL import Image
+
+        raw = picture.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+    else:
+        exif = picture.getexif()
+    return int(exif.get(EXIF_ORIENTATION, 1) or 1)
 
 
 def _ends_with(path: Path, marker: bytes) -> bool:
