@@ -112,7 +112,8 @@ def _decode(data: bytes, path: Path, convert: Any) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as picture:
             picture.load()
-            return convert(ImageOps.exif_transpose(picture), path)
+            ImageOps.exif_transpose(picture, in_place=True)  # no copy when already upright
+            return convert(picture, path)
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
         raise HarnessError(f"{path}: corrupt or truncated image: {_reason(exc)}") from None
 
