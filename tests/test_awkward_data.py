@@ -238,6 +238,39 @@ def test_dali_refuses_what_it_would_read_wrongly(photos: Path) -> None:
 
 
 @pytest.mark.slow
+def test_dali_decodes_every_mode_it_accepts_as_the_torch_backend_does(photos: Path) -> None:
+    """The decoder operator the DALI backend uses, on DALI's CPU (device_id None): RGB, EXIF
+    orientation applied, equal to ``decode_rgb`` for every mode it is not refused."""
+    pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install .[dev])")
+    from nvidia.dali import fn, pipeline_def, types
+
+    from harness.pipeline.dali_backend import DALI_IMAGE_MODES_REFUSED
+
+    files = [photos / "images" / name for mode, name in IMAGE_MODES.items()]
+    files = [
+        f
+        for f, mode in zip(files, IMAGE_MODES, strict=True)
+        if mode not in DALI_IMAGE_MODES_REFUSED
+    ]
+
+    @pipeline_def(batch_size=len(files), num_threads=1, device_id=None)
+    def pipeline():
+        encoded, _ = fn.readers.file(files=[str(f) for f in files])
+        return fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
+
+    decoder = pipeline()
+    decoder.build()
+    (decoded,) = decoder.run()
+    for index, path in enumerate(files):
+        dali = np.asarray(decoded[index]).astype(int)
+        torch_backend = decode_rgb(path.read_bytes(), path).astype(int)
+        assert dali.shape == torch_backend.shape, path.name
+        # Lossless files alike to the bit; JPEG decoders may round an IDCT differently.
+        tolerance = 2 if path.suffix == ".jpg" else 0
+        assert np.abs(dali - torch_backend).max() <= tolerance, path.name
+
+
+@pytest.mark.slow
 def test_awkward_folders_run_end_to_end_from_a_read_only_mount(
     tmp_path: Path, write_scenario, cli
 ) -> None:
