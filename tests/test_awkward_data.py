@@ -237,6 +237,18 @@ def test_dali_refuses_what_it_would_read_wrongly(photos: Path) -> None:
     check_scenario(CollageSource(photos, {**manifest, "files": plain}), use_cuda=False)
 
 
+def test_gpu_video_backends_refuse_turned_and_variable_rate_videos(videos: Path) -> None:
+    from harness.pipeline import dali_backend, nvdec_backend
+
+    manifest = index_dataset(_video_dataset(videos), min_side=CROP)
+    for name in ("phone.mp4", "variable_rate.mp4"):
+        records = [r for r in manifest["files"] if r["path"] == name]
+        source = DecodedVideoSource(videos, {**manifest, "files": records}, 1)
+        for backend in (dali_backend, nvdec_backend):
+            with pytest.raises(HarnessError, match=rf"{name}: backend \w+ cannot read a video"):
+                backend.check_scenario(source, use_cuda=True)
+
+
 @pytest.mark.slow
 def test_dali_decodes_every_mode_it_accepts_as_the_torch_backend_does(photos: Path) -> None:
     """The decoder operator the DALI backend uses, on DALI's CPU (device_id None): RGB, EXIF

@@ -76,18 +76,9 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             "backend dali reads video masks from track tables or derives them from pixels; this "
             "dataset has mask videos: use pipeline.backend torch"
         )
-    for record in source.records:
-        # DALI numbers frames on the rate's grid and does not turn them: the masks and crops
-        # of such videos would not be those of the frames it returns.
-        awkward = "variable frame rate" if "pts" in record else None
-        awkward = awkward or (
-            f"rotated {record['rotation']} degrees" if "rotation" in record else None
-        )
-        if awkward:
-            raise HarnessError(
-                f"{source.root / record['path']}: backend dali cannot read a video with "
-                f"{awkward}; use pipeline.backend torch"
-            )
+    from harness.pipeline.codecs import refuse_awkward_video
+
+    refuse_awkward_video(source, "dali")
     if use_cuda:
         from harness.pipeline.codecs import check_nvdec_limits
 
