@@ -48,14 +48,15 @@ def run(args: argparse.Namespace) -> int:
                 lines.append(f"ok {file}: self-check plan {plan.name} ({runs} runs)")
                 continue
             for item in scenarios.load_scenarios([file], args.override):
-                from harness.train.profiles import check_profile
-
                 s = item.scenario
-                try:
-                    check_profile(s)
-                except HarnessError as exc:
-                    problems.append(f"{item.file}: {exc}")
-                    continue
+                if s.training.compute == "emulated":  # only these name a profile to check
+                    from harness.train.profiles import check_profile
+
+                    try:
+                        check_profile(s)
+                    except HarnessError as exc:
+                        problems.append(f"{item.file}: {exc}")
+                        continue
                 mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
                 lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
         except ScenarioError as exc:
