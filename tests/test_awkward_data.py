@@ -119,6 +119,24 @@ def test_index_reads_headers_and_records_modes(
     assert again == manifest  # unchanged content: the index is reused
 
 
+def test_a_run_finds_the_index_by_path_and_content(tmp_path: Path, index_dir: Path) -> None:
+    from harness.data.index import dataset_manifest
+
+    folder = tmp_path / "photos"
+    write_image_folder(folder)
+    dataset = _image_dataset(folder)
+    with pytest.raises(HarnessError, match=r"photos is not indexed \(indexes: .*\): index it with"):
+        dataset_manifest(dataset, "s.yaml")
+    indexed = index_dataset(dataset, min_side=CROP)
+    assert dataset_manifest(dataset) == indexed
+    (folder / "masks/gray.png").write_bytes((folder / "masks/rgba.png").read_bytes())
+    with pytest.raises(HarnessError, match=r"photos has changed since it was indexed"):
+        dataset_manifest(dataset)  # a mask changed: the index no longer describes the data
+    legacy = {**indexed, "fingerprint": "from-an-older-harness"}
+    (folder / "dataset.json").write_text(json.dumps(legacy))
+    assert dataset_manifest(dataset) == legacy  # an older harness's index inside is still read
+
+
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
