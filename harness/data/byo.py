@@ -37,8 +37,6 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 MASK_MARK = ".mask"
 HEAD_PACKETS = 512  # packets whose timestamps tell a constant frame rate from a variable one
 MAX_VARIABLE_RATE_FRAMES = 200_000  # their timestamps are kept in the index
-
-
 INDEX_VERSION = 2  # of what an index records per file; a new one re-indexes
 
 
