@@ -7,6 +7,7 @@ A ``HarnessError`` becomes one line per problem on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "index_dir", None) is not None:
+        # An environment variable, so that the processes a run launches (emulated accelerators,
+        # capacity probes, torchrun ranks) find the same indexes.
+        from harness.data.index import INDEX_DIR_ENV
+
+        os.environ[INDEX_DIR_ENV] = str(args.index_dir.absolute())
     try:
         return args.func(args)
     except ScenarioError as exc:

@@ -23,10 +23,10 @@ from typing import Any
 from harness import results
 from harness.collect.sampler import Collector
 from harness.data.cache import read_cache_manifest
-from harness.data.manifest import require_complete
+from harness.data.index import dataset_manifest as dataset_index
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest, require_backend
-from harness.pipeline.batch import Batch
+from harness.pipeline.batch import Batch, worker_error
 from harness.scenario import LoadedScenario, Scenario
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
 from harness.train.distributed import Ranks
@@ -112,7 +112,7 @@ def prepare_run(loaded: LoadedScenario, local_rank: int = 0) -> PreparedRun:
         # More emulated accelerators than GPUs share them for their host-to-device copies.
         local_rank = _shared_gpu(local_rank)
     device = resolve_device(scenario.training.device, scenario.training.precision, local_rank)
-    dataset_manifest = require_complete(Path(scenario.dataset.path), str(loaded.file))
+    dataset_manifest = dataset_index(scenario.dataset, str(loaded.file))
     cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
     source = build_source(scenario, dataset_manifest, cache_manifest)
     backend.check_scenario(source, device.is_cuda)
@@ -384,11 +384,11 @@ def train_and_collect(
     except RuntimeError as exc:
         # PyTorch's SIGCHLD handler raises this wherever the loop is when a worker dies; a
         # collective raises it when another rank died.
-        text = one_line(exc, 300)
-        what = "the data pipeline failed" if "DataLoader worker" in text else "run failed"
+        text = worker_error(exc)
+        what = "the data pipeline failed" if "DataLoader worker" in str(exc) else "run failed"
         reason = f"{what}: {text}"
     except Exception as exc:  # a backend library's own error: one line, results kept
-        reason = f"run failed: {type(exc).__name__}: {one_line(exc, 300)}"
+        reason = f"run failed: {worker_error(exc)}"
     finally:
         # Ignore further signals while shutting down, so that a second Ctrl-C cannot lose data.
         for sig in previous:

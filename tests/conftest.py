@@ -20,6 +20,22 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"
 
 
+@pytest.fixture(autouse=True)
+def index_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Indexes of brought datasets go to the test's own state folder, not the working
+    directory's (subprocesses inherit it)."""
+    folder = tmp_path / ".harness-index"
+    monkeypatch.setenv("HARNESS_INDEX_DIR", str(folder))
+    return folder
+
+
+def byo_index(index_dir: Path) -> dict[str, Any]:
+    """The one index the test wrote in ``index_dir``."""
+    found = sorted(index_dir.glob("*/*.json"))
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
+
+
 @dataclass
 class Result:
     returncode: int

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import byo_index, run_harness, tiny_collage_scenario, tiny_video_scenario
 from PIL import Image
 
 from harness.data.cache import mask_path
@@ -48,7 +47,7 @@ def _write_mask_video(path: Path, masks: list[np.ndarray], fps: int) -> None:
 
 
 def test_videos_with_label_rule_are_indexed_and_cached(
-    tmp_path: Path, write_scenario, camera_videos: Path
+    tmp_path: Path, write_scenario, camera_videos: Path, index_dir: Path
 ) -> None:
     folder = tmp_path / "footage"
     folder.mkdir()
@@ -58,7 +57,8 @@ def test_videos_with_label_rule_are_indexed_and_cached(
     result = run_harness("datagen", str(path))
     assert result.returncode == 0, result.stderr
     assert "labels: derived:luma_bins" in result.stdout
-    manifest = json.loads((folder / "dataset.json").read_text())
+    manifest = byo_index(index_dir)
+    assert not (folder / "dataset.json").exists()  # the brought folder is only read
     assert manifest["source"] == "byo" and manifest["labels"] == "derived:luma_bins"
     assert manifest["files"][0]["frames"] == 40
     assert run_harness("datagen", str(path)).stdout.startswith("bring-your-own video at")
@@ -69,7 +69,9 @@ def test_videos_with_label_rule_are_indexed_and_cached(
     np.testing.assert_array_equal(cached, derive_mask(frame, "luma_bins", 4))
 
 
-def test_videos_with_mask_videos(tmp_path: Path, write_scenario, camera_videos: Path) -> None:
+def test_videos_with_mask_videos(
+    tmp_path: Path, write_scenario, camera_videos: Path, index_dir: Path
+) -> None:
     folder = tmp_path / "footage"
     folder.mkdir()
     shutil.copy(camera_videos / "cam001.mp4", folder / "gate.mp4")
@@ -78,7 +80,7 @@ def test_videos_with_mask_videos(tmp_path: Path, write_scenario, camera_videos: 
     path = write_scenario(_byo_video_scenario(tmp_path, folder))
     result = run_harness("datagen", str(path))
     assert result.returncode == 0, result.stderr
-    assert json.loads((folder / "dataset.json").read_text())["files"][0]["mask"] == "gate.mask.mkv"
+    assert byo_index(index_dir)["files"][0]["mask"] == "gate.mask.mkv"
     assert run_harness("cache", str(path)).returncode == 0
     for index in (0, 21, 39):
         np.testing.assert_array_equal(
@@ -99,7 +101,7 @@ def test_videos_without_masks_or_rule_are_refused(
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "cut-short"])
 def test_corrupt_video_is_named(
-    tmp_path: Path, write_scenario, camera_videos: Path, damage: str
+    tmp_path: Path, write_scenario, camera_videos: Path, damage: str, index_dir: Path
 ) -> None:
     folder = tmp_path / "footage"
     folder.mkdir()
@@ -129,7 +131,7 @@ def test_corrupt_video_is_named(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), lines
     print(lines[0])
-    assert not (folder / "dataset.json").exists()  # nothing half-indexed is left to be used
+    assert not list(index_dir.glob("*/*.json"))  # nothing half-indexed is left to be used
 
 
 def _write_images(folder: Path, count: int, masks: bool = True) -> None:
@@ -153,20 +155,22 @@ def _byo_image_scenario(tmp_path: Path, folder: Path, **extra) -> dict:
     return scenario
 
 
-def test_images_with_masks(tmp_path: Path, write_scenario) -> None:
+def test_images_with_masks(tmp_path: Path, write_scenario, index_dir: Path) -> None:
     folder = tmp_path / "photos"
     _write_images(folder, 3)
     result = run_harness("datagen", str(write_scenario(_byo_image_scenario(tmp_path, folder))))
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((folder / "dataset.json").read_text())
+    manifest = byo_index(index_dir)
     assert manifest["labels"] == "masks" and len(manifest["files"]) == 3
     assert manifest["files"][0] == {
         "path": "images/shot0.jpg",
         "bytes": (folder / "images/shot0.jpg").stat().st_size,
         "width": 90,
         "height": 100,
+        "mode": "RGB",
         "mask": "masks/shot0.png",
         "mask_bytes": (folder / "masks/shot0.png").stat().st_size,
+        "mask_mode": "L",
     }
 
 

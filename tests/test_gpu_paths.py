@@ -111,7 +111,7 @@ def test_selfcheck_plan_errors_name_the_field(tmp_path: Path) -> None:
     plan.write_text(yaml.safe_dump({"name": "p", "runs": [{"scenario": "x.yaml", "backends": {}}]}))
     done = run_harness("selfcheck", "--plan", str(plan))
     assert done.returncode == 2
-    assert f"{plan}: runs.0.backends" in done.stderr
+    assert f"{plan}:3:13: runs.0.backends" in done.stderr  # file:line:col of the field
 
 
 @pytest.mark.slow

@@ -50,6 +50,14 @@ def override_arg(parser: argparse.ArgumentParser) -> None:
         metavar="KEY.PATH=VALUE",
         help="set a field of every scenario, e.g. -o pipeline.workers=4 (repeatable)",
     )
+    parser.add_argument(
+        "--index-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where indexes of bring-your-own datasets are kept (default: ./.harness/index, or "
+        "$HARNESS_INDEX_DIR); the datasets themselves are only read",
+    )
 
 
 def results_arg(parser: argparse.ArgumentParser) -> None:

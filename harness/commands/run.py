@@ -8,7 +8,6 @@ from pathlib import Path
 
 from harness.commands import results_arg, scenario_args, utc_stamp
 from harness.errors import HarnessError
-from harness.summary import summary_lines
 
 HELP = "run each scenario's training loop with its collectors; write results/<run-id>/"
 
@@ -27,6 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run scenarios this machine is too small for (far more workers than cores, more "
+        "memory in flight than it has): a warning instead of a refusal",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +43,13 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
     (also when a run stops early: a stopped suite still reports what it has)."""
     from harness.run import run_scenario
     from harness.scenario import load_scenarios
+    from harness.scenario.machine import check_machine
+    from harness.summary import summary_lines
 
     if args.repeat < 1:
         raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
     loaded = load_scenarios(args.files, args.override)
+    check_machine(loaded, force=args.force)
     if report is not None:
         from harness.data import prepare_datasets
         from harness.data.cache import build_caches

@@ -1,14 +1,18 @@
-"""Bring your own data: check a folder of images or videos and index it in a dataset manifest.
+"""Bring your own data: check a folder of images or videos and index it (in the state folder of
+``harness.data.index``: the folder itself is only read, so it may be read-only).
 
 Expected layouts::
 
-    images:  PATH/images/NAME.{jpg,jpeg,png,npy}  with masks  PATH/masks/NAME.{png,npy}
+    images:  PATH/images/NAME.{jpg,jpeg,png,tif,tiff,bmp,webp,npy}  with masks
+             PATH/masks/NAME.{png,tif,tiff,npy}
     videos:  PATH/**/NAME.{mp4,mkv,webm,mov,avi}  with optional lossless mask videos
              PATH/**/NAME.mask.{mkv,...} (gray, one mask frame per video frame)
 
 Without masks the scenario must declare ``label_rule`` and the labels are recorded as derived.
-Every file is opened and checked (a video is decoded at its first and last frame), so a corrupt
-or truncated file is named here, before any run relies on it.
+Every file is checked from its header (an image's, with its end marker: a few kB per file; a video
+is decoded at its first and last frame), so an unreadable or truncated file, a mask that is not
+one channel or not its image's size, is named here, before any run relies on it; pixels that
+cannot be decoded and mask values that are not class ids are named when first read.
 """
 
 from __future__ import annotations
@@ -19,42 +23,33 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness.data.files import ensure_writable_dir
-from harness.data.manifest import fingerprint, new_manifest, read_manifest, write_manifest
+from harness.data.files import ensure_writable_dir, write_json_atomic
+from harness.data.index import index_file, read_index
+from harness.data.manifest import fingerprint, new_manifest
+from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import ImageCollageDataset, VideoDataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".npy")
-MASK_SUFFIXES = (".png", ".npy")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".npy")
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 MASK_MARK = ".mask"
+HEAD_PACKETS = 512  # packets whose timestamps tell a constant frame rate from a variable one
+MAX_VARIABLE_RATE_FRAMES = 200_000  # their timestamps are kept in the index
+INDEX_VERSION = 2  # of what an index records per file; a new one re-indexes
 
 
 def index_dataset(
     dataset: ImageCollageDataset | VideoDataset, *, min_side: int = 1, force: bool = False
 ) -> dict[str, Any]:
-    """Check the bring-your-own folder at ``dataset.path`` and write its ``dataset.json``."""
+    """Check the bring-your-own folder at ``dataset.path`` and write its index in the state
+    folder (``harness.data.index``): the dataset itself is only read."""
     root = Path(dataset.path)
-    if not root.is_dir():
-        raise HarnessError(f"dataset.path {root}: no such folder (bring-your-own data)")
-    if dataset.kind == "image_collage":
-        candidates = _image_candidates(root)
-    else:
-        candidates = _video_candidates(root)
-    if not candidates:
-        expected = "images/ with images" if dataset.kind == "image_collage" else "video files"
-        raise HarnessError(f"{root}: no {expected} found ({', '.join(_suffixes(dataset))})")
-    stamp = fingerprint(
-        {
-            "kind": dataset.kind,
-            "label_rule": dataset.label_rule,
-            "classes": dataset.classes,
-            "files": [_stat(root, p) for p in candidates],
-        }
-    )
-    existing = read_manifest(root)
-    if existing and existing.get("fingerprint") == stamp and existing.get("complete") and not force:
+    candidates = _candidates(dataset)
+    stamp = content_stamp(dataset, candidates)
+    existing = read_index(root, stamp)
+    if existing is not None and not force:
         print(f"bring-your-own {dataset.kind} at {root} is indexed and unchanged")
         return existing
 
@@ -74,21 +69,66 @@ def index_dataset(
     )
     manifest.update(
         complete=True,
+        dataset_path=str(root),
         files=files,
         total_bytes=sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
     )
     if dataset.kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
-    try:
-        ensure_writable_dir(root)
-    except HarnessError as exc:
-        raise HarnessError(f"{exc} (the index dataset.json is written there)") from None
-    write_manifest(root, manifest)
+    target = index_file(root, stamp)
+    ensure_writable_dir(target.parent)
+    write_json_atomic(target, manifest)
     print(
         f"indexed bring-your-own {dataset.kind} at {root}: {len(files)} files, "
-        f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}"
+        f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}; index: {target}"
     )
     return manifest
+
+
+def content_stamp(
+    dataset: ImageCollageDataset | VideoDataset, candidates: list[Path] | None = None
+) -> str:
+    """A fingerprint of the brought folder's content (names, sizes and modification times of its
+    files, masks included) and of the settings that shape its index."""
+    root = Path(dataset.path)
+    candidates = _candidates(dataset) if candidates is None else candidates
+    masks = _mask_candidates(root, dataset)
+    return fingerprint(
+        {
+            "index_version": INDEX_VERSION,
+            "kind": dataset.kind,
+            "label_rule": dataset.label_rule,
+            "classes": dataset.classes,
+            "files": [_stat(root, p) for p in candidates],
+            "masks": [_stat(root, p) for p in masks],
+        }
+    )
+
+
+def _candidates(dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
+    root = Path(dataset.path)
+    if not root.is_dir():
+        raise HarnessError(f"dataset.path {root}: no such folder (bring-your-own data)")
+    if dataset.kind == "image_collage":
+        candidates = _image_candidates(root)
+    else:
+        candidates = _video_candidates(root)
+    if not candidates:
+        expected = "images/ with images" if dataset.kind == "image_collage" else "video files"
+        raise HarnessError(f"{root}: no {expected} found ({', '.join(_suffixes(dataset))})")
+    return candidates
+
+
+def _mask_candidates(root: Path, dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
+    if dataset.label_rule:
+        return []
+    if dataset.kind == "image_collage":
+        folder = root / "masks"
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    found = []
+    for folder, _dirs, names in os.walk(root):
+        found.extend(Path(folder) / n for n in names if Path(n).stem.endswith(MASK_MARK))
+    return sorted(found)
 
 
 def _suffixes(dataset: ImageCollageDataset | VideoDataset) -> tuple[str, ...]:
@@ -117,8 +157,10 @@ def _stat(root: Path, path: Path) -> list[Any]:
     return [str(path.relative_to(root)), info.st_size, info.st_mtime_ns]
 
 
-def _image_size(path: Path) -> tuple[int, int, int]:
-    """(height, width, channels) of an image file, checking that its data is readable."""
+def _image_size(path: Path) -> tuple[int, int, int, str]:
+    """(height, width, channels, Pillow mode or "npy") of an image file as shown (EXIF
+    orientation applied), from its header alone: indexing a large set reads a few kB per file,
+    never the pixels. Channels are 1 for single-channel modes, 3 for any other picture."""
     import numpy as np
 
     if path.suffix.lower() == ".npy":
@@ -126,19 +168,19 @@ def _image_size(path: Path) -> tuple[int, int, int]:
             array = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{path}: not a readable .npy array: {exc}") from None
-        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        if (
+            array.dtype != np.uint8
+            or array.ndim not in (2, 3)
+            or (array.ndim == 3 and (array.shape[2] not in (1, 3, 4)))
+        ):
             raise HarnessError(
-                f"{path}: expected a uint8 HxW or HxWx3 array, got {array.dtype} {array.shape}"
+                f"{path}: expected a uint8 HxW, HxWx1, HxWx3 or HxWx4 array, got {array.dtype} "
+                f"{array.shape}"
             )
-        return array.shape[0], array.shape[1], array.shape[2] if array.ndim == 3 else 1
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            picture.load()  # decodes every byte: a truncated file fails here
-            return picture.height, picture.width, len(picture.getbands())
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise HarnessError(f"{path}: corrupt or truncated image: {exc}") from None
+        channels = array.shape[2] if array.ndim == 3 else 1
+        return array.shape[0], array.shape[1], channels, "npy"
+    header = read_header(path)
+    return header.height, header.width, 1 if header.single_channel else 3, header.mode
 
 
 def _record(root: Path, path: Path, min_side: int, **geometry: Any) -> dict[str, Any]:
@@ -153,8 +195,8 @@ def _record(root: Path, path: Path, min_side: int, **geometry: Any) -> dict[str,
 def _check_image(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
 ) -> dict[str, Any]:
-    height, width, _channels = _image_size(path)
-    record = _record(root, path, min_side, width=width, height=height)
+    height, width, _channels, mode = _image_size(path)
+    record = _record(root, path, min_side, width=width, height=height, mode=mode)
     if dataset.label_rule:
         return record
     mask = next(
@@ -169,23 +211,28 @@ def _check_image(
         raise HarnessError(
             f"{path}: no mask masks/{path.stem}.png or .npy; add masks or set dataset.label_rule"
         )
-    mask_height, mask_width, channels = _image_size(mask)
-    if (mask_height, mask_width) != (height, width) or channels != 1:
+    mask_height, mask_width, channels, mask_mode = _image_size(mask)
+    if channels != 1:
+        mode = f"mode {mask_mode}" if mask_mode != "npy" else f"{channels} channels"
         raise HarnessError(
-            f"{mask}: mask is {mask_width}x{mask_height}x{channels}, expected "
-            f"{width}x{height} with one channel (class ids)"
+            f"{mask}: mask is {mode}, expected one channel of class ids (mode L, P, 1 or I;16)"
         )
-    record.update(mask=str(mask.relative_to(root)), mask_bytes=mask.stat().st_size)
+    if (mask_height, mask_width) != (height, width):
+        raise HarnessError(
+            f"{mask}: mask is {mask_width}x{mask_height}, its image {path.name} is "
+            f"{width}x{height} (both as their EXIF orientation shows them)"
+        )
+    record.update(
+        mask=str(mask.relative_to(root)), mask_bytes=mask.stat().st_size, mask_mode=mask_mode
+    )
     return record
 
 
 def _check_video(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
 ) -> dict[str, Any]:
-    frames, width, height, fps, codec = _probe(path)
-    record = _record(
-        root, path, min_side, frames=frames, width=width, height=height, fps=fps, codec=codec
-    )
+    probe = _probe(path)
+    record = _record(root, path, min_side, **probe)
     if dataset.label_rule:
         return record
     masks = sorted(path.parent.glob(f"{path.stem}{MASK_MARK}.*"))
@@ -194,26 +241,60 @@ def _check_video(
             f"{path}: no mask video {path.stem}{MASK_MARK}.mkv beside it; add one or set "
             "dataset.label_rule"
         )
-    mask_frames, mask_width, mask_height, _fps, _codec = _probe(masks[0])
-    if (mask_frames, mask_width, mask_height) != (frames, width, height):
+    mask = _probe(masks[0])
+    frames, width, height = probe["frames"], probe["width"], probe["height"]
+    if (mask["frames"], mask["width"], mask["height"]) != (frames, width, height):
         raise HarnessError(
-            f"{masks[0]}: {mask_frames} frames of {mask_width}x{mask_height}, "
+            f"{masks[0]}: {mask['frames']} frames of {mask['width']}x{mask['height']}, "
             f"expected {frames} of {width}x{height} like its video"
         )
     record.update(mask=str(masks[0].relative_to(root)), mask_bytes=masks[0].stat().st_size)
+    if "pts" in mask:
+        record["mask_pts"] = mask["pts"]
     return record
 
 
-def _probe(path: Path) -> tuple[int, int, int, float, str]:
-    """Frame count and geometry of a video, after decoding its first and last frames."""
+def _probe(path: Path) -> dict[str, Any]:
+    """Frame count and geometry (as shown) of a video, after decoding its first and last frames;
+    variable frame rate, rotation and extra video streams noted in the record and said."""
     with VideoReader(path) as reader:
+        head = reader.packet_timestamps(HEAD_PACKETS)
+        timestamps = None
+        # Off the rate's grid (or frames missing from it): number frames by their timestamps. On
+        # it, a count short of the header's is a truncated file, named below.
+        if not reader.constant_rate(head):
+            timestamps = reader.packet_timestamps()
+            if len(timestamps) > MAX_VARIABLE_RATE_FRAMES:
+                raise HarnessError(
+                    f"{path}: variable frame rate with {len(timestamps)} frames (this harness "
+                    f"indexes up to {MAX_VARIABLE_RATE_FRAMES} frames of such a video); "
+                    "re-encode it at a constant rate (ffmpeg -fps_mode cfr)"
+                )
+            print(f"note: {path}: variable frame rate; frames are indexed by their timestamps")
+        streams = reader.video_streams
+    if streams > 1:
+        print(f"note: {path}: {streams} video streams; the first is read")
+    with VideoReader(path, timestamps=timestamps) as reader:
         frames = reader.declared_frames
         if frames <= 0:
             raise HarnessError(f"{path}: frame count unknown (no header count or duration)")
         try:
-            reader.read(0)
+            first = reader.read(0)
             reader.read(frames - 1)
         except HarnessError as exc:
             detail = str(exc).removeprefix(f"{path}: ")
             raise HarnessError(f"{path}: corrupt or truncated video: {detail}") from None
-        return frames, reader.width, reader.height, float(reader.fps), reader.codec
+        probe: dict[str, Any] = {
+            "frames": frames,
+            "width": int(first.shape[1]),
+            "height": int(first.shape[0]),
+            "fps": reader.mean_fps,
+            "codec": reader.codec,
+        }
+        if reader.rotation:
+            probe["rotation"] = reader.rotation
+        if streams > 1:
+            probe["video_streams"] = streams
+        if timestamps is not None:
+            probe["pts"] = timestamps
+        return probe

@@ -35,8 +35,9 @@ from harness.data.files import (
     write_json_atomic,
 )
 from harness.data.images import SUFFIX, write_image
+from harness.data.index import dataset_manifest as dataset_index
 from harness.data.labels import derive_mask
-from harness.data.manifest import check_format, fingerprint, require_complete
+from harness.data.manifest import check_format, fingerprint
 from harness.data.parallel import available_cpus, run_parallel
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
@@ -84,7 +85,7 @@ def read_cache_manifest(scenario: Scenario) -> dict[str, Any]:
     cache = scenario.pipeline.cache
     assert cache is not None
     cache_dir = Path(cache.path)
-    dataset_manifest = require_complete(Path(scenario.dataset.path))
+    dataset_manifest = dataset_index(scenario.dataset)
     manifest = read_json(cache_dir / MANIFEST_NAME)
     if manifest is None:
         raise HarnessError(
@@ -118,7 +119,7 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     cache = scenario.pipeline.cache
     assert cache is not None and scenario.dataset.kind == "video"
     dataset_dir, cache_dir = Path(scenario.dataset.path), Path(cache.path)
-    dataset = require_complete(dataset_dir)
+    dataset = dataset_index(scenario.dataset)
     wanted = cache_fingerprint(dataset, cache)
     ensure_writable_dir(cache_dir)
     _claim_folder(cache_dir, wanted, force)
@@ -261,14 +262,16 @@ def _frames_with_masks(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(index, RGB frame, mask) for frames [start, stop), masks from whichever source the
     dataset has: object tracks (generated), a lossless mask video, or a label rule."""
-    with VideoReader(root / record["path"]) as reader:
+    with VideoReader(root / record["path"], timestamps=record.get("pts")) as reader:
         frames = reader.frames(start, stop)
         if "tracks" in record:
             tracks = Tracks.load(root / record["tracks"])
             for index, image in frames:
                 yield index, image, tracks.mask(index)
         elif "mask" in record:
-            with VideoReader(root / record["mask"]) as mask_reader:
+            with VideoReader(
+                root / record["mask"], timestamps=record.get("mask_pts")
+            ) as mask_reader:
                 masks = mask_reader.frames(start, stop, pixel_format="gray")
                 for (index, image), (mask_index, mask) in zip(frames, masks, strict=False):
                     if mask_index != index:

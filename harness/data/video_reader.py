@@ -2,14 +2,18 @@
 frame cache (and for checking brought videos).
 
 ``VideoReader`` is the one place that maps frame indices to timestamps, for random access (seek to
-the keyframe at or before the frame, decode forward) and for sequential decoding alike.
+the keyframe at or before the frame, decode forward) and for sequential decoding alike. Frames of a
+constant-rate video sit on its rate's grid; a variable-rate video brings the timestamps of its
+frames (``timestamps``, read from its packets once, at index time). A file with several video streams is read
+from its first. Frames come turned as the stream's display matrix says (phone videos), whatever
+their size, odd sides included.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import IO
@@ -27,10 +31,15 @@ class VideoReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], threads: int = 1, file: IO[bytes] | None = None
+        self,
+        path: str | os.PathLike[str],
+        threads: int = 1,
+        file: IO[bytes] | None = None,
+        timestamps: Sequence[int] | None = None,
     ) -> None:
         """``file``, when given, is the open file to read (e.g. one that counts its reads);
-        ``path`` then only names it in messages."""
+        ``path`` then only names it in messages. ``timestamps``: the pts of every frame in
+        presentation order, for a variable-rate video."""
         import av
 
         self.path = Path(path)
@@ -56,6 +65,9 @@ class VideoReader:
         self._start = self._stream.start_time or 0
         self.width, self.height = self._stream.width, self._stream.height
         self.codec = self._stream.codec_context.name
+        self.video_streams = len(self._container.streams.video)
+        self.rotation = 0  # degrees counter-clockwise, as the last decoded frame said
+        self._timestamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -69,6 +81,8 @@ class VideoReader:
     @property
     def declared_frames(self) -> int:
         """Frame count from the container header, or from its duration; 0 when neither is known."""
+        if self._timestamps is not None:
+            return len(self._timestamps)
         if self._stream.frames:
             return int(self._stream.frames)
         duration = self._stream.duration or self._container.duration
@@ -77,11 +91,47 @@ class VideoReader:
             return math.floor(duration * base * self.fps + Fraction(1, 2))
         return 0
 
+    @property
+    def mean_fps(self) -> float:
+        """Frames per second: the stream's rate, or its frames over their span (variable rate)."""
+        table = self._timestamps
+        if table is None or len(table) < 2 or table[-1] == table[0]:
+            return float(self.fps)
+        return float((len(table) - 1) / ((int(table[-1]) - int(table[0])) * self._time_base))
+
     def index_of(self, pts: int) -> int:
+        if self._timestamps is not None:
+            return int(np.searchsorted(self._timestamps, pts))
         return round((pts - self._start) * self._time_base * self.fps)
 
     def _pts_of(self, index: int) -> int:
+        if self._timestamps is not None:
+            return int(self._timestamps[min(index, len(self._timestamps) - 1)])
         return self._start + round(Fraction(index) / self.fps / self._time_base)
+
+    def packet_timestamps(self, limit: int | None = None) -> list[int]:
+        """The pts of the first ``limit`` (or all) frames of the video stream, in presentation
+        order, from its packets (demuxed, not decoded)."""
+        import av
+
+        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
+        found: list[int] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.pts is not None:
+                    found.append(packet.pts)
+                if limit is not None and len(found) >= limit:
+                    break
+        except av.error.FFmpegError as exc:
+            raise HarnessError(f"{self.path}: cannot read packets: {_reason(exc)}") from None
+        return sorted(found)
+
+    def constant_rate(self, timestamps: Sequence[int]) -> bool:
+        """Whether the frames sit on the stream's rate grid, one frame per slot."""
+        if not timestamps:
+            return True
+        indices = [self.index_of(pts) for pts in timestamps]
+        return indices == list(range(indices[0], indices[0] + len(indices)))
 
     def frames(
         self, start: int = 0, stop: int | None = None, *, pixel_format: str = "rgb24"
@@ -103,7 +153,8 @@ class VideoReader:
                     continue
                 if stop is not None and index >= stop:
                     return
-                yield index, frame.to_ndarray(format=pixel_format)
+                self.rotation = int(frame.rotation or 0)
+                yield index, _upright(frame.to_ndarray(format=pixel_format), self.rotation)
         except av.error.FFmpegError as exc:
             raise HarnessError(
                 f"{self.path}: cannot decode near frame {start}: {_reason(exc)}"
@@ -115,6 +166,13 @@ class VideoReader:
             if found == index:
                 return image
         raise HarnessError(f"{self.path}: frame {index} not found (the video is shorter)")
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame as its display matrix shows it: FFmpeg gives the rotation in degrees
+    counter-clockwise, as ``np.rot90`` turns."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def _reason(exc: BaseException) -> str:

@@ -104,5 +104,31 @@ class Batch:
         return replace(self, image=self.image.pin_memory(), mask=self.mask.pin_memory())
 
 
+def sample_failure(file: str, frame: int | None, exc: BaseException) -> FileError:
+    """(file, one line) for a sample that could not be read: the frame of a video, and the
+    exception's type and message; the harness's own errors already name the file and say what
+    is wrong, so they keep their words."""
+    from harness.errors import HarnessError, one_line
+
+    where = f"frame {frame}: " if frame is not None else ""
+    if isinstance(exc, HarnessError):
+        text = one_line(exc, 300).removeprefix(f"{file}: ")
+    else:
+        text = f"{type(exc).__name__}: {one_line(exc, 300)}"
+    return file, where + text
+
+
+def worker_error(exc: BaseException) -> str:
+    """One line for an error re-raised from a DataLoader worker or a backend library, whose
+    message carries the original traceback: the original exception's last line, not the
+    flattened traceback."""
+    from harness.errors import one_line
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):
+        return one_line(lines[-1], 300)  # "ValueError: ..." as the worker raised it
+    return f"{type(exc).__name__}: {one_line(lines[0] if lines else exc, 300)}"
+
+
 def _floats(values: list[float]) -> np.ndarray:
     return np.array(values, dtype=np.float64)

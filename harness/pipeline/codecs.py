@@ -34,3 +34,20 @@ def check_nvdec_limits(source: DecodedVideoSource) -> None:
                 f"{path}: {width}x{height} is outside NVDEC's {codec} limits "
                 f"({min_w}x{min_h} to {max_w}x{max_h}); use pipeline.backend torch for this dataset"
             )
+
+
+def refuse_awkward_video(source: DecodedVideoSource, backend: str) -> None:
+    """Refuse, naming the file, a video this backend would read wrongly: it numbers frames on
+    the rate's grid (a variable-rate video's masks and frames would not match) and does not
+    turn frames as a display matrix says. The torch backend reads both."""
+    for record in source.records:
+        if "pts" in record:
+            awkward = "a variable frame rate"
+        elif "rotation" in record:
+            awkward = f"rotation metadata ({record['rotation']} degrees)"
+        else:
+            continue
+        raise HarnessError(
+            f"{source.root / record['path']}: backend {backend} cannot read a video with "
+            f"{awkward}; use pipeline.backend torch"
+        )

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch
 from harness.pipeline.plan import SamplePlan, SampleRef
@@ -57,8 +57,18 @@ def unavailable() -> str | None:
 CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder takes
 
 
+# Pillow modes of brought pictures that DALI's decoder reads as the torch backend does (RGB, EXIF
+# orientation applied): measured against harness.data.pictures; it fails on 32-bit integer
+# ("I") TIFFs. Masks: only 8-bit gray keeps its class ids (DALI expands palette masks into
+# colours and rescales 16-bit and 1-bit ones).
+DALI_IMAGE_MODES_REFUSED = ("I",)
+DALI_MASK_MODES = ("L", "npy")
+
+
 def check_scenario(source: Source, use_cuda: bool) -> None:
-    """Refuse, before any work, what this backend cannot do; a video it cannot decode is named."""
+    """Refuse, before any work, what this backend cannot do; a file it cannot decode is named."""
+    if isinstance(source, CollageSource):
+        _check_pictures(source)
     if not isinstance(source, DecodedVideoSource):
         return
     if any("mask" in record for record in source.records):
@@ -66,6 +76,9 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             "backend dali reads video masks from track tables or derives them from pixels; this "
             "dataset has mask videos: use pipeline.backend torch"
         )
+    from harness.pipeline.codecs import refuse_awkward_video
+
+    refuse_awkward_video(source, "dali")
     if use_cuda:
         from harness.pipeline.codecs import check_nvdec_limits
 
@@ -81,14 +94,49 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
             )
 
 
+def _check_pictures(source: CollageSource) -> None:
+    for record in source.records:
+        if record.get("mode") in DALI_IMAGE_MODES_REFUSED:
+            raise HarnessError(
+                f"{source.root / record['path']}: backend dali cannot decode {record['mode']} "
+                "(32-bit integer) images; use pipeline.backend torch"
+            )
+        mask_mode = record.get("mask_mode", "L")
+        if "mask" in record and mask_mode not in DALI_MASK_MODES:
+            raise HarnessError(
+                f"{source.root / record['mask']}: backend dali reads masks of mode L (8-bit gray) "
+                f"only and would change the class ids of this mode {mask_mode} mask; use "
+                "pipeline.backend torch or save the masks as 8-bit gray"
+            )
+
+
 def _epochs(iterator: Any) -> Iterator[Any]:
     """Batches across epochs: DALI's iterator stops at each epoch's end and, with auto_reset,
-    starts the next; iterating it anew each time would reset it (and warn) instead."""
+    starts the next; iterating it anew each time would reset it (and warn) instead. DALI's own
+    failures (a corrupt file) become one line."""
     while True:
         try:
             yield next(iterator)
         except StopIteration:
             continue
+        except RuntimeError as exc:
+            raise HarnessError(dali_error(exc)) from None
+
+
+def dali_error(exc: BaseException) -> str:
+    """One line for DALI's multi-line error: the operator that failed and what it met. DALI does
+    not say which file it was reading."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    operator = next((line.rstrip(",") for line in lines if line.startswith("Error in")), None)
+    detail = None
+    if "encountered:" in lines:
+        after = lines[lines.index("encountered:") + 1 :]
+        detail = next((line for line in after if "pipeline object" not in line), None)
+    parts = [p for p in (operator, detail) if p] or lines[:1]
+    return (
+        f"backend dali: {type(exc).__name__}: {one_line(': '.join(parts), 300)} (DALI does not "
+        "name the file; pipeline.backend torch does)"
+    )
 
 
 def _training_files(source: Source, plan: SamplePlan) -> tuple[list[str], list[str], str, str]:
@@ -129,6 +177,7 @@ def build_dali_batches(
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     images, masks, image_suffix, mask_suffix = _training_files(source, plan)
+    classes = source.classes if isinstance(source, CollageSource) else None
     heights = {info.height for info in source.files}
     widths = {info.width for info in source.files}
     # Crop corners, relative to the room left by the crop; images keep their bottom band out.
@@ -183,6 +232,12 @@ def build_dali_batches(
         mask = batch["mask"]
         if mask.dim() == 4:
             mask = mask[..., 0]
+        if classes is not None and int(mask.max()) >= classes:
+            raise HarnessError(
+                f"backend dali: a mask in this batch holds {int(mask.max())}, not a class id "
+                f"(dataset.classes is {classes}); DALI does not say which file: the torch backend "
+                "names it"
+            )
         yield Batch.untimed(image, mask, time.monotonic_ns())
 
 

@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
-from harness.pipeline.batch import Batch, FileError, Sample
+from harness.pipeline.batch import Batch, FileError, Sample, sample_failure
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
 from harness.pipeline.readahead import ReadAhead
@@ -79,8 +80,10 @@ class SegmentationSamples(Dataset):
                 ahead.earliest_taken = None
             try:
                 image, mask, reads = self.source.load(ref, self.crop)
-            except (HarnessError, OSError, ValueError) as exc:
-                errors.append((self.source.describe(ref), one_line(exc)))
+                self._check_shapes(ref, image, mask)
+            except Exception as exc:  # any failure of one sample: one line, never a traceback
+                frame = ref.frame if self.source.files[ref.file].frames > 1 else None
+                errors.append(sample_failure(self.source.describe(ref), frame, exc))
                 if self.on_corrupt == "fail":
                     return self._failed(errors, started)
                 continue
@@ -97,6 +100,16 @@ class SegmentationSamples(Dataset):
                 errors=errors,
             )
         return self._failed(errors, started)
+
+    def _check_shapes(self, ref: SampleRef, image: np.ndarray, mask: np.ndarray) -> None:
+        """Samples are stacked into a batch: a source's wrong shape is named here, with its file,
+        not later by ``torch.stack`` without one."""
+        crop = self.crop
+        if image.shape != (crop, crop, 3) or mask.shape != (crop, crop) or image.dtype != np.uint8:
+            raise HarnessError(
+                f"{self.source.describe(ref)}: read as image {image.dtype} {image.shape} and mask "
+                f"{mask.shape}, expected uint8 ({crop}, {crop}, 3) and ({crop}, {crop})"
+            )
 
     def _failed(self, errors: list[FileError], started: int) -> Sample:
         crop, ended = self.crop, time.monotonic_ns()

@@ -39,7 +39,7 @@ from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest
 from harness.pipeline.accounting import CountingFile, PageLedger, Reads
 from harness.pipeline.batch import NOT_MEASURED, Batch, FileError, Sample
-from harness.pipeline.codecs import check_nvdec_limits
+from harness.pipeline.codecs import check_nvdec_limits, refuse_awkward_video
 from harness.pipeline.loader import MAX_SKIPS
 from harness.pipeline.plan import SampleRef
 from harness.pipeline.sources import DecodedVideoSource, Source
@@ -84,6 +84,7 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
         raise HarnessError(
             "backend nvdec decodes video: it needs dataset.kind video and pipeline.mode decoded"
         )
+    refuse_awkward_video(source, "nvdec")
     check_nvdec_limits(source)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.data import cache as frame_cache
 from harness.data.labels import derive_mask
+from harness.data.pictures import checked_classes, decode_mask, decode_rgb, to_rgb
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError, one_line
@@ -131,16 +132,18 @@ class CollageSource(_DatasetSource):
         record = self.records[ref.file]
         rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
         reads = Reads()
-        image = self._read(self.root / record["path"], rows, cols, reads)
+        image = to_rgb(self._read(self.root / record["path"], rows, cols, reads, decode_rgb))
         if "mask" in record:
-            mask = self._read(self.root / record["mask"], rows, cols, reads)
+            mask_file = self.root / record["mask"]
+            mask = self._read(mask_file, rows, cols, reads, decode_mask)
+            mask = checked_classes(mask, self.classes, mask_file)
         else:
             mask = self.derived_mask(image)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask), reads
 
-    def _read(self, path: Path, rows: slice, cols: slice, reads: Reads) -> np.ndarray:
+    def _read(self, path: Path, rows: slice, cols: slice, reads: Reads, decode: Any) -> np.ndarray:
         if path.suffix != ".npy":
-            return _decode_picture(self.read_whole(path, reads), path)[rows, cols]
+            return decode(self.read_whole(path, reads), path)[rows, cols]
         array = self._map(path, reads)
         crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
         pages = pages_touched(array, rows, cols)
@@ -273,7 +276,8 @@ class DecodedVideoSource(_DatasetSource):
         if video is None:
             path = self.root / self.records[file]["path"]
             handle = CountingFile(path, self.ledger)
-            reader = VideoReader(path, self.threads, file=handle)
+            record = self.records[file]
+            reader = VideoReader(path, self.threads, file=handle, timestamps=record.get("pts"))
             video = self._open[file] = _OpenVideo(reader, handle)
             while len(self._open) > self.MAX_OPEN:
                 old = self._open.popitem(last=False)[1]
@@ -306,7 +310,9 @@ class DecodedVideoSource(_DatasetSource):
         if "mask" in record:
             reader = self._masks.get(file)
             if reader is None:
-                reader = self._masks[file] = VideoReader(self.root / record["mask"])
+                reader = self._masks[file] = VideoReader(
+                    self.root / record["mask"], timestamps=record.get("mask_pts")
+                )
             for _found, mask in reader.frames(index, index + 1, pixel_format="gray"):
                 return mask
             raise HarnessError(f"{reader.path}: mask frame {index} not found")

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import HarnessError, one_line
-from harness.pipeline.batch import Batch, FileError
+from harness.errors import HarnessError
+from harness.pipeline.batch import Batch, FileError, worker_error
 
 # On CUDA the steps run on a stream of their own, created non-blocking: work that a decoder
 # library queues on the legacy default stream (which waits for, and holds up, every blocking
@@ -149,7 +149,7 @@ def train(
             except StopIteration:
                 break
             except RuntimeError as exc:  # DataLoader: a worker was killed or exited
-                raise RunFailed(f"the data pipeline failed: {one_line(exc)}") from None
+                raise RunFailed(f"the data pipeline failed: {worker_error(exc)}") from None
             arrived = time.monotonic()
             records.errors.extend(batch.errors)
             if batch.fatal is not None:

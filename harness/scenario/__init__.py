@@ -1,0 +1,69 @@
+"""Scenarios: the typed, frozen model (``model``), safe YAML reading (``reading``), loading with
+``-o`` overrides and one-line errors (``loading``), and the checks against the machine that runs
+them (``machine``).
+
+A scenario file describes one experiment: the dataset (generated or brought by the user), the input
+pipeline, the training loop, the collectors and the pass/fail thresholds. A suite file lists
+scenario files.
+"""
+
+from harness.scenario.loading import (
+    apply_overrides,
+    is_suite,
+    load_scenario,
+    load_scenarios,
+    load_suite,
+    parse_override,
+    scenario_json_schema,
+    scenario_to_yaml,
+    validate_model,
+)
+from harness.scenario.model import (
+    CollageGenerate,
+    Collectors,
+    Dataset,
+    FrameCache,
+    ImageCollageDataset,
+    LoadedScenario,
+    Model,
+    Pipeline,
+    Scenario,
+    Suite,
+    SuiteCapacity,
+    Thresholds,
+    Training,
+    UNetConfig,
+    VideoDataset,
+    VideoGenerate,
+)
+from harness.scenario.reading import Document, read_yaml
+
+__all__ = [
+    "CollageGenerate",
+    "Collectors",
+    "Dataset",
+    "Document",
+    "FrameCache",
+    "ImageCollageDataset",
+    "LoadedScenario",
+    "Model",
+    "Pipeline",
+    "Scenario",
+    "Suite",
+    "SuiteCapacity",
+    "Thresholds",
+    "Training",
+    "UNetConfig",
+    "VideoDataset",
+    "VideoGenerate",
+    "apply_overrides",
+    "is_suite",
+    "load_scenario",
+    "load_scenarios",
+    "load_suite",
+    "parse_override",
+    "read_yaml",
+    "scenario_json_schema",
+    "scenario_to_yaml",
+    "validate_model",
+]

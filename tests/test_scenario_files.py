@@ -1,0 +1,167 @@
+"""Hostile and careless scenario files: each answered in one line, with its position, fast.
+
+Scenario files arrive in pull requests that a CI gate validates, so any file under 1 MB must be
+answered (exit 0 or 2) in well under a second and never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_collage_scenario
+
+from harness.errors import ScenarioError
+from harness.scenario import load_scenario
+from harness.scenario.machine import Machine, check_machine, machine_problems
+from harness.scenario.reading import parse_yaml
+
+
+def _laughs(levels: int = 12) -> str:
+    text = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    for level in range(1, levels):
+        text += f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]\n"
+    return text
+
+
+def _merges(levels: int = 40) -> str:
+    text = "m0: &m0 {x: 1, y: 2}\n"
+    for level in range(1, levels):
+        text += f"m{level}: &m{level} {{<<: [*m{level - 1}, *m{level - 1}], k{level}: 1}}\n"
+    return text
+
+
+HOSTILE = {
+    # name: (file content, what the one line says)
+    "billion laughs": (_laughs(), r":4:\d+: holds more than 5000 values"),
+    "merge-key laughs": (_merges(), r":\d+:\d+: holds more than 5000 values"),
+    "deep flow nesting": ("a: " + "[" * 200_000 + "]" * 200_000, r":1:\d+: YAML syntax error"),
+    "deep block nesting": (
+        "".join(" " * i + f"k{i}:\n" for i in range(40)),
+        r":\d+:\d+: nested more than 32 levels deep",
+    ),
+    "long flat list": ("a: [" + ",".join(["1"] * 400_000) + "]", r":1:\d+: holds more than"),
+    "many keys": ("".join(f"k{i}: {i}\n" for i in range(60_000)), r":\d+:\d+: holds more than"),
+    "huge integer": (
+        "name: x\npipeline: {workers: " + "9" * 900_000 + "}\n",
+        r":2:21: cannot read",
+    ),
+    "python tag": (
+        "name: !!python/object/apply:os.system [ls]\n",
+        r":1:7: tag \S+python/object/apply:os.system is not supported",
+    ),
+    "unknown scalar tag": ("name: !env HOME\n", r":1:7: tag !env is not supported"),
+    "two documents": ("name: a\n---\nname: b\n", r":2:1: a second YAML document"),
+    "recursive alias": ("a: &a [*a]\n", r":1:8: alias \*a names no finished anchor"),
+    "collection key": ("? [a, b]\n: 1\n", r":1:3: a key must be a plain value"),
+    "not utf-8": (b"name: \xff\xfe\n", r": not UTF-8 text"),
+    "over 1 MB": ("#" * 1_000_001, r": larger than 1000000 bytes"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE))
+def test_hostile_shape_is_refused_in_one_line_under_a_second(
+    tmp_path: Path, cli, shape: str
+) -> None:
+    content, expected = HOSTILE[shape]
+    path = tmp_path / "hostile.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    cli("validate", "--schema")  # imports done: the time below is the file's alone
+    started = time.perf_counter()
+    result = cli("validate", path)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert re.match(rf"{path}{expected}", lines[0]), lines[0]
+    assert elapsed < 1.0, f"{shape}: {elapsed:.2f} s"
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path, cli) -> None:
+    path = tmp_path / "twice.yaml"
+    scenario = tiny_collage_scenario(tmp_path)
+    text = yaml.safe_dump(scenario, sort_keys=False)
+    path.write_text(text + "pipeline:\n  workers: 8\n  page_cache: warm\n")
+    first = text.splitlines().index("pipeline:") + 1
+    second = len(text.splitlines()) + 1
+    result = cli("validate", path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{path}:{second}:1: duplicate key 'pipeline' (first at line {first}, column 1); "
+        "YAML keeps only one of them"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\nc: {<<: [*a, {x: 5, q: 1}], '<<': 4}\n",
+        "a: &a [1, 2.5, true, null, ~, 0x1f, 1e3, '8', 2001-12-14]\nb: *a\nc: !!str 12\n",
+        "a:\n  - &x {k: v}\n  - *x\nb: |\n  text\n",
+    ],
+)
+def test_documents_read_as_safe_load_reads_them(text: str) -> None:
+    assert parse_yaml(text, Path("f.yaml")) == yaml.safe_load(text)
+
+
+def test_every_count_has_a_bound_with_its_reason(tmp_path: Path, write_scenario, cli) -> None:
+    path = write_scenario(
+        tiny_collage_scenario(
+            tmp_path,
+            pipeline__workers=99999999999999999999999,
+            pipeline__batch_size=10**6,
+            training__steps=10**12,
+        )
+    )
+    result = cli("validate", path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert any(
+        "pipeline.workers: at most 1024 (processes or threads on one host), "
+        "got 99999999999999999999999" in line
+        for line in lines
+    ), lines
+    assert any("pipeline.batch_size: at most 65536" in line for line in lines), lines
+    assert any("training.steps: at most 1000000000" in line for line in lines), lines
+    assert all(line.startswith(f"{path}:") and line.count(":") >= 3 for line in lines), lines
+
+
+def test_schema_is_printed_for_editors(cli) -> None:
+    result = cli("validate", "--schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    workers = schema["$defs"]["Pipeline"]["properties"]["workers"]
+    assert (workers["minimum"], workers["maximum"]) == (0, 1024)
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"name", "dataset", "training"}
+    assert cli("validate").returncode == 2  # neither files nor --schema
+
+
+def test_machine_relative_limits_refuse_unless_forced(
+    tmp_path: Path, write_scenario, capsys
+) -> None:
+    small = Machine(cores=2, memory_bytes=2**30, available_bytes=2**29)
+    many = tiny_collage_scenario(tmp_path, pipeline__workers=64)
+    loaded = load_scenario(write_scenario(many))
+    refusals, _ = machine_problems(loaded.scenario, small)
+    assert refusals == ["pipeline.workers 64 x 1 accelerator(s) = 64 workers on 2 cores (more "
+                        "than 8 per core)"]  # fmt: skip
+    with pytest.raises(ScenarioError, match="--force runs it anyway"):
+        check_machine([loaded], force=False, machine=small)
+    check_machine([loaded], force=True, machine=small)
+    assert "warning:" in capsys.readouterr().err
+    big = tiny_collage_scenario(tmp_path, pipeline__batch_size=65536, pipeline__crop=64)
+    refusals, _ = machine_problems(load_scenario(write_scenario(big, "b.yaml")).scenario, small)
+    assert refusals and "GiB in flight" in refusals[0]
+    fine = tiny_collage_scenario(tmp_path, pipeline__workers=2)
+    assert machine_problems(load_scenario(write_scenario(fine, "c.yaml")).scenario, small) == (
+        [],
+        [],
+    )
