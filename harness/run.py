@@ -26,6 +26,7 @@ from harness.data.cache import read_cache_manifest
 from harness.data.manifest import require_complete
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest, require_backend
+from harness.pipeline.accounting import ledger_path
 from harness.pipeline.batch import Batch
 from harness.scenario import LoadedScenario, Scenario
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
@@ -192,6 +193,9 @@ def run_scenario(
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
     if ranks.is_main:
         write_manifest(prepared, folder, ranks.world, command, repeat)
+    ledger = ledger_path(folder.name)  # one per host: its ranks and workers count a page once
+    if ranks.local_rank == 0:
+        prepared.source.share_ledger(ledger, create=True)
     context = RunContext(
         scenario,
         folder,
@@ -203,6 +207,8 @@ def run_scenario(
         prepare_page_cache(prepared, act=ranks.local_rank == 0),
     )
     distributed.barrier(ranks)
+    if ranks.local_rank != 0:
+        prepared.source.share_ledger(ledger, create=False)
 
     torch.manual_seed(scenario.training.seed)
     model = None
@@ -235,6 +241,8 @@ def run_scenario(
         )
     summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
+    if ranks.local_rank == 0:
+        ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
