@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_collage_scenario
+from test_truth import assert_headline_is_true
 
 from harness.cli import main
 
@@ -68,4 +69,5 @@ def test_cold_run_bytes_agree_with_any_number_of_workers(
     # ...and the product's own verdict, as a user reads it.
     assert check["verdict"] == "agree within 5%", check
     assert check["ok"] is True
+    assert_headline_is_true(folder)
     assert not (Path("/dev/shm") / f"harness-ledger-{folder.name}").exists()  # removed after
