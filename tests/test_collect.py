@@ -284,29 +284,20 @@ def test_cpu_counts_a_busy_tree():
     assert 0 < summary["cpu_cores_pct"]["value"] <= 100
 
 
-def test_gpu_collector():
+@pytest.mark.no_gpu
+def test_gpu_collector_says_why_it_is_not_available():
+    """Without a GPU: "not available: reason", an empty frame, no metrics, no cost. (With one,
+    tests/test_gpu.py samples it for real.)"""
     collector = GpuCollector(rate_hz=20, t0=time.monotonic())
     collector.start()
-    time.sleep(0.3)
     collector.stop()
     collector.stop()
+    assert collector.unavailable is not None and collector.unavailable.startswith("not available: ")
+    assert len(collector.unavailable) > len("not available: ")
     frame = collector.frame()
-    summary = collector.summary(0.0, 1e9)
-    if collector.unavailable is not None:
-        assert collector.unavailable.startswith("not available: ")
-        assert len(collector.unavailable) > len("not available: ")
-        print(collector.unavailable)
-        assert frame.empty and list(frame.columns) == ["t"]
-        assert summary == {}
-        assert collector.cpu_seconds == 0.0
-        return
-    # a machine with a GPU: real readings from every device
-    assert collector.error is None
-    assert set(frame["gpu"]) == set(collector.indices)
-    assert {"gpu_util_pct", "mem_used_MiB", "power_W", "pcie_rx_MBps"} <= set(frame.columns)
-    assert (frame["mem_used_MiB"].dropna() > 0).all()
-    assert summary[f"gpu_util_pct[{collector.indices[0]}]"]["direction"] == "higher"
-    print(collector.gpus, collector.query_errors, summary)
+    assert frame.empty and list(frame.columns) == ["t"]
+    assert collector.summary(0.0, 1e9) == {}
+    assert collector.cpu_seconds == 0.0
 
 
 def test_fixed_rate_schedule_and_quick_stop():
