@@ -29,6 +29,7 @@ from harness.run import (
     RunContext,
     RunOutcome,
     collectors_for,
+    note_resident_at_end,
     prepare_page_cache,
     prepare_run,
     rank_records,
@@ -163,6 +164,8 @@ def run_accelerators(
         for collector in collectors:
             collector.stop()
         ledger.unlink(missing_ok=True)
+    if nodes is None:  # every rank on this host: the page cache saw all their reads
+        note_resident_at_end(prepared, context.page_cache)
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
     found = read_rank_results(folder, range(first, first + accelerators))
     parts = _merge_host(found, collectors)

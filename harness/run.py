@@ -231,6 +231,8 @@ def run_scenario(
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise
     )
+    if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
+        note_resident_at_end(prepared, context.page_cache)  # every rank on this host
     evaluation = None
     if complete and model is not None:
         from harness.train.model import evaluate_model
@@ -292,6 +294,15 @@ def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> dict[str, Any]:
         Path(scenario.dataset.path),
         act=act,
     )
+
+
+def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> None:
+    """The dataset's bytes in the page cache once the loop has ended (before evaluation reads
+    more), so that the summary can tell the dataset's pages the run brought in from the other
+    files its processes read."""
+    from harness import pagecache
+
+    page_cache["resident_bytes_at_end"] = pagecache.resident_bytes(prepared.source.data_files())[0]
 
 
 def _real_training(context: RunContext) -> tuple[Any, StepFunction]:

@@ -377,3 +377,29 @@ def test_a_rank_whose_reads_were_not_counted_leaves_the_check_not_available() ->
     parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, STEPS.assign(rank=1), SAMPLES, None)]
     check = _build(parts, _page_cache())["cross_checks"][0]
     assert check["read_bytes"] is None and check["verdict"] == "not available"
+
+
+def test_bytes_cross_check_tells_other_files_from_read_ahead_on_the_dataset() -> None:
+    # The tree read twice what the pipeline asked for, but the dataset's own pages that came
+    # in (mincore) are what it asked for: the rest is other files, reported apart.
+    other = bytes_cross_check(2_000_000, 1_000_000, "cold", dataset_read=1_030_000)
+    assert other["ok"] is True and other["ratio"] == 2.0 and other["dataset_ratio"] == 1.03
+    assert other["other_read_bytes"] == 970_000
+    assert other["verdict"] == (
+        "agree within 5% on the dataset's files (mincore: 1.03x); the run's processes also "
+        "read 1.0 MB of other files (libraries paged in, file-system metadata)"
+    )
+    # Read-ahead on the dataset's files is a real disagreement.
+    ahead = bytes_cross_check(1_500_000, 1_000_000, "cold", dataset_read=1_450_000)
+    assert ahead["ok"] is False
+    assert ahead["verdict"].endswith("; 1.45x of them on the dataset's own files (mincore)")
+    # Fewer bytes read than asked for is never explained away by other files.
+    memory = bytes_cross_check(500_000, 1_000_000, "cold", dataset_read=1_000_000)
+    assert memory["ok"] is False and "came from memory" in memory["verdict"]
+    from harness.summary import dataset_read_bytes
+
+    cache = _page_cache()
+    assert dataset_read_bytes(cache) is None  # not measured (older run folders)
+    assert dataset_read_bytes({**cache, "resident_bytes_at_end": 7_000_000}) == 7_000_000
+    warm = {**cache, "condition": "warm", "resident_bytes_at_end": 7_000_000}
+    assert dataset_read_bytes(warm) is None
