@@ -79,15 +79,29 @@ def resident_bytes(paths: Iterable[Path]) -> tuple[int, int]:
     whether it is resident. A resident last page counts only the bytes the file has in it, so the
     resident figure never exceeds the total.
     """
+    resident = total = 0
+    for in_file, _whole_pages, size in _residency(paths):
+        resident += in_file
+        total += size
+    return resident, total
+
+
+def resident_page_bytes(paths: Iterable[Path]) -> int:
+    """The resident pages of all files, in bytes of whole pages: what the kernel read to bring
+    them in (a file's partly filled last page is a whole page read), as ``read_bytes`` counts."""
+    return sum(whole_pages for _in_file, whole_pages, _size in _residency(paths))
+
+
+def _residency(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
+    """Per file: (resident bytes within its size, resident bytes in whole pages, size)."""
     page = os.sysconf("SC_PAGE_SIZE")
     window = max(page, WINDOW // page * page)
     vector = (ctypes.c_ubyte * (window // page))()
-    resident = total = 0
     for path in paths:
         with _open(path) as (fd, size):
             if size == 0:
                 continue
-            total += size
+            in_file = whole = 0
             for offset in range(0, size, window):
                 length = min(window, size - offset)
                 pages = -(-length // page)
@@ -95,11 +109,11 @@ def resident_bytes(paths: Iterable[Path]) -> tuple[int, int]:
                     count = _resident_pages(fd, offset, length, vector, pages)
                 except OSError as exc:
                     raise _error(path, "cannot query the page cache", exc) from None
-                in_cache = count * page
+                whole += count * page
+                in_file += count * page
                 if vector[pages - 1] & 1:
-                    in_cache -= pages * page - length  # the last page is partly past the end
-                resident += in_cache
-    return resident, total
+                    in_file -= pages * page - length  # the last page is partly past the end
+            yield in_file, whole, size
 
 
 def _resident_pages(fd: int, offset: int, length: int, vector: ctypes.Array, pages: int) -> int:
@@ -202,6 +216,8 @@ def prepare(
         warm(files)
     if resident is None:
         resident, _ = resident_bytes(files)
+    # whole pages, as the kernel reads them: the start of what a cold run brings in
+    pages_at_start = resident_page_bytes(files) if condition == "cold" else None
     achieved = condition
     if condition == "cold" and total and resident > COLD_RESIDENT_LIMIT * total:
         achieved = "partly warm"
@@ -214,6 +230,7 @@ def prepare(
         "dataset_bytes": total,
         "resident_bytes_at_start": resident,
         "resident_fraction_at_start": round(resident / total, 4) if total else None,
+        "resident_page_bytes_at_start": pages_at_start,
         "ram_bytes": ram,
         "seconds": round(time.monotonic() - started, 3),
     }

@@ -302,7 +302,9 @@ def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> N
     files its processes read."""
     from harness import pagecache
 
-    page_cache["resident_bytes_at_end"] = pagecache.resident_bytes(prepared.source.data_files())[0]
+    page_cache["resident_page_bytes_at_end"] = pagecache.resident_page_bytes(
+        prepared.source.data_files()
+    )
 
 
 def _real_training(context: RunContext) -> tuple[Any, StepFunction]:

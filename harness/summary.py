@@ -291,11 +291,11 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
 
 def dataset_read_bytes(page_cache: dict[str, Any]) -> int | None:
     """Bytes of the dataset's own files the kernel brought into memory during a cold run: its
-    resident bytes at the end of the loop less those at the start (``mincore``, over the host's
-    page cache: whoever read them). None when not measured (warm runs, runs on several hosts,
-    run folders written before it was)."""
-    end = page_cache.get("resident_bytes_at_end")
-    start = page_cache.get("resident_bytes_at_start")
+    resident pages at the end of the loop less those at the start, in bytes of whole pages
+    (``mincore``, over the host's page cache: whoever read them). None when not measured
+    (warm runs, runs on several hosts, run folders written before it was)."""
+    end = page_cache.get("resident_page_bytes_at_end")
+    start = page_cache.get("resident_page_bytes_at_start")
     if end is None or start is None or page_cache.get("condition") != "cold":
         return None
     return max(0, int(end) - int(start))

@@ -400,6 +400,7 @@ def test_bytes_cross_check_tells_other_files_from_read_ahead_on_the_dataset() ->
 
     cache = _page_cache()
     assert dataset_read_bytes(cache) is None  # not measured (older run folders)
-    assert dataset_read_bytes({**cache, "resident_bytes_at_end": 7_000_000}) == 7_000_000
-    warm = {**cache, "condition": "warm", "resident_bytes_at_end": 7_000_000}
+    pages = {"resident_page_bytes_at_start": 4096, "resident_page_bytes_at_end": 7_004_096}
+    assert dataset_read_bytes({**cache, **pages}) == 7_000_000
+    warm = {**cache, **pages, "condition": "warm"}
     assert dataset_read_bytes(warm) is None
