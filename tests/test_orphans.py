@@ -1,6 +1,7 @@
 """Pool workers die with their parent: SIGKILL of ``harness datagen`` alone (not its process
 group: what a CI timeout or the OOM killer does) leaves no worker writing, and a resume then
-produces the same files as an uninterrupted generation. Frame-cache builds use the same pool
+produces the same files as an uninterrupted generation (with one process: several workers make
+the same files as one). Frame-cache builds use the same pool
 (``harness.data.parallel``), so the same initializer covers them.
 """
 
@@ -54,18 +55,18 @@ def _checksums(root: Path) -> dict[str, str]:
 def test_killed_datagen_leaves_no_worker_and_resumes_to_the_same_files(
     tmp_path: Path, write_scenario
 ) -> None:
-    def scenario(folder: str) -> Path:
+    def scenario(folder: str, workers: int) -> Path:
         document = tiny_collage_scenario(
             tmp_path,
             dataset__path=str(tmp_path / folder),
             dataset__generate__images=6,
             dataset__generate__width=1536,
             dataset__generate__height=1152,
-            dataset__generate__workers=2,
+            dataset__generate__workers=workers,
         )
         return write_scenario(document, f"{folder}.yaml")
 
-    path = scenario("killed")
+    path = scenario("killed", 2)
     generation = subprocess.Popen(
         [sys.executable, "-m", "harness", "datagen", str(path)],
         cwd=REPO,
@@ -92,7 +93,7 @@ def test_killed_datagen_leaves_no_worker_and_resumes_to_the_same_files(
     resumed = run_harness("datagen", str(path))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming: {finished} of 6 files already generated" in resumed.stdout
-    whole = scenario("whole")
+    whole = scenario("whole", 1)  # one process: several make the same files as one
     assert run_harness("datagen", str(whole)).returncode == 0
     assert _checksums(tmp_path / "killed") == _checksums(tmp_path / "whole")
 
