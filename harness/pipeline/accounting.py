@@ -158,12 +158,13 @@ def ledger_path(run_id: str) -> Path:
 
 
 def remove_stale_ledgers(folder: Path) -> None:
-    """Remove the ledgers of runs whose creator is gone (killed before it could remove them)."""
+    """Remove the ledgers (and half-made ones) of runs whose creator is gone (killed before it
+    could remove them); files that are not ledgers are left alone."""
     for path in folder.glob("harness-ledger-*"):
         try:
             with open(path, "rb") as handle:
                 magic, creator, _ = _HEADER.unpack(handle.read(_HEADER.size))
-            if magic != LEDGER_MAGIC or path.suffix == ".tmp":
+            if magic != LEDGER_MAGIC:
                 continue
             os.kill(creator, 0)
         except ProcessLookupError:
