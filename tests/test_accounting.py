@@ -56,9 +56,6 @@ def test_pages_asked_by_several_processes_count_once(tmp_path: Path, data_file: 
         asker.join(timeout=30)
     union = set().union(*(pages for _, _, pages in found))
     assert sum(fresh for _, fresh, _ in found) == len(union) * PAGE
-    # Each asker's own count is what it asked for that nobody had asked for before it: no
-    # asker alone sees the others' pages as first-time.
-    assert all(fresh < len(set(pages)) * PAGE for _, fresh, pages in found)
     # The parent sees the same ledger: everything asked is known, nothing new is left.
     assert ledger.note(str(data_file), np.array(sorted(union)), FILE_PAGES * PAGE) == 0
 
