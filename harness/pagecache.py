@@ -116,6 +116,19 @@ def _residency(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
             yield in_file, whole, size
 
 
+def resident_run(fd: int, first_page: int, max_pages: int) -> int:
+    """How many consecutive pages of the open file ``fd``, from page ``first_page`` on, are in
+    the page cache (at most ``max_pages``, which must not reach past the file's end): what the
+    kernel's read-ahead brought in after a read ending there."""
+    if max_pages <= 0:
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    vector = (ctypes.c_ubyte * max_pages)()
+    _resident_pages(fd, first_page * page, max_pages * page, vector, max_pages)
+    run = bytes(vector).translate(_LOW_BIT).find(b"\x00")
+    return max_pages if run < 0 else run
+
+
 def _resident_pages(fd: int, offset: int, length: int, vector: ctypes.Array, pages: int) -> int:
     """How many of the ``pages`` pages of ``fd``'s [offset, offset + length) are in memory;
     ``vector`` keeps the per-page answer for the caller."""

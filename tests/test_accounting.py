@@ -135,3 +135,25 @@ def test_the_ledger_lives_in_memory_not_on_the_storage() -> None:
     assert path.name == "harness-ledger-some-run"
     if Path("/dev/shm").is_dir():
         assert path.parent == Path("/dev/shm")
+
+
+def test_read_ahead_a_read_causes_is_counted(tmp_path: Path) -> None:
+    """A decoder's small sequential reads make the kernel read ahead: the counted first-time
+    bytes are the pages the kernel brought in (mincore), not only those asked for."""
+    from harness import pagecache
+    from harness.pipeline.accounting import PageLedger
+
+    path = tmp_path / "video.bin"
+    with open(path, "wb") as handle:
+        handle.write(os.urandom(2**22))
+        handle.flush()
+        os.fsync(handle.fileno())
+    pagecache.evict([path])
+    if pagecache.resident_page_bytes([path]) != 0:
+        pytest.skip(f"{tmp_path}: pages cannot be evicted here (a memory filesystem?)")
+    with CountingFile(path, PageLedger()) as handle:
+        for _ in range(8):
+            assert len(handle.read(PAGE)) == PAGE
+    brought_in = pagecache.resident_page_bytes([path])
+    assert handle.reads.requested == 8 * PAGE
+    assert handle.reads.first_time == brought_in >= 8 * PAGE

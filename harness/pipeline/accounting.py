@@ -185,9 +185,18 @@ class Reads:
         self.first_time += first_time
 
 
+READ_AHEAD_PAGES = 1024  # pages after a read checked for read-ahead: 4 MiB, past Linux's default
+
+
 class CountingFile(io.FileIO):
     """A file whose reads are counted: the bytes the decoder asked the storage for, in all and
-    for the first time (through the source's page ledger)."""
+    for the first time (through the source's page ledger).
+
+    A decoder reads a container in small sequential pieces, and the kernel reads ahead of them
+    (128 KiB and more): pages the decoder may never ask for, but that its reads made the kernel
+    fetch. After each read, the pages just past it that are now in the page cache and that nobody
+    has asked for yet are counted as first-time bytes of this read (and marked in the ledger),
+    so that the run's count is what the pipeline caused the kernel to read."""
 
     def __init__(self, path: Path, ledger: PageLedger) -> None:
         super().__init__(path, "r")
@@ -195,7 +204,24 @@ class CountingFile(io.FileIO):
         self.reads = Reads()
 
     def _count(self, offset: int, count: int) -> None:
-        self.reads.add(count, self.ledger.note_range(self.key, offset, count, self.size))
+        first_time = self.ledger.note_range(self.key, offset, count, self.size)
+        if count > 0:
+            first_time += self._read_ahead(offset + count)
+        self.reads.add(count, first_time)
+
+    def _read_ahead(self, end: int) -> int:
+        """First-time bytes of the resident pages right after a read that ended at ``end``."""
+        from harness.pagecache import resident_run
+
+        start = -(-end // PAGE)  # the first page the read did not touch
+        left = -(-self.size // PAGE) - start
+        try:
+            run = resident_run(self.fileno(), start, min(left, READ_AHEAD_PAGES))
+        except OSError:  # a file system that cannot say: the read-ahead goes uncounted
+            return 0
+        if run == 0:
+            return 0
+        return self.ledger.note(self.key, np.arange(start, start + run), self.size)
 
     def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
         offset = self.tell()
