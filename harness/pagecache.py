@@ -116,17 +116,39 @@ def _residency(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
             yield in_file, whole, size
 
 
-def resident_run(fd: int, first_page: int, max_pages: int) -> int:
-    """How many consecutive pages of the open file ``fd``, from page ``first_page`` on, are in
-    the page cache (at most ``max_pages``, which must not reach past the file's end): what the
-    kernel's read-ahead brought in after a read ending there."""
-    if max_pages <= 0:
-        return 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    vector = (ctypes.c_ubyte * max_pages)()
-    _resident_pages(fd, first_page * page, max_pages * page, vector, max_pages)
-    run = bytes(vector).translate(_LOW_BIT).find(b"\x00")
-    return max_pages if run < 0 else run
+class Residency:
+    """Which pages of one open file are in the page cache, asked as often as needed: the file is
+    mapped once (a mapping reads nothing) and each question is one ``mincore`` call."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.size, self.address = size, None
+        if size > 0:
+            address = _libc().mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if address is None or address == _MAP_FAILED:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+            self.address = address
+
+    def run(self, first_page: int, max_pages: int) -> int:
+        """How many consecutive pages from ``first_page`` on are resident (at most
+        ``max_pages``, never past the end): what the kernel read ahead of a read ending
+        there."""
+        pages = min(max_pages, -(-self.size // self.page) - first_page)
+        if self.address is None or pages <= 0:
+            return 0
+        vector = (ctypes.c_ubyte * pages)()
+        where = ctypes.c_void_p(self.address + first_page * self.page)
+        if _libc().mincore(where, pages * self.page, vector) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        run = bytes(vector).translate(_LOW_BIT).find(b"\x00")
+        return pages if run < 0 else run
+
+    def close(self) -> None:
+        if self.address is not None:
+            _libc().munmap(ctypes.c_void_p(self.address), self.size)
+            self.address = None
 
 
 def _resident_pages(fd: int, offset: int, length: int, vector: ctypes.Array, pages: int) -> int:
