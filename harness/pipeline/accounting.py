@@ -215,7 +215,8 @@ class CountingFile(io.FileIO):
     (128 KiB and more): pages the decoder may never ask for, but that its reads made the kernel
     fetch. After each read, the pages just past it that are now in the page cache and that nobody
     has asked for yet are counted as first-time bytes of this read (and marked in the ledger),
-    so that the run's count is what the pipeline caused the kernel to read."""
+    so that a cold run's count is what the pipeline caused the kernel to read. (In a warm run
+    those pages were there before; the cross-check does not judge warm runs.)"""
 
     def __init__(self, path: Path, ledger: PageLedger) -> None:
         super().__init__(path, "r")
