@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_emulated.py
 	$(BIN)/python benchmarks/bench_dlio.py
+	$(BIN)/python benchmarks/bench_collect.py --strict
 
 # pytest-benchmark micro-benchmarks of one sample fetch per pipeline and one collector sample.
 bench-micro: setup

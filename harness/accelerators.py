@@ -23,11 +23,13 @@ from typing import Any
 
 from harness import results
 from harness.errors import one_line
+from harness.pipeline.accounting import ledger_path
 from harness.run import (
     PreparedRun,
     RunContext,
     RunOutcome,
     collectors_for,
+    note_resident_at_end,
     prepare_page_cache,
     prepare_run,
     rank_records,
@@ -105,6 +107,8 @@ def run_accelerators(
         quiet,
         prepare_page_cache(prepared, act=True),
     )
+    ledger = ledger_path(folder.name)  # the host's: its ranks and their workers count a page once
+    prepared.source.share_ledger(ledger, create=True)
     rendezvous = (
         {"rdzv_backend": "c10d", "rdzv_endpoint": "127.0.0.1:0"}
         if nodes is None
@@ -159,6 +163,9 @@ def run_accelerators(
             signal.signal(sig, signal.SIG_IGN)
         for collector in collectors:
             collector.stop()
+        ledger.unlink(missing_ok=True)
+    if nodes is None:  # every rank on this host: the page cache saw all their reads
+        note_resident_at_end(prepared, context.page_cache)
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
     found = read_rank_results(folder, range(first, first + accelerators))
     parts = _merge_host(found, collectors)
@@ -195,6 +202,7 @@ def accelerator_rank(job: RankJob) -> None:
         prepared = prepare_run(job.loaded, local_rank)
         assert prepared.compute_times is not None
         ranks = Ranks(rank, world, local_rank)
+        prepared.source.share_ledger(ledger_path(job.folder.name), create=False)
         context = RunContext(
             job.loaded.scenario,
             job.folder,

@@ -26,6 +26,7 @@ from harness.data.cache import read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
 from harness.errors import HarnessError, one_line
 from harness.pipeline import BatchRequest, require_backend
+from harness.pipeline.accounting import ledger_path
 from harness.pipeline.batch import Batch, worker_error
 from harness.scenario import LoadedScenario, Scenario
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
@@ -193,6 +194,9 @@ def run_scenario(
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
     if ranks.is_main:
         write_manifest(prepared, folder, ranks.world, command, repeat)
+    ledger = ledger_path(folder.name)  # one per host: its ranks and workers count a page once
+    if ranks.local_rank == 0:
+        prepared.source.share_ledger(ledger, create=True)
     context = RunContext(
         scenario,
         folder,
@@ -204,6 +208,8 @@ def run_scenario(
         prepare_page_cache(prepared, act=ranks.local_rank == 0),
     )
     distributed.barrier(ranks)
+    if ranks.local_rank != 0:
+        prepared.source.share_ledger(ledger, create=False)
 
     torch.manual_seed(scenario.training.seed)
     model = None
@@ -226,6 +232,8 @@ def run_scenario(
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise
     )
+    if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
+        note_resident_at_end(prepared, context.page_cache)  # every rank on this host
     evaluation = None
     if complete and model is not None:
         from harness.train.model import evaluate_model
@@ -236,6 +244,8 @@ def run_scenario(
         )
     summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
+    if ranks.local_rank == 0:
+        ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
@@ -284,6 +294,17 @@ def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> dict[str, Any]:
         prepared.source.data_files(),
         Path(scenario.dataset.path),
         act=act,
+    )
+
+
+def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> None:
+    """The dataset's bytes in the page cache once the loop has ended (before evaluation reads
+    more), so that the summary can tell the dataset's pages the run brought in from the other
+    files its processes read."""
+    from harness import pagecache
+
+    page_cache["resident_page_bytes_at_end"] = pagecache.resident_page_bytes(
+        prepared.source.data_files()
     )
 
 

@@ -3,6 +3,7 @@ files, copy the golden run folders (tests/data/golden/, made by tests/data/make_
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -34,6 +35,44 @@ def byo_index(index_dir: Path) -> dict[str, Any]:
     found = sorted(index_dir.glob("*/*.json"))
     assert len(found) == 1, found
     return json.loads(found[0].read_text())
+
+
+@functools.cache
+def gpu_here() -> str | None:
+    """The GPU this machine has, as "name (how it was seen)", or None: NVML first (cheap, no
+    CUDA context), then torch. A machine where either sees one is a GPU machine."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() > 0:
+                return f"{pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))} (NVML)"
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no library, no driver, no device: NVML sees no GPU
+        pass
+    import torch
+
+    return f"{torch.cuda.get_device_name(0)} (torch)" if torch.cuda.is_available() else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``requires_gpu`` tests skip where there is no GPU, ``no_gpu`` tests where there is one
+    (they check what a machine without one does). Nothing is probed when neither is selected."""
+    needs = {item: item.get_closest_marker("requires_gpu") is not None for item in items}
+    refuses = {item: item.get_closest_marker("no_gpu") is not None for item in items}
+    marked = [item for item in items if needs[item] or refuses[item]]
+    if not marked:
+        return
+    gpu = gpu_here()
+    for item in marked:
+        if gpu is None and needs[item]:
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU; torch and NVML see none"))
+        elif gpu is not None and refuses[item]:
+            item.add_marker(
+                pytest.mark.skip(reason=f"checks a machine without a GPU; this has {gpu}")
+            )
 
 
 @dataclass

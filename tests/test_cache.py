@@ -113,15 +113,20 @@ def test_cache_resumes_after_a_killed_build(tmp_path: Path, write_scenario) -> N
     assert f"resuming: {done_before} of 40 segments already built" in resumed.stdout
     assert not list(cache_dir.rglob("*.tmp-*"))
     assert _checksums_hold(cache_dir) == 2 * 320
-    fresh = write_scenario(
+    fresh = write_scenario(  # built by two processes: the same files as one makes
         tiny_video_scenario(
-            tmp_path, dataset__generate__frames=160, pipeline__cache__path=str(tmp_path / "fresh")
+            tmp_path,
+            dataset__generate__frames=160,
+            pipeline__cache__path=str(tmp_path / "fresh"),
+            pipeline__cache__workers=2,
         ),
         "fresh.yaml",
     )
     assert run_harness("cache", str(fresh)).returncode == 0
-    for segment in (cache_dir / "cam000").glob("seg_*.json"):
-        twin = tmp_path / "fresh/cam000" / segment.name
+    segments = sorted(cache_dir.glob("*/seg_*.json"))
+    assert len(segments) == 40
+    for segment in segments:
+        twin = tmp_path / "fresh" / segment.relative_to(cache_dir)
         assert json.loads(segment.read_text())["files"] == json.loads(twin.read_text())["files"]
 
 

@@ -54,6 +54,7 @@ def test_dali_cpu_pipeline_trains(
     assert summary["cross_checks"][0]["verdict"] == "not available"
 
 
+@pytest.mark.no_gpu
 def test_dali_refuses_h264_video_without_a_gpu(tmp_path: Path, write_scenario) -> None:
     scenario = video(tmp_path, "decoded")
     scenario["pipeline"]["backend"] = "dali"

@@ -6,6 +6,7 @@ import colorsys
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,13 @@ def test_full_disk_leaves_no_file_that_looks_complete(
     assert not list(small_disk.rglob("*.tmp-*"))
     for image in (small_disk / "collage/images").glob("*.npy"):
         assert np.load(image).shape == (300, 400, 3)  # every file there is whole
+    # Room again (the same filesystem, grown): the generation resumes where it stopped and
+    # ends complete (that a resumed generation makes an uninterrupted one's files: test_orphans).
+    kept = len(list((small_disk / "collage/images").glob("*.npy")))
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    resumed = run_harness("datagen", str(path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {kept} of 8 files already generated" in resumed.stdout
+    assert json.loads((small_disk / "collage/dataset.json").read_text())["complete"] is True
+    images = sorted((small_disk / "collage/images").glob("*.npy"))
+    assert len(images) == 8 and all(np.load(i).shape == (300, 400, 3) for i in images)

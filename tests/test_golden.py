@@ -224,6 +224,35 @@ def test_report_shows_the_headline_numbers_of_summary_json(
         assert _matches(shown, value), (metric, shown, value)
 
 
+def test_every_headline_cell_is_the_value_in_summary_json(report: dict[str, Any]) -> None:
+    """Cell by cell: every metric row of the headline table, for every run, shows the value of
+    that run's summary.json (bytes rows in the unit the row names)."""
+    from harness.report.sections_tables import SUMMARY_ROWS
+    from harness.stats import mean_gpu_util
+
+    assert report["code"] == 0, report["stderr"]
+    scales = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    checked = 0
+    for name, label, _unit in SUMMARY_ROWS:
+        if f">{label}</td>" not in report["html"]:
+            continue  # a row left out when no run has it (cache rows without a cached run)
+        row = _headline(report["html"], label)
+        unit = row.pop("unit")
+        for scenario, shown in row.items():
+            metrics = report["summaries"][scenario]["metrics"]
+            value = (
+                mean_gpu_util(metrics)
+                if name == "gpu_util_mean"
+                else metrics.get(name, {}).get("value")
+            )
+            if value is not None and unit in scales:
+                value /= scales[unit]
+            shown = shown.removesuffix("×")  # factors carry their sign
+            assert _matches(shown, value), (label, scenario, shown, value)
+            checked += 1
+    assert checked >= 4 * 15
+
+
 def test_report_shows_thresholds_and_the_interrupted_run(report: dict[str, Any]) -> None:
     html = report["html"]
     thresholds = re.search(r'<table id="table-thresholds".*?</table>', html, re.S)

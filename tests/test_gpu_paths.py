@@ -58,6 +58,7 @@ def test_sequence_length_is_for_video(tmp_path: Path, write_scenario) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_gpu
 def test_nvdec_refused_before_any_work_without_a_gpu(tmp_path: Path, write_scenario) -> None:
     path = write_scenario(video(tmp_path, "decoded", pipeline__backend="nvdec"))
     _prepare(path)
@@ -99,6 +100,7 @@ def test_nvdec_names_a_video_over_its_size_limits(tmp_path: Path, write_scenario
 
 
 @pytest.mark.slow
+@pytest.mark.no_gpu
 def test_selfcheck_gpu_refused_without_a_gpu() -> None:
     done = run_harness("selfcheck", "--gpu")
     assert done.returncode == 2
@@ -115,6 +117,7 @@ def test_selfcheck_plan_errors_name_the_field(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_gpu
 def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
     tmp_path: Path, write_scenario
 ) -> None:

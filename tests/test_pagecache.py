@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import shutil
@@ -127,3 +128,22 @@ def test_a_missing_file_is_named_in_the_error(disk_dir: Path) -> None:
 def test_a_folder_is_not_a_file(disk_dir: Path) -> None:
     with pytest.raises(HarnessError, match="not a regular file"):
         resident_bytes([disk_dir])
+
+
+def test_a_cold_start_is_verified_and_a_resident_dataset_is_not_called_cold(
+    disk_dir: Path,
+) -> None:
+    files = [write_file(disk_dir / f"part{index}", 2 * MiB) for index in range(2)]
+    warm(files)
+    state = pagecache.prepare("cold", files, disk_dir)
+    assert (state["condition"], state["requested"], state["evictions"]) == ("cold", "cold", 1)
+    assert state["resident_bytes_at_start"] <= pagecache.COLD_RESIDENT_LIMIT * 4 * MiB
+    # A process that keeps a file mapped keeps its pages: eviction is tried again, then the
+    # start is called what it is.
+    with open(files[0], "rb") as handle, mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ) as m:
+        assert sum(m[offset] for offset in range(0, 2 * MiB, mmap.PAGESIZE)) >= 0  # touch all
+        state = pagecache.prepare("cold", files, disk_dir)
+    assert state["condition"] == "partly warm" and state["requested"] == "cold"
+    assert state["evictions"] == pagecache.EVICTIONS
+    assert 0.45 <= state["resident_fraction_at_start"] <= 0.5
+    assert pagecache.prepare("warm", files, disk_dir)["condition"] == "warm"

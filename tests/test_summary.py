@@ -5,6 +5,7 @@ hand, the cross-checks' verdicts, the threshold verdicts, and "not measured" kep
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -265,3 +266,141 @@ def test_busy_vs_gpu_check_without_a_measured_step() -> None:
     check = busy_vs_gpu_check(None, 95.0)
     assert check["difference_pct_points"] is None
     assert check["verdict"] == "not available (no measured step)"
+
+
+# --- the whole summary from every rank's records -----------------------------------------------
+
+
+def _page_cache(condition: str = "cold", resident: float = 0.0) -> dict:
+    return {
+        "condition": condition,
+        "requested": "cold",
+        "evictions": 1 if condition == "cold" else 3,
+        "dataset_files": 2,
+        "dataset_bytes": 10_000_000,
+        "resident_bytes_at_start": int(resident * 10_000_000),
+        "resident_fraction_at_start": resident,
+        "ram_bytes": 8_000_000_000,
+        "seconds": 0.1,
+    }
+
+
+def _rank(rank: int, steps: pd.DataFrame, samples: pd.DataFrame, read: int | None):
+    from harness.summary import RankRecords
+
+    return RankRecords(
+        rank=rank,
+        steps=steps.drop(columns="rank").to_dict("records"),
+        samples=samples.drop(columns="rank").to_dict("records"),
+        errors=[("/data/bad.npy", "corrupt")] * rank,
+        unavailable={"gpu": "not available: no NVML"},
+        io_read_bytes=read,
+    )
+
+
+def _build(parts: list, page_cache: dict, complete: bool = True, reason: str | None = None):
+    from conftest import tiny_collage_scenario
+
+    from harness.scenario import Scenario
+    from harness.summary import build_summary
+
+    scenario = Scenario.model_validate(
+        tiny_collage_scenario(
+            Path("/data"), thresholds={"min_busy_pct": 70.0, "max_data_wait_pct": 45.0}
+        )
+    )
+    return build_summary(
+        run_id="run-1",
+        scenario=scenario,
+        emulation=None,
+        parts=parts,
+        page_cache=page_cache,
+        dataset_manifest={"labels": "masks", "total_bytes": 10_000_000},
+        cache_manifest=None,
+        evaluation=None,
+        complete=complete,
+        reason=reason,
+        finished="2026-12-02T10:00:00+0000",
+    )
+
+
+def test_build_summary_sums_ranks_and_judges_thresholds() -> None:
+    from harness.summary import summary_lines
+
+    other = _steps(
+        [(0, 0.0, 1.0, 0.5, 0.5, 2.2, 4, True), (1, 2.0, 4.0, 0.0, 2.0, 2.1, 4, False)], 1
+    )
+    other_samples = _samples([(2.5, 10.0, 4e6, 3e6, 1)], 1)
+    # Each rank's process tree read part of what the host's pipeline asked for the first time:
+    # 1 + 2 + 0 (+ the warm-up's 100) + 3 MB = 106 MB, read 60 + 46 MB.
+    parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, other, other_samples, 46_000_000)]
+    summary = _build(parts, _page_cache())
+    assert summary["ranks"] == 2 and summary["complete"] and summary["reason"] is None
+    check = summary["cross_checks"][0]
+    assert check["read_bytes"] == 106_000_000 and check["first_requested_bytes"] == 106_000_000
+    assert check["verdict"] == "agree within 5%" and check["ok"] is True
+    assert summary["metrics"]["busy_pct"]["value"] == pytest.approx((60.0 + 100.0) / 2)
+    verdicts = {v["threshold"]: v["pass"] for v in summary["thresholds"]}
+    assert verdicts == {"min_busy_pct": True, "max_data_wait_pct": True}  # 80 %, 20 %
+    assert summary["corrupt_files"] == {"/data/bad.npy": 1}
+    assert summary["collectors"]["unavailable"] == {
+        "gpu": "not available: no NVML",
+        "gpu[rank1]": "not available: no NVML",
+    }
+    lines = summary_lines(summary, Path("results/run-1"))
+    assert lines[0] == "tiny-collage: complete -> results/run-1"
+    assert "  threshold min_busy_pct 70.0: pass" in lines
+    assert any(line.startswith("  check: bytes read") and "agree" in line for line in lines)
+
+
+def test_build_summary_of_an_incomplete_partly_warm_run() -> None:
+    from harness.summary import summary_lines
+
+    parts = [_rank(0, STEPS[STEPS["warmup"]], SAMPLES.iloc[:1], 1_000_000)]
+    summary = _build(parts, _page_cache("partly warm", 0.4), False, "interrupted by SIGINT")
+    assert not summary["complete"] and summary["reason"] == "interrupted by SIGINT"
+    assert summary["metrics"]["busy_pct"]["value"] is None
+    assert [v["pass"] for v in summary["thresholds"]] == [None, None]  # not measured, not FAIL
+    check = summary["cross_checks"][0]
+    assert check["page_cache"] == "partly warm" and check["expected"] is False
+    assert check["ok"] is None  # a start that was not cold is not judged
+    warnings = " | ".join(summary["warnings"])
+    assert "not a cold start: 40.0% of the dataset" in warnings and "3 eviction(s)" in warnings
+    assert "no step after warm-up was measured" in warnings
+    lines = summary_lines(summary, Path("r"))
+    assert lines[0] == "tiny-collage: INCOMPLETE (interrupted by SIGINT) -> r"
+    assert "  threshold min_busy_pct 70.0: not measured" in lines
+    assert not any(line.startswith("  busy_pct ") for line in lines)  # no made-up number
+
+
+def test_a_rank_whose_reads_were_not_counted_leaves_the_check_not_available() -> None:
+    parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, STEPS.assign(rank=1), SAMPLES, None)]
+    check = _build(parts, _page_cache())["cross_checks"][0]
+    assert check["read_bytes"] is None and check["verdict"] == "not available"
+
+
+def test_bytes_cross_check_tells_other_files_from_read_ahead_on_the_dataset() -> None:
+    # The tree read twice what the pipeline asked for, but the dataset's own pages that came
+    # in (mincore) are what it asked for: the rest is other files, reported apart.
+    other = bytes_cross_check(2_000_000, 1_000_000, "cold", dataset_read=1_030_000)
+    assert other["ok"] is True and other["ratio"] == 2.0 and other["dataset_ratio"] == 1.03
+    assert other["other_read_bytes"] == 970_000
+    assert other["verdict"] == (
+        "agree within 5% on the dataset's files (mincore: 1.03x); the run's processes also "
+        "read 1.0 MB of other files (libraries paged in, file-system metadata)"
+    )
+    # Read-ahead on the dataset's files is a real disagreement.
+    ahead = bytes_cross_check(1_500_000, 1_000_000, "cold", dataset_read=1_450_000)
+    assert ahead["ok"] is False
+    assert ahead["verdict"].endswith("; 1.45x of them on the dataset's own files (mincore)")
+    # Fewer bytes read than asked for is never explained away by other files.
+    memory = bytes_cross_check(500_000, 1_000_000, "cold", dataset_read=1_000_000)
+    assert memory["ok"] is False and "came from memory" in memory["verdict"]
+    from harness.summary import dataset_read_bytes
+
+    cache = _page_cache()
+    assert dataset_read_bytes(cache) is None  # not measured (older run folders)
+    pages = {"resident_page_bytes_at_start": 4096, "resident_page_bytes_at_end": 7_004_096}
+    assert dataset_read_bytes({**cache, **pages}) == 7_000_000
+    warm = {**cache, **pages, "condition": "warm"}
+    assert dataset_read_bytes(warm) is None

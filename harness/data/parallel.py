@@ -11,6 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from harness.lifeline import die_with_parent
+
 
 def available_cpus() -> int:
     """Cores this process may run on (the affinity mask, not the machine's total)."""
@@ -44,7 +46,12 @@ def run_parallel(
     # only safe from a single-threaded parent; the progress bar's thread starts after the pool.
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=context,
+        initializer=die_with_parent,  # a worker whose parent is killed stops writing at once
+        initargs=(os.getpid(),),
+    ) as pool:
         futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
         progress = tqdm(total=len(jobs), desc=description, unit=unit, disable=None, leave=False)
         try:

@@ -1,17 +1,26 @@
 """Byte accounting: the bytes each sample asked the storage for, in all and page by page.
 
 A run compares what its sources asked for with what the kernel reports having read. A page asked
-for twice is read from storage once (the page cache keeps it), so besides all the bytes asked for,
-each process keeps a ledger of the pages it already asked for and counts the first-time bytes
-separately. Sources count their own reads (``Reads``); a decoder that reads through a file object
-is handed a ``CountingFile``, which counts for it.
+for twice is read from storage once (the page cache keeps it, and the page cache belongs to the
+host, not to a process), so besides all the bytes asked for, a ledger of the pages already asked
+for counts the first-time bytes separately. A run keeps one ledger per host
+(``SharedPageLedger``: a file in shared memory that every rank and DataLoader worker of the host
+maps), so that a page two workers ask for counts once, as the kernel reads it once. Sources count
+their own reads (``Reads``); a decoder that reads through a file object is handed a
+``CountingFile``, which counts for it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
+import json
 import mmap
 import os
+import struct
+import tempfile
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +31,12 @@ PAGE = mmap.PAGESIZE
 
 
 class PageLedger:
-    """The pages of each file this process has already asked for.
+    """The pages of each file this process has already asked for (a run shares one ledger
+    between the processes of a host: ``SharedPageLedger``; this one serves a lone process).
 
     A page asked for twice is read from storage once (the page cache keeps it), so the bytes the
     kernel reports are to be compared with the bytes asked for the first time, page by page.
-    One byte per 4 KiB page: 24 MB per worker for a 99 GB dataset.
+    One byte per 4 KiB page: 24 MB for a 99 GB dataset.
     """
 
     def __init__(self) -> None:
@@ -43,6 +53,15 @@ class PageLedger:
         seen[fresh] = True
         return int(fresh.size) * PAGE
 
+    def unseen(self, path: str, start: int, stop: int, file_size: int) -> np.ndarray:
+        """The page numbers in [start, stop) of ``path`` not asked for yet (a hint: another
+        process may ask for one at any time; ``note`` decides)."""
+        seen = self._seen.get(path)
+        stop = min(stop, -(-file_size // PAGE))
+        if seen is None:
+            return np.arange(start, stop)
+        return np.flatnonzero(~seen[start:stop]) + start
+
     def note_range(self, path: str, offset: int, length: int, file_size: int) -> int:
         """``note`` for the pages under ``length`` bytes at ``offset``."""
         if length <= 0:
@@ -50,6 +69,127 @@ class PageLedger:
         return self.note(
             path, np.arange(offset // PAGE, (offset + length - 1) // PAGE + 1), file_size
         )
+
+
+LEDGER_MAGIC = b"HLEDGER1"
+_HEADER = struct.Struct("<8sQQ")  # magic, creator pid, length of the JSON file table
+
+
+class SharedPageLedger(PageLedger):
+    """One ledger of the pages asked for, shared by every process and thread of a host.
+
+    A file in shared memory (``ledger_path``): a header with the dataset's files and sizes, then
+    one byte per page of each file, in that order. The run creates it on each host before the
+    first sample (``create``); each process maps it on first use and marks pages under an
+    exclusive ``flock`` (per open file, so it also keeps threads of one process apart when each
+    opened the file: a process forked from one that had it open opens it again). A file the
+    table does not list is counted in this process's own ledger.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._open()
+
+    @classmethod
+    def create(cls, path: Path, files: Iterable[Path]) -> SharedPageLedger:
+        """Create the host's ledger for ``files`` at ``path`` (or join one that another process
+        of this host created first, for the same run) and open it."""
+        remove_stale_ledgers(path.parent)
+        sizes = [[str(file), file.stat().st_size] for file in files]
+        table = json.dumps(sizes).encode()
+        start = -(-(_HEADER.size + len(table)) // PAGE) * PAGE
+        pages = sum(-(-size // PAGE) for _, size in sizes)
+        scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(scratch, "wb") as handle:
+            handle.write(_HEADER.pack(LEDGER_MAGIC, os.getpid(), len(table)) + table)
+            handle.truncate(start + max(pages, 1))  # zeros: no page asked for yet
+        try:
+            os.link(scratch, path)  # whole or not at all, and never over another's
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+        return cls(path)
+
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        self._map = mmap.mmap(self._fd, 0)
+        magic, _creator, length = _HEADER.unpack_from(self._map, 0)
+        if magic != LEDGER_MAGIC:
+            raise ValueError(f"{self.path}: not a page ledger")
+        table = json.loads(self._map[_HEADER.size : _HEADER.size + length])
+        start = -(-(_HEADER.size + length) // PAGE) * PAGE
+        self._pages = np.frombuffer(self._map, dtype=bool, offset=start)
+        self._files: dict[str, tuple[int, int]] = {}
+        base = 0
+        for name, size in table:
+            count = -(-size // PAGE)
+            self._files[name] = (base, count)
+            base += count
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        PageLedger.__init__(self)
+        self.path = state["path"]
+        self._open()
+
+    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
+        if self._pid != os.getpid():  # forked: this process needs its own lock and descriptor
+            self._open()
+        place = self._files.get(path)
+        if place is None:
+            with self._lock:
+                return super().note(path, pages, file_size)
+        base, count = place
+        pages = pages[(pages >= 0) & (pages < count)]
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                seen = self._pages[base : base + count]
+                fresh = np.unique(pages[~seen[pages]])
+                seen[fresh] = True
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return int(fresh.size) * PAGE
+
+    def unseen(self, path: str, start: int, stop: int, file_size: int) -> np.ndarray:
+        if self._pid != os.getpid():
+            self._open()
+        place = self._files.get(path)
+        if place is None:
+            return super().unseen(path, start, stop, file_size)
+        base, count = place
+        stop = min(stop, count)
+        return np.flatnonzero(~self._pages[base + start : base + stop]) + start
+
+
+def ledger_path(run_id: str) -> Path:
+    """Where the host's ledger of run ``run_id`` lives: shared memory (a tmpfs, never the
+    storage under test), else the temporary folder."""
+    shm = Path("/dev/shm")
+    folder = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    return folder / f"harness-ledger-{run_id}"
+
+
+def remove_stale_ledgers(folder: Path) -> None:
+    """Remove the ledgers (and half-made ones) of runs whose creator is gone (killed before it
+    could remove them); files that are not ledgers are left alone."""
+    for path in folder.glob("harness-ledger-*"):
+        try:
+            with open(path, "rb") as handle:
+                magic, creator, _ = _HEADER.unpack(handle.read(_HEADER.size))
+            if magic != LEDGER_MAGIC:
+                continue
+            os.kill(creator, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (OSError, struct.error):
+            continue
 
 
 @dataclass
@@ -64,17 +204,59 @@ class Reads:
         self.first_time += first_time
 
 
+READ_AHEAD_PAGES = 256  # pages after a read checked for read-ahead: 1 MiB, 8x Linux's default
+
+
 class CountingFile(io.FileIO):
     """A file whose reads are counted: the bytes the decoder asked the storage for, in all and
-    for the first time (through the source's page ledger)."""
+    for the first time (through the source's page ledger).
+
+    A decoder reads a container in small sequential pieces, and the kernel reads ahead of them
+    (128 KiB and more): pages the decoder may never ask for, but that its reads made the kernel
+    fetch. After each read, the pages just past it that are now in the page cache and that nobody
+    has asked for yet are counted as first-time bytes of this read (and marked in the ledger),
+    so that a cold run's count is what the pipeline caused the kernel to read. (In a warm run
+    those pages were there before; the cross-check does not judge warm runs.)"""
 
     def __init__(self, path: Path, ledger: PageLedger) -> None:
         super().__init__(path, "r")
         self.key, self.size, self.ledger = str(path), os.fstat(self.fileno()).st_size, ledger
         self.reads = Reads()
+        self._residency: Any = None  # harness.pagecache.Residency, made on the first read
+
+    def close(self) -> None:
+        if self._residency is not None:
+            self._residency.close()
+            self._residency = None
+        super().close()
 
     def _count(self, offset: int, count: int) -> None:
-        self.reads.add(count, self.ledger.note_range(self.key, offset, count, self.size))
+        first_time = self.ledger.note_range(self.key, offset, count, self.size)
+        if count > 0:
+            first_time += self._read_ahead(offset + count)
+        self.reads.add(count, first_time)
+
+    def _read_ahead(self, end: int) -> int:
+        """First-time bytes of the resident pages right after a read that ended at ``end``,
+        from the first page nobody has asked for yet, as far as they are resident. Earlier
+        reads' read-ahead is counted already: on sequential reads the check runs only when
+        that counted stretch runs short (half the window), once every few reads."""
+        from harness.pagecache import Residency
+
+        start = -(-end // PAGE)  # the first page the read did not touch
+        unseen = self.ledger.unseen(self.key, start, start + READ_AHEAD_PAGES, self.size)
+        if unseen.size == 0 or unseen[0] - start > READ_AHEAD_PAGES // 2:
+            return 0
+        first = int(unseen[0])
+        try:
+            if self._residency is None:
+                self._residency = Residency(self.fileno(), self.size)
+            run = self._residency.run(first, start + READ_AHEAD_PAGES - first)
+        except OSError:  # a file system that cannot say: the read-ahead goes uncounted
+            return 0
+        if run == 0:
+            return 0
+        return self.ledger.note(self.key, np.arange(first, first + run), self.size)
 
     def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
         offset = self.tell()

@@ -170,7 +170,8 @@ class NvdecBatches:
         self.depth = max(1, request.prefetch_factor * self.decoders)
         self.rank, self.world, self.steps = request.rank, request.world, request.steps
         self.device, self.on_corrupt = request.device, request.on_corrupt
-        self.ledger = _SharedLedger()
+        # the host's ledger (thread-safe) when the run shares one, else the threads' own
+        self.ledger = self.source.ledger if self.source.ledger_path else _SharedLedger()
         self._local = threading.local()
 
     # --- in the decoder threads --------------------------------------------------------------

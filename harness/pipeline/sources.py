@@ -27,24 +27,41 @@ from harness.data.pictures import checked_classes, decode_mask, decode_rgb, to_r
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError, one_line
-from harness.pipeline.accounting import PAGE, CountingFile, PageLedger, Reads, pages_touched
+from harness.pipeline.accounting import (
+    PAGE,
+    CountingFile,
+    PageLedger,
+    Reads,
+    SharedPageLedger,
+    pages_touched,
+)
 from harness.pipeline.plan import FileInfo, SampleRef
 from harness.pipeline.readahead import ReadAhead, read_file
 
 
 class Source:
-    """Reads one sample. Subclasses open files lazily so that each worker has its own handles
-    (and its own ledger of pages asked for)."""
+    """Reads one sample. Subclasses open files lazily so that each worker has its own handles;
+    the ledger of pages asked for is the host's (``share_ledger``), else this process's own."""
 
     files: list[FileInfo]
     _ledger: PageLedger | None = None
     read_ahead: ReadAhead | None = None  # this process's I/O threads, where the scenario has them
+    ledger_path: str | None = None  # the host's shared ledger, which workers open again
 
     @property
     def ledger(self) -> PageLedger:
         if self._ledger is None:
-            self._ledger = PageLedger()
+            path = self.ledger_path
+            self._ledger = PageLedger() if path is None else SharedPageLedger(Path(path))
         return self._ledger
+
+    def share_ledger(self, path: Path, *, create: bool) -> None:
+        """Count first-time pages in the host's ledger at ``path``, created here (``create``:
+        one process per host, before the others join it) or joined."""
+        self._ledger = (
+            SharedPageLedger.create(path, self.data_files()) if create else SharedPageLedger(path)
+        )
+        self.ledger_path = str(path)
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers start with nothing open and nothing asked for: handles and ledgers stay home.
