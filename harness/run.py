@@ -235,6 +235,8 @@ def run_scenario(
         )
     summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
+    if ranks.is_main and complete:
+        keep_thumbnails(context, prepared, model if evaluation else None)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
@@ -464,6 +466,30 @@ def write_results(
     )
     results.write_document(folder, results.SUMMARY, dict(summary))
     return summary
+
+
+def keep_thumbnails(context: RunContext, prepared: PreparedRun, model: Any | None) -> None:
+    """The first held-out samples as pictures (``harness.train.samples``), listed in the
+    manifest: after the run, outside every measurement; the prediction is the model's after
+    the held-out evaluation (None: an emulated run, or no evaluation asked for)."""
+    from harness.train.samples import keep_held_out_samples, model_predictor
+
+    if model is not None:
+        no_prediction = None
+    elif prepared.compute_times is not None:
+        no_prediction = "emulated run: no model was trained, so there is no prediction"
+    else:
+        no_prediction = "training.eval_samples is 0: no held-out evaluation, so no prediction"
+    entry = keep_held_out_samples(
+        context.folder,
+        source=prepared.source,
+        plan=prepared.plan,
+        crop=context.scenario.pipeline.crop,
+        dataset_manifest=context.dataset_manifest,
+        predict=None if model is None else model_predictor(model, context.device),
+        no_prediction=no_prediction,
+    )
+    results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
 
 
 def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
