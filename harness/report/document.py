@@ -28,6 +28,7 @@ from harness.report.sections_figures import (
     read_section,
     stall_section,
 )
+from harness.report.sections_samples import samples_section
 from harness.report.sections_tables import (
     checks_section,
     environment_section,
@@ -87,18 +88,20 @@ def build_document(runs: list[Run], capacity: list[CapacityResults] | None = Non
 
 
 def _run_sections(runs: list[Run]) -> list[Section]:
+    # The study's answer first (utilisation, what stalls it, what it costs in storage), then the
+    # series over time and the latencies behind it, then the evidence that training was real.
     return [
         runs_section(runs),
         summary_section(runs),
         figure7_section(runs),
-        gpu_section(runs),
-        read_section(runs),
-        latency_section(runs),
         stall_section(runs),
-        cpu_section(runs),
+        gpu_section(runs),
         footprint_section(runs),
+        read_section(runs),
+        cpu_section(runs),
+        latency_section(runs),
         loss_section(runs),
+        samples_section(runs),
         checks_section(runs),
-        environment_section(runs, "hardware", "Hardware", "as the study's Table 2"),
-        environment_section(runs, "software", "Software", "as the study's Table 3"),
+        environment_section(runs),
     ]
