@@ -97,9 +97,9 @@ def held_out_strip(run: Run) -> Figure:
             axes[0].imshow(image, interpolation="none")
         else:
             not_available(axes[0], "missing", wrap=14)
-        for ax, mask in ((axes[1], truth), (axes[2], guess)):
+        for ax, mask, what in ((axes[1], truth, "truth"), (axes[2], guess, "prediction")):
             if mask is None:  # the caption says why
-                not_available(ax, f"no {ax.get_title()}", wrap=10)
+                not_available(ax, f"no {what}", wrap=10)
                 ax.set_box_aspect(1)
                 continue
             ax.imshow(coloured(mask), interpolation="none")

@@ -213,10 +213,12 @@ class _Writer:
         cursor = self._room(layout.first_need)
         self._table_head(cursor, title, layout)
         bold = [c < table.key_columns for c in columns]
+        stop = _page_break(layout, cursor.y, 0)
         for row_index, (cells, height) in enumerate(zip(layout.body, layout.heights, strict=True)):
-            if cursor.y - height < BOTTOM or row_index == _early_break(layout, cursor.y, row_index):
+            if row_index == stop:
                 cursor = self._new_text_page()
                 self._table_head(cursor, f"{title} (continued)", layout)
+                stop = _page_break(layout, cursor.y, row_index)
             styles = table.styles[row_index] if row_index < len(table.styles) else []
             shown = [(styles[c] if c < len(styles) else "") for c in columns]
             zebra = " zebra" if row_index % 2 else ""
@@ -325,19 +327,21 @@ def _block_need(block: Table | Chart | Note) -> float:
     return len(wrap_text(block.text, CONTENT_W - 0.3, 9)) * line_height(9) + 2 * PAD + 0.16
 
 
-def _early_break(layout: TableLayout, y: float, first: int) -> int | None:
-    """Where a table continuing from row ``first`` at ``y`` should break so that no fewer than
-    LEAST_ROWS rows go on to the next page (a few rows alone on a page read badly); None when
-    the rest fits or cannot be split that way."""
+def _page_break(layout: TableLayout, y: float, first: int) -> int:
+    """The first row of a table that goes on to the next page when row ``first`` is drawn at
+    ``y`` (the row count when the rest fits): as many as fit, but never fewer than LEAST_ROWS
+    left for the next page (a few rows alone on a page read badly) where this page keeps as
+    many."""
     heights = layout.heights[first:]
     fit, room = 0, y - BOTTOM
-    while fit < len(heights) and heights[fit] <= room:
+    while fit < len(heights) and heights[fit] <= room + EPSILON:
         room -= heights[fit]
         fit += 1
+    fit = max(fit, 1)  # a row taller than a page still goes on one
     left = len(heights) - fit
-    if left == 0 or left >= LEAST_ROWS or fit - (LEAST_ROWS - left) < LEAST_ROWS:
-        return None
-    return first + fit - (LEAST_ROWS - left)
+    if 0 < left < LEAST_ROWS and fit - (LEAST_ROWS - left) >= LEAST_ROWS:
+        fit -= LEAST_ROWS - left
+    return first + fit
 
 
 SHRINK = 0.65  # a chart may lose this share of its height to stay on a page
