@@ -226,17 +226,18 @@ def run_scenario(
         context, step_function, batches, t0, records, collectors, synchronise
     )
     evaluation = None
+    held_out: list[Any] = []  # the first held-out samples, as the evaluation read them
     if complete and model is not None:
         from harness.train.model import evaluate_model
 
         classes = int(prepared.dataset_manifest["classes"])
         evaluation = evaluate_model(
-            model, scenario, prepared.source, prepared.plan, classes, device
+            model, scenario, prepared.source, prepared.plan, classes, device, held_out
         )
     summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
     if ranks.is_main and complete:
-        keep_thumbnails(context, prepared, model if evaluation else None)
+        keep_thumbnails(context, prepared, model if evaluation else None, held_out)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
@@ -468,10 +469,13 @@ def write_results(
     return summary
 
 
-def keep_thumbnails(context: RunContext, prepared: PreparedRun, model: Any | None) -> None:
+def keep_thumbnails(
+    context: RunContext, prepared: PreparedRun, model: Any | None, read: list[Any] | None = None
+) -> None:
     """The first held-out samples as pictures (``harness.train.samples``), listed in the
     manifest: after the run, outside every measurement; the prediction is the model's after
-    the held-out evaluation (None: an emulated run, or no evaluation asked for)."""
+    the held-out evaluation (None: an emulated run, or no evaluation asked for). ``read``: the
+    samples where the evaluation read them already."""
     from harness.train.samples import keep_held_out_samples, model_predictor
 
     if model is not None:
@@ -488,6 +492,7 @@ def keep_thumbnails(context: RunContext, prepared: PreparedRun, model: Any | Non
         dataset_manifest=context.dataset_manifest,
         predict=None if model is None else model_predictor(model, context.device),
         no_prediction=no_prediction,
+        read=read,
     )
     results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
 

@@ -139,8 +139,13 @@ class _Writer:
         return self.cursor
 
     def flush(self) -> None:
+        """Finish the page: save it, then each of its charts as a page of its own size, to be
+        laid onto it (:func:`_lay_charts`); one PDF for all, so that fonts are embedded once."""
         if self.cursor is not None:
             self.pdf.savefig(self.cursor.figure)
+            for item in self.cursor.charts:
+                item.chart.figure.set_size_inches(item.width, item.height)
+                self.pdf.savefig(item.chart.figure)
             self.placed.append(self.cursor.charts)
             self.cursor = None
 
@@ -362,29 +367,21 @@ def _chart_need(chart: Chart) -> float:
     return CHART_GAP + _least_height(natural_h, caption_h) + CHART_GAP + caption_h + 0.16
 
 
-def _chart_pdf(placed: _Placed) -> Any:
-    """A chart's figure as a one-page PDF of the size it has on the page (pypdf's page)."""
-    from pypdf import PdfReader
-
-    figure = placed.chart.figure
-    figure.set_size_inches(placed.width, placed.height)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="pdf", metadata={"CreationDate": None, "Producer": None})
-    buffer.seek(0)
-    return PdfReader(buffer).pages[0]
-
-
-def _lay_charts(text_pdf: io.BytesIO, placed: list[list[_Placed]], path: Path) -> None:
-    """The pages with their charts laid onto them, written to ``path``."""
+def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> None:
+    """Each page with its charts (the pages after it) laid onto it, written to ``path``."""
     from pypdf import PdfReader, PdfWriter
 
-    text_pdf.seek(0)
-    reader = PdfReader(text_pdf)
-    writer = PdfWriter(clone_from=reader)
-    for page, charts in zip(writer.pages, placed, strict=True):
-        for item in charts:
-            page.merge_translated_page(_chart_pdf(item), item.x * 72, item.y * 72)
-    writer.compress_identical_objects()
+    pages.seek(0)
+    reader = PdfReader(pages)
+    writer = PdfWriter()
+    index = 0
+    for charts in placed:
+        page = writer.add_page(reader.pages[index])
+        for offset, item in enumerate(charts, start=1):
+            page.merge_translated_page(reader.pages[index + offset], item.x * 72, item.y * 72)
+        index += 1 + len(charts)
+    if reader.metadata:
+        writer.add_metadata(dict(reader.metadata))
     with open(path, "wb") as handle:
         writer.write(handle)
 
@@ -424,8 +421,7 @@ def write_pdf(document: Document, path: Path) -> Path:
                 else:
                     writer.note(block)
         writer.flush()
-    with matplotlib.rc_context(STYLE):
-        _lay_charts(pages, writer.placed, tmp)
+    _lay_charts(pages, writer.placed, tmp)
     tmp.replace(path)
     return path
 

@@ -88,15 +88,17 @@ def keep_held_out_samples(
     dataset_manifest: dict[str, Any],
     predict: Any = None,
     no_prediction: str | None = None,
+    read: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Write the thumbnails of the run in ``folder`` and return their manifest entry.
 
     ``predict`` maps a batch of held-out samples to class maps (N, H, W) uint8; without it,
-    ``no_prediction`` says why there is none. Never raises: a failure becomes
-    ``{"unavailable": reason}``."""
+    ``no_prediction`` says why there is none. ``read``: the samples, where the held-out
+    evaluation read them already (a random video frame can cost a hundred decodes). Never
+    raises: a failure becomes ``{"unavailable": reason}``."""
     started = time.perf_counter()
     try:
-        entry = _keep(folder, source, plan, crop, dataset_manifest, predict, no_prediction)
+        entry = _keep(folder, source, plan, crop, dataset_manifest, predict, no_prediction, read)
     except Exception as exc:  # a picture must never cost the run its results
         return {"unavailable": f"{type(exc).__name__}: {one_line(exc, 200)}"}
     entry["seconds"] = round(time.perf_counter() - started, 3)
@@ -111,12 +113,14 @@ def _keep(
     dataset_manifest: dict[str, Any],
     predict: Any,
     no_prediction: str | None,
+    read: list[Any] | None,
 ) -> dict[str, Any]:
     from harness.pipeline.loader import SegmentationSamples
 
     classes = int(dataset_manifest["classes"])
     held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)
-    samples = [held_out[number] for number in range(SAMPLES)]
+    samples = list(read or [])[:SAMPLES]
+    samples += [held_out[number] for number in range(len(samples), SAMPLES)]
     failed = [s.errors[-1] for s in samples if s.fatal is not None]
     if failed:
         path, message = failed[0]
