@@ -4,9 +4,11 @@ must see first (incomplete runs, no GPU), and its sections in order, numbered. C
 folders, they make a report of that section only.
 
 Both writers render this one document, so the HTML and the PDF cannot disagree. The sections are
-built in :mod:`harness.report.sections_tables` (runs, metrics, checks, environment) and
-:mod:`harness.report.sections_figures` (the charts and the tables beside them); the figures are
-drawn here, once, and shared by both writers.
+built in :mod:`harness.report.sections_tables` (runs, metrics, checks, environment),
+:mod:`harness.report.sections_figures` (the charts and the tables beside them) and
+:mod:`harness.report.sections_samples` (the pictures of held-out samples); the figures are drawn
+here, once, and shared by both writers. A new block belongs in its section's list of blocks: both
+writers lay out whatever a section holds.
 """
 
 from __future__ import annotations
