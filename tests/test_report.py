@@ -219,7 +219,8 @@ def test_html_in_headless_chromium(report: tuple[Path, Path], tmp_path: Path) ->
     shot = tmp_path / "samples.png"
     done = _chromium(tmp_path, alone, f"--screenshot={shot}", "--window-size=1280,1600")
     assert shot.exists() and _console(done.stderr) == [], done.stderr[-2000:]
-    assert _class_colours(shot) >= {0, 1, 2}
+    found = _class_colours(shot)
+    assert 0 in found and len(found) >= 3, found  # the collage's classes, drawn
 
     dom = _chromium(tmp_path, report[0], "--dump-dom")
     assert _console(dom.stderr) == []
@@ -281,7 +282,8 @@ def test_pdf_pages_and_text(report: tuple[Path, Path], tmp_path: Path) -> None:
         check=True,
     )  # fmt: skip
     (picture,) = tmp_path.glob("strip-*.png")
-    assert _class_colours(picture) >= {0, 1, 2}
+    found = _class_colours(picture)
+    assert 0 in found and len(found) >= 2, found  # the background and an object class, drawn
     assert "held-out mIoU" in texts[strip - 1] and "Prediction: the trained U-Net" in flat
     # the same numbers as the HTML: the headline table's busy % of each run
     html = report[0].read_text()

@@ -2,13 +2,14 @@
 
 Only PyPI packages are needed (matplotlib's PdfPages and pypdf; no browser, no LaTeX): text and
 tables are drawn as text on page-sized figures, and each chart is the very figure the HTML shows,
-saved as a PDF of its own at the size it takes on the page and laid onto the page with pypdf, so
-that charts stay vector graphics. Fonts are embedded as TrueType so that the text can be searched
-and extracted.
+saved as a page of the size it takes on its page, right after it, then laid onto it with pypdf,
+so that charts stay vector graphics and a page can hold several. Fonts are embedded once, as
+TrueType, so that the text can be searched and extracted.
 
 The document flows: headings, notes, tables and charts follow one another down the page, and a
 block starts a new page only when it does not fit on the current one (a heading never ends a
-page: it moves with the start of its section; a chart may shrink a little to stay on the page).
+page: it moves with the start of its section). A chart may lose up to 1 - SHRINK of its height
+to stay on a page, or to leave room on it for the block after it.
 
 Tables too wide for a page are split by columns (the key columns repeat on each part) and tables
 too long continue on the next page with their header row repeated; the measuring behind that is
@@ -286,9 +287,9 @@ class _Writer:
 
     def chart(self, chart: Chart, then: float = 0.0) -> None:
         """The HTML's figure at its own height (a page's at most) where the page has room for
-        it (shrunk by up to :data:`SHRINK` if need be), else at the top of the next page. It
-        also shrinks (as far) where that leaves room for the block after it (``then`` inches)
-        on the same page."""
+        it (down to :data:`SHRINK` of that height if need be), else at the top of the next page.
+        It also shrinks (as far) where that leaves room on the page for the block after it
+        (``then`` inches)."""
         cursor = self.cursor
         natural_w, natural_h = (float(v) for v in chart.figure.get_size_inches())
         caption = wrap_text(chart.caption, CONTENT_W, 8.5) if chart.caption else []
