@@ -29,6 +29,7 @@ from harness.run import (
     RunContext,
     RunOutcome,
     collectors_for,
+    keep_thumbnails,
     note_resident_at_end,
     prepare_page_cache,
     prepare_run,
@@ -179,6 +180,8 @@ def run_accelerators(
     try:
         summary = write_results(context, parts, None, complete, reason, prepared)
         shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
+        if complete:
+            keep_thumbnails(context, prepared, None)
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -6,6 +6,8 @@
       steps.parquet        one row per training step (rank, wait, compute, loss)
       samples.parquet      one row per sample (fetch latency, bytes requested)
       series_<name>.parquet  one per collector (io, cpu, gpu), time series
+      thumbnails/*.png     held-out samples as pictures (harness.train.samples), listed in the
+                           manifest's "thumbnails" (added at the end of a complete run)
 
 Run ids start with the UTC start time, so that they sort by time, and end with random hex, so
 that runs started in the same second never collide. JSON files carry ``format_version``; Parquet
@@ -58,6 +60,11 @@ def write_document(folder: Path, kind: DocumentKind, document: dict[str, Any]) -
     path = folder / kind.file
     write_json_atomic(path, {"format": kind.format, "format_version": FORMAT_VERSION, **document})
     return path
+
+
+def update_document(folder: Path, kind: DocumentKind, fields: dict[str, Any]) -> Path:
+    """Add ``fields`` to a document already written (additive: what readers know stays)."""
+    return write_document(folder, kind, {**read_document(folder, kind), **fields})
 
 
 def read_document(folder: Path, kind: DocumentKind) -> dict[str, Any]:
@@ -215,6 +222,20 @@ class RunFolder:
         """The run's hardware identity (``harness.env.hardware_identity``); None when no
         manifest recorded it."""
         return hardware_identity(self.manifest) if self.manifest else None
+
+    @property
+    def thumbnails(self) -> dict[str, Any] | None:
+        """The held-out samples the run kept as pictures (``harness.train.samples``): None when
+        it kept none (an incomplete run, a run folder written before they were kept)."""
+        entry = (self.manifest or {}).get("thumbnails")
+        return entry if isinstance(entry, dict) else None
+
+    def picture(self, name: str) -> Path | None:
+        """A file the thumbnails entry names, inside the run folder; None when it is absent or
+        the name points elsewhere."""
+        path = self.folder / name
+        inside = path.resolve().is_relative_to(self.folder.resolve())
+        return path if inside and path.is_file() else None
 
     # --- the tables -----------------------------------------------------------------------------
 

@@ -235,17 +235,20 @@ def run_scenario(
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context.page_cache)  # every rank on this host
     evaluation = None
+    held_out: list[Any] = []  # the first held-out samples, as the evaluation read them
     if complete and model is not None:
         from harness.train.model import evaluate_model
 
         classes = int(prepared.dataset_manifest["classes"])
         evaluation = evaluate_model(
-            model, scenario, prepared.source, prepared.plan, classes, device
+            model, scenario, prepared.source, prepared.plan, classes, device, held_out
         )
     summary = _finish(context, records, collectors, evaluation, complete, reason, prepared)
     distributed.shutdown(ranks)
     if ranks.local_rank == 0:
         ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
+    if ranks.is_main and complete:
+        keep_thumbnails(context, prepared, model if evaluation else None, held_out)
     return RunOutcome(folder if ranks.is_main else None, complete, reason, exit_code, summary)
 
 
@@ -486,6 +489,34 @@ def write_results(
     )
     results.write_document(folder, results.SUMMARY, dict(summary))
     return summary
+
+
+def keep_thumbnails(
+    context: RunContext, prepared: PreparedRun, model: Any | None, read: list[Any] | None = None
+) -> None:
+    """The first held-out samples as pictures (``harness.train.samples``), listed in the
+    manifest: after the run, outside every measurement; the prediction is the model's after
+    the held-out evaluation (None: an emulated run, or no evaluation asked for). ``read``: the
+    samples where the evaluation read them already."""
+    from harness.train.samples import keep_held_out_samples, model_predictor
+
+    if model is not None:
+        no_prediction = None
+    elif prepared.compute_times is not None:
+        no_prediction = "emulated run: no model was trained, so there is no prediction"
+    else:
+        no_prediction = "training.eval_samples is 0: no held-out evaluation, so no prediction"
+    entry = keep_held_out_samples(
+        context.folder,
+        source=prepared.source,
+        plan=prepared.plan,
+        crop=context.scenario.pipeline.crop,
+        dataset_manifest=context.dataset_manifest,
+        predict=None if model is None else model_predictor(model, context.device),
+        no_prediction=no_prediction,
+        read=read,
+    )
+    results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
 
 
 def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:

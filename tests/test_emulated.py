@@ -71,6 +71,13 @@ def test_a_20ms_profile_on_data_in_the_page_cache_keeps_the_loop_busy(tmp_path, 
         )
         assert summary["emulation"]["profile"] == "flat-20ms"
         assert manifest["emulation"]["scale"] == 1.0
+        # the held-out samples are kept as pictures: input and truth, no prediction, said why
+        thumbnails = manifest["thumbnails"]
+        assert thumbnails["no_prediction"].startswith("emulated run: no model")
+        for sample in thumbnails["samples"]:
+            assert sample["prediction"] is None and (folder / sample["input"]).is_file()
+            assert (folder / sample["truth"]).is_file()
+        assert not list(folder.glob("thumbnails/*prediction*"))
         busiest = max(busiest, value(summary, "busy_pct"))
         for path in (tmp_path / "results").iterdir():
             subprocess.run(["rm", "-rf", str(path)], check=True)
@@ -113,6 +120,9 @@ def test_two_accelerators_through_the_launcher_make_one_result(tmp_path, write_s
     folder, summary, manifest = only_run(tmp_path)
     assert summary["complete"] and summary["ranks"] == 2 and manifest["ranks"] == 2
     assert value(summary, "accelerators") == 2
+    # one set of held-out pictures for the run, written by the host (no rank writes its own)
+    assert len(manifest["thumbnails"]["samples"]) == 4
+    assert len(list(folder.glob("thumbnails/*-input.png"))) == 4
     steps = pd.read_parquet(folder / "steps.parquet")
     assert steps.groupby("rank").size().to_dict() == {0: 30, 1: 30}  # the same steps each
     samples = pd.read_parquet(folder / "samples.parquet")

@@ -60,7 +60,7 @@ def _verdicts(document: dict[str, Any], scenario: int = 0) -> dict[str, dict[str
 @pytest.mark.parametrize("name", RUNS)
 def test_golden_folders_are_small_current_runs(name: str) -> None:
     run = GOLDEN / name
-    files = {f.name: f.stat().st_size for f in run.iterdir()}
+    files = {str(f.relative_to(run)): f.stat().st_size for f in run.rglob("*") if f.is_file()}
     assert {"manifest.json", "summary.json", "steps.parquet", "samples.parquet"} <= set(files)
     assert sum(files.values()) < 200_000, files  # kilobytes, not megabytes
     summary = _summary(run)

@@ -150,8 +150,7 @@ def test_hostile_environment_strings_reach_the_report_as_text(
             runs_section(runs),
             summary_section(runs),
             checks_section(runs),
-            environment_section(runs, "hardware", "Hardware", "as the study's Table 2"),
-            environment_section(runs, "software", "Software", "as the study's Table 3"),
+            environment_section(runs),
         ],
     )
     runs, capacity = load_inputs([run])

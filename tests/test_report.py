@@ -34,6 +34,10 @@ CHART_IDS = (
     "fig-cpu",
     "fig-footprint",
     "fig-loss",
+    "fig-collage-1",
+    "fig-samples-1",
+    "fig-samples-2",
+    "fig-samples-3",
 )
 SECTIONS = (
     "Headline metrics",
@@ -45,6 +49,7 @@ SECTIONS = (
     "CPU utilisation",
     "Storage footprint and the trade-off",
     "Training loss",
+    "What the model saw and learned",
     "Hardware",
     "Software",
 )
@@ -129,6 +134,9 @@ def test_html_is_self_contained_with_every_chart(report: tuple[Path, Path]) -> N
         assert title.replace("'", "&#39;") in text, title
     for name in ("tiny-decoded", "tiny-cached", "97.3 %", "58.1 %", "samples/s", "MB/s"):
         assert name in text, name
+    # the held-out pictures are inline, in the charts' SVG
+    section = re.search(r'<section id="samples">.*?</section>', text, re.S)
+    assert section is not None and section.group(0).count("data:image/png;base64,") >= 3 * 12
     # no GPU here: the loop's busy % stands in, said as such
     assert "in place of GPU utilisation (no GPU sampled)" in text
     assert "NVML" in text and "not available" in text
@@ -201,11 +209,39 @@ def test_html_in_headless_chromium(report: tuple[Path, Path], tmp_path: Path) ->
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 20 and len(np.unique(pixels)) > 50  # text, tables, a chart: not blank
 
+    # the section "What the model saw and learned" on its own, with the report's styles: its
+    # pictures drawn, masks in the class colours
+    text = report[0].read_text()
+    section = re.search(r'<section id="samples">.*?</section>', text, re.S)
+    assert section is not None
+    alone = tmp_path / "samples.html"
+    alone.write_text(text[: text.index("<main>") + 6] + section.group(0) + "</main></body></html>")
+    shot = tmp_path / "samples.png"
+    done = _chromium(tmp_path, alone, f"--screenshot={shot}", "--window-size=1280,1600")
+    assert shot.exists() and _console(done.stderr) == [], done.stderr[-2000:]
+    found = _class_colours(shot)
+    assert 0 in found and len(found) >= 3, found  # the collage's classes, drawn
+
     dom = _chromium(tmp_path, report[0], "--dump-dom")
     assert _console(dom.stderr) == []
     for chart in CHART_IDS:
         assert re.search(rf'<figure class="chart" id="{chart}">\s*<svg', dom.stdout), chart
     assert ESCAPED in dom.stdout and EVIL not in dom.stdout
+
+
+def _class_colours(picture: Path) -> set[int]:
+    """The classes whose colour covers at least 200 pixels of ``picture``."""
+    from PIL import Image
+
+    from harness.train.samples import class_colour
+
+    pixels = np.asarray(Image.open(picture).convert("RGB"), dtype=np.int16)
+    found = set()
+    for k in range(4):
+        colour = np.frombuffer(bytes.fromhex(class_colour(k)[1:]), dtype=np.uint8)
+        if (np.abs(pixels - colour).max(axis=2) <= 4).sum() >= 200:
+            found.add(k)
+    return found
 
 
 def _pdf_tools() -> None:
@@ -220,7 +256,7 @@ def test_pdf_pages_and_text(report: tuple[Path, Path], tmp_path: Path) -> None:
     pdf = report[1]
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
-    assert len(pages) >= 12  # title, tables and a page per chart
+    assert 8 <= len(pages) <= 14, len(pages)  # the blocks flow: small ones share pages
     from PIL import Image
 
     for page in pages:
@@ -235,12 +271,49 @@ def test_pdf_pages_and_text(report: tuple[Path, Path], tmp_path: Path) -> None:
         assert title in flat, title
     for name in (EVIL, "tiny-decoded", "tiny-cached", "97.3 %", "58.1 %", "samples/s"):
         assert name in flat, name
+    # the held-out pictures: the page with the strips, rasterised, shows the class colours
+    from pypdf import PdfReader
+
+    texts = [" ".join(page.extract_text().split()) for page in PdfReader(pdf).pages]
+    strip = next(i for i, page in enumerate(texts, 1) if "Held-out samples: tiny-cached" in page)
+    subprocess.run(
+        ["pdftoppm", "-r", "60", "-f", str(strip), "-l", str(strip), "-png", str(pdf),
+         str(tmp_path / "strip")],
+        check=True,
+    )  # fmt: skip
+    (picture,) = tmp_path.glob("strip-*.png")
+    found = _class_colours(picture)
+    assert 0 in found and len(found) >= 2, found  # the background and an object class, drawn
+    assert "held-out mIoU" in texts[strip - 1] and "Prediction: the trained U-Net" in flat
     # the same numbers as the HTML: the headline table's busy % of each run
     html = report[0].read_text()
     row = re.search(r"loop busy \(compute / wall time\)</td>(.*?)</tr>", html, re.S)
     assert row is not None
     for value in re.findall(r'class="num">([\d.,]+)</td>', row.group(1)):
         assert value in flat, value
+
+
+@pytest.mark.slow
+def test_held_out_samples_are_the_same_whichever_way_the_frames_are_read(suite: Path) -> None:
+    """Decoded and cached runs of the same videos, with the same seed, keep the same inputs
+    and truths (the frame cache holds the frames losslessly here); predictions are their own."""
+    from PIL import Image
+
+    kept = {}
+    for folder in suite.iterdir():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        kept[manifest["scenario"]["name"]] = (folder, manifest["thumbnails"])
+    (decoded, first), (cached, second) = kept["tiny-decoded"], kept["tiny-cached"]
+    for one, two in zip(first["samples"], second["samples"], strict=True):
+        assert (one["file"], one["frame"], one["top"], one["left"]) == (
+            two["file"], two["frame"], two["top"], two["left"]
+        )  # fmt: skip
+        for key in ("input", "truth"):
+            a = np.asarray(Image.open(decoded / one[key]))
+            b = np.asarray(Image.open(cached / two[key]))
+            assert a.shape == b.shape and (a == b).all(), key
+        assert one["prediction"] and two["prediction"]
+    assert first["seconds"] < 5 and second["seconds"] < 5
 
 
 def _copy_run(suite: Path, scenario: str, target: Path) -> Path:
@@ -329,7 +402,8 @@ def test_one_scenario_on_several_machines_side_by_side(suite: Path, tmp_path: Pa
     one, _ = write_report([here], tmp_path / "one")  # a single run folder, given directly
     text = one.read_text()
     assert "1 run of 1 scenario on 1 machine" in text
-    assert all(f'id="{chart}"' in text for chart in CHART_IDS)
+    one_run = [c for c in CHART_IDS if not c.startswith(("fig-collage", "fig-samples"))]
+    assert all(f'id="{chart}"' in text for chart in [*one_run, "fig-samples-1"])
 
 
 def test_long_series_are_thinned_for_drawing_only(tmp_path: Path) -> None:

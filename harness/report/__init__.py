@@ -1,6 +1,6 @@
 """Reports: ``report.html`` (self-contained: SVG charts and CSS inline, nothing fetched) and
-``report.pdf`` (the same sections and numbers, made with matplotlib alone) from run folders and
-capacity results (``capacity.json`` from ``harness capacity``: a Capacity section).
+``report.pdf`` (the same sections, numbers and order, made with matplotlib and pypdf) from run
+folders and capacity results (``capacity.json`` from ``harness capacity``: a Capacity section).
 
 Works for one run, a suite, and runs of one scenario on several machines (side by side, named by
 their hardware). A folder that holds no run, or a file of an unknown format version, is refused

@@ -34,7 +34,7 @@ def latency_cdf(runs: list[Run]) -> Figure:
     """Fetch latency of one sample (read + decode + transform, in the worker): the CDF, and the
     tail as the fraction of samples slower than x on a log scale."""
     figure = titled_figure(
-        "Fetch latency per sample (read + decode + transform, measured in the worker; ms)", 4.6
+        "Fetch latency per sample (read + decode + transform, measured in the worker; ms)", 3.9
     )
     left, right = figure.subplots(1, 2)
     drawn = 0

@@ -65,7 +65,7 @@ def utilisation_bars(runs: list[Run]) -> Figure:
     else:
         title = "Average utilisation per scenario (as the study's Figure 7)"
         ylabel = "NVML GPU utilisation, or loop busy where no GPU (%)"
-    figure = titled_figure(title, 4.9)
+    figure = titled_figure(title, 4.2)
     ax = figure.subplots()
     x = np.arange(len(ordered))
     for i, (run, (value, source)) in enumerate(zip(ordered, values, strict=True)):
@@ -235,7 +235,7 @@ def loss_curves(runs: list[Run]) -> Figure:
     """Training loss per step (rank 0), the evidence that each run trained for real; the
     legend gives the held-out mIoU against the always-one-class chance level."""
     figure = titled_figure(
-        "Training loss per step (cross-entropy): evidence the training was real", 4.4
+        "Training loss per step (cross-entropy): evidence the training was real", 3.6
     )
     ax = figure.subplots()
     drawn = 0

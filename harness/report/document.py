@@ -4,9 +4,11 @@ must see first (incomplete runs, no GPU), and its sections in order, numbered. C
 folders, they make a report of that section only.
 
 Both writers render this one document, so the HTML and the PDF cannot disagree. The sections are
-built in :mod:`harness.report.sections_tables` (runs, metrics, checks, environment) and
-:mod:`harness.report.sections_figures` (the charts and the tables beside them); the figures are
-drawn here, once, and shared by both writers.
+built in :mod:`harness.report.sections_tables` (runs, metrics, checks, environment),
+:mod:`harness.report.sections_figures` (the charts and the tables beside them) and
+:mod:`harness.report.sections_samples` (the pictures of held-out samples); the figures are drawn
+here, once, and shared by both writers. A new block belongs in its section's list of blocks: both
+writers lay out whatever a section holds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from harness.report.sections_figures import (
     read_section,
     stall_section,
 )
+from harness.report.sections_samples import samples_section
 from harness.report.sections_tables import (
     checks_section,
     environment_section,
@@ -87,18 +90,20 @@ def build_document(runs: list[Run], capacity: list[CapacityResults] | None = Non
 
 
 def _run_sections(runs: list[Run]) -> list[Section]:
+    # The study's answer first (utilisation, what stalls it, what it costs in storage), then the
+    # series over time and the latencies behind it, then the evidence that training was real.
     return [
         runs_section(runs),
         summary_section(runs),
         figure7_section(runs),
-        gpu_section(runs),
-        read_section(runs),
-        latency_section(runs),
         stall_section(runs),
-        cpu_section(runs),
+        gpu_section(runs),
         footprint_section(runs),
+        read_section(runs),
+        cpu_section(runs),
+        latency_section(runs),
         loss_section(runs),
+        samples_section(runs),
         checks_section(runs),
-        environment_section(runs, "hardware", "Hardware", "as the study's Table 2"),
-        environment_section(runs, "software", "Software", "as the study's Table 3"),
+        environment_section(runs),
     ]

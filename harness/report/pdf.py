@@ -1,9 +1,15 @@
 """The PDF report: the same document as the HTML, laid out on A4 landscape pages by matplotlib.
 
-Only PyPI packages are needed (matplotlib's PdfPages; no browser, no LaTeX): text and tables are
-drawn as text on page-sized figures, and each chart is the very figure the HTML shows, resized to
-the page with a page header, its section heading and its caption. Fonts are embedded as TrueType
-so that the text can be searched and extracted.
+Only PyPI packages are needed (matplotlib's PdfPages and pypdf; no browser, no LaTeX): text and
+tables are drawn as text on page-sized figures, and each chart is the very figure the HTML shows,
+saved as a page of the size it takes on its page, right after it, then laid onto it with pypdf,
+so that charts stay vector graphics and a page can hold several. Fonts are embedded once, as
+TrueType, so that the text can be searched and extracted.
+
+The document flows: headings, notes, tables and charts follow one another down the page, and a
+block starts a new page only when it does not fit on the current one (a heading never ends a
+page: it moves with the start of its section). A chart may lose up to 1 - SHRINK of its height
+to stay on a page, or to leave room on it for the block after it.
 
 Tables too wide for a page are split by columns (the key columns repeat on each part) and tables
 too long continue on the next page with their header row repeated; the measuring behind that is
@@ -12,7 +18,8 @@ in :mod:`harness.report.pdf_layout`, the drawing here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from harness.report.pdf_layout import (
     BODY_PT,
     BOTTOM,
     CONTENT_W,
+    LEAST_ROWS,
     MARGIN,
     PAD,
     PAGE_H,
@@ -39,6 +47,7 @@ from harness.report.pdf_layout import (
 )
 
 HEADER_Y = PAGE_H - 0.32  # running header baseline
+INTRO_PT = 8.5  # a section's introduction
 CELL_COLOURS = {"pass": ("#e6f4ea", "#17803d"), "fail": ("#fce8e6", "#b3261e")}
 NOTE_COLOURS = {
     "error": ("#fce8e6", "#b3261e"),
@@ -48,16 +57,29 @@ NOTE_COLOURS = {
 
 
 @dataclass
+class _Placed:
+    """A chart on a page: its figure's size there and its bottom-left corner, in inches."""
+
+    chart: Chart
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass
 class _Cursor:
     figure: Figure
     y: float  # inches from the page bottom
+    charts: list[_Placed] = field(default_factory=list)
 
 
 class _Writer:
-    """Pages in order: a text page flows until full; a chart takes a page of its own."""
+    """Pages in order, each filled from the top until the next block does not fit."""
 
     def __init__(self, pdf: PdfPages, document: Document) -> None:
         self.pdf = pdf
+        self.placed: list[list[_Placed]] = []  # per page, the charts to lay onto it
         self.document = document
         self.page = 0
         self.cursor: _Cursor | None = None
@@ -90,7 +112,6 @@ class _Writer:
                 (MARGIN / PAGE_W, (HEADER_Y - 0.08) / PAGE_H),
                 CONTENT_W / PAGE_W,
                 0.6 / 72 / PAGE_H,
-                transform=figure.transFigure,
                 color="#cccccc",
             )
         )
@@ -119,13 +140,19 @@ class _Writer:
         return self.cursor
 
     def flush(self) -> None:
+        """Finish the page: save it, then each of its charts as a page of its own size, to be
+        laid onto it (:func:`_lay_charts`); one PDF for all, so that fonts are embedded once."""
         if self.cursor is not None:
             self.pdf.savefig(self.cursor.figure)
+            for item in self.cursor.charts:
+                item.chart.figure.set_size_inches(item.width, item.height)
+                self.pdf.savefig(item.chart.figure)
+            self.placed.append(self.cursor.charts)
             self.cursor = None
 
     def _room(self, height: float) -> _Cursor:
         """The current text page if ``height`` inches still fit on it, else a new one."""
-        if self.cursor is None or self.cursor.y - height < BOTTOM:
+        if self.cursor is None or self.cursor.y - height < BOTTOM - EPSILON:
             return self._new_text_page()
         return self.cursor
 
@@ -150,19 +177,15 @@ class _Writer:
 
     def heading(self, section: Section) -> None:
         self.section = section
-        need = 0.55 + len(wrap_text(section.intro, CONTENT_W, 9)) * line_height(9)
-        first = section.blocks[0] if section.blocks else None
-        if isinstance(first, Table):
-            need += TableLayout.of(first, column_parts(first)[0]).first_need
-        cursor = self._room(min(need, TOP - BOTTOM))  # a heading never ends a page
+        cursor = self._room(_section_need(section))  # a heading never ends a page
         if cursor.y < TOP - 0.01:
-            cursor.y -= 0.12
+            cursor.y -= 0.1
         heading = f"{section.number}  {section.title}"
-        _put(cursor.figure, MARGIN, cursor.y, heading, fontsize=15, weight="bold", color=INK)
-        cursor.y -= 0.34
+        _put(cursor.figure, MARGIN, cursor.y, heading, fontsize=14, weight="bold", color=INK)
+        cursor.y -= 0.3
         if section.intro:
-            self.paragraph(section.intro, 9, MUTED)
-        cursor.y -= 0.06
+            self.paragraph(section.intro, INTRO_PT, MUTED)
+        cursor.y -= 0.04
 
     def paragraph(self, text: str, points: float, color: str) -> None:
         lines = wrap_text(text, CONTENT_W, points)
@@ -196,10 +219,12 @@ class _Writer:
         cursor = self._room(layout.first_need)
         self._table_head(cursor, title, layout)
         bold = [c < table.key_columns for c in columns]
+        stop = _page_break(layout, cursor.y, 0)
         for row_index, (cells, height) in enumerate(zip(layout.body, layout.heights, strict=True)):
-            if cursor.y - height < BOTTOM:
+            if row_index == stop:
                 cursor = self._new_text_page()
                 self._table_head(cursor, f"{title} (continued)", layout)
+                stop = _page_break(layout, cursor.y, row_index)
             styles = table.styles[row_index] if row_index < len(table.styles) else []
             shown = [(styles[c] if c < len(styles) else "") for c in columns]
             zebra = " zebra" if row_index % 2 else ""
@@ -238,6 +263,7 @@ class _Writer:
             if fill:
                 _fill(figure, x, cursor.y, width, height, fill)
             right = "num" in words
+            strong = strong or "key" in words
             _put_lines(
                 figure,
                 x + width - PAD if right else x + PAD,
@@ -254,58 +280,122 @@ class _Writer:
                 (MARGIN / PAGE_W, (cursor.y - height) / PAGE_H),
                 (x - MARGIN) / PAGE_W,
                 0.5 / 72 / PAGE_H,
-                transform=figure.transFigure,
                 color="#d5dae0",
             )
         )
         cursor.y -= height
 
-    def chart(self, chart: Chart, first: bool) -> None:
-        """The HTML's figure on a page of its own, at its own height where the page allows."""
-        self.flush()
-        figure = chart.figure
-        natural_h = float(figure.get_size_inches()[1])
-        figure.set_size_inches(PAGE_W, PAGE_H)
-        self._frame(figure)
-        section = self.section
-        heading = f"{section.number}  {section.title}" if section else chart.title
-        if section and not first:
-            heading += " (continued)"
-        _put(figure, MARGIN, TOP, heading, fontsize=13, weight="bold", color=INK)
-        y = TOP - 0.36
-        if section and first and section.intro:  # the section starts on this page
-            y = _put_lines(
-                figure, MARGIN, y, wrap_text(section.intro, CONTENT_W, 9), 9, color=MUTED
-            )
+    def chart(self, chart: Chart, then: float = 0.0) -> None:
+        """The HTML's figure at its own height (a page's at most) where the page has room for
+        it (down to :data:`SHRINK` of that height if need be), else at the top of the next page.
+        It also shrinks (as far) where that leaves room on the page for the block after it
+        (``then`` inches)."""
+        cursor = self.cursor
+        natural_w, natural_h = (float(v) for v in chart.figure.get_size_inches())
         caption = wrap_text(chart.caption, CONTENT_W, 8.5) if chart.caption else []
         caption_h = len(caption) * line_height(8.5)
-        title_y = y - 0.12
-        space_top = title_y - 0.32  # the chart's own title sits above its axes
-        space_bottom = BOTTOM + caption_h + (0.15 if caption else 0)
-        height = min(space_top - space_bottom, max(natural_h - 0.55, 1.0))
-        figure.get_layout_engine().set(
-            rect=(
-                MARGIN / PAGE_W,
-                (space_top - height) / PAGE_H,
-                CONTENT_W / PAGE_W,
-                height / PAGE_H,
-            )
-        )
-        figure.suptitle(
-            figure.get_suptitle(), x=MARGIN / PAGE_W, y=title_y / PAGE_H, ha="left", va="top"
-        )
-        _put_lines(figure, MARGIN, space_top - height - 0.12, caption, 8.5, color=MUTED)
-        self.pdf.savefig(figure)
+        after = CHART_GAP + caption_h + 0.16  # below the chart: its caption and a gap
+        least = _least_height(natural_h, caption_h)
+        gap = CHART_GAP if cursor is not None and cursor.y < TOP - 0.01 else 0.0
+        room = (cursor.y - gap - BOTTOM) if cursor is not None else 0.0
+        if least + after > room + EPSILON:
+            cursor = self._new_text_page()
+            gap, room = 0.0, TOP - BOTTOM
+        assert cursor is not None
+        top = cursor.y - gap
+        height = max(min(natural_h, room - after), 1.0)
+        if then and height + after + then > room >= least + after + then:
+            height = room - after - then  # the next block then fits below it
+        width = min(CONTENT_W, natural_w)
+        cursor.charts.append(_Placed(chart, MARGIN, top - height, width, height))
+        y = top - height - CHART_GAP
+        cursor.y = _put_lines(cursor.figure, MARGIN, y, caption, 8.5, color=MUTED) - 0.16
+
+
+CHART_GAP = 0.1  # inches between a chart and what is above and below it
+EPSILON = 0.01  # inches: rounding, not room
+
+
+def _section_need(section: Section) -> float:
+    """Room a section's heading asks for: the heading, its introduction and its first block."""
+    need = 0.5 + len(wrap_text(section.intro, CONTENT_W, INTRO_PT)) * line_height(INTRO_PT)
+    if section.blocks:
+        need += _block_need(section.blocks[0])
+    return min(need, TOP - BOTTOM)
+
+
+def _block_need(block: Table | Chart | Note) -> float:
+    """Room a block asks for before it is drawn (the least a chart may take, a table's start)."""
+    if isinstance(block, Table):
+        return TableLayout.of(block, column_parts(block)[0]).first_need
+    if isinstance(block, Chart):
+        return _chart_need(block)
+    return len(wrap_text(block.text, CONTENT_W - 0.3, 9)) * line_height(9) + 2 * PAD + 0.16
+
+
+def _page_break(layout: TableLayout, y: float, first: int) -> int:
+    """The first row of a table that goes on to the next page when row ``first`` is drawn at
+    ``y`` (the row count when the rest fits): as many as fit, but never fewer than LEAST_ROWS
+    left for the next page (a few rows alone on a page read badly) where this page keeps as
+    many."""
+    heights = layout.heights[first:]
+    fit, room = 0, y - BOTTOM
+    while fit < len(heights) and heights[fit] <= room + EPSILON:
+        room -= heights[fit]
+        fit += 1
+    fit = max(fit, 1)  # a row taller than a page still goes on one
+    left = len(heights) - fit
+    if 0 < left < LEAST_ROWS and fit - (LEAST_ROWS - left) >= LEAST_ROWS:
+        fit -= LEAST_ROWS - left
+    return first + fit
+
+
+SHRINK = 0.65  # a chart may lose this share of its height to stay on a page
+HEADING_ROOM = 1.2  # inches a page-tall chart leaves for its section's heading and intro
+
+
+def _least_height(natural_h: float, caption_h: float) -> float:
+    """The least height a chart may be drawn at: most of its own, and never more than a page
+    leaves below a section heading (so that a page-tall chart follows its heading)."""
+    return min(natural_h * SHRINK, TOP - BOTTOM - caption_h - HEADING_ROOM)
+
+
+def _chart_need(chart: Chart) -> float:
+    """Room a chart asks for: its least height, its caption and the gaps around it."""
+    caption = wrap_text(chart.caption, CONTENT_W, 8.5) if chart.caption else []
+    caption_h = len(caption) * line_height(8.5)
+    natural_h = float(chart.figure.get_size_inches()[1])
+    return CHART_GAP + _least_height(natural_h, caption_h) + CHART_GAP + caption_h + 0.16
+
+
+def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> None:
+    """Each page with its charts (the pages after it) laid onto it, written to ``path``."""
+    from pypdf import PdfReader, PdfWriter
+
+    pages.seek(0)
+    reader = PdfReader(pages)
+    writer = PdfWriter()
+    index = 0
+    for charts in placed:
+        page = writer.add_page(reader.pages[index])
+        for offset, item in enumerate(charts, start=1):
+            page.merge_translated_page(reader.pages[index + offset], item.x * 72, item.y * 72)
+        index += 1 + len(charts)
+    if reader.metadata:
+        writer.add_metadata(dict(reader.metadata))
+    with open(path, "wb") as handle:
+        writer.write(handle)
 
 
 def write_pdf(document: Document, path: Path) -> Path:
     """Every section of ``document`` into ``path`` (written under a temporary name first).
     Call after the HTML is written: chart figures are resized here for the page."""
     tmp = path.with_name(f".{path.name}.tmp")
+    pages = io.BytesIO()
     with (
         matplotlib.rc_context(STYLE),
         PdfPages(
-            tmp,
+            pages,
             metadata={
                 "Title": f"{document.title}: {document.subtitle}",
                 "Creator": f"harness {document.harness_version}",
@@ -314,23 +404,25 @@ def write_pdf(document: Document, path: Path) -> Path:
     ):
         writer = _Writer(pdf, document)
         writer.title_block()
-        for section in document.sections:
-            # a section that opens with a chart starts on its page; after a text block, the
-            # section's charts are its continuation (no second intro)
-            first_chart = bool(section.blocks) and isinstance(section.blocks[0], Chart)
-            if first_chart:
-                writer.section = section  # its heading goes on the chart's page
-            else:
-                writer.heading(section)
-            for block in section.blocks:
+        sections = document.sections
+        for number, section in enumerate(sections):
+            writer.heading(section)
+            for index, block in enumerate(section.blocks):
                 if isinstance(block, Table):
                     writer.table(block)
                 elif isinstance(block, Chart):
-                    writer.chart(block, first_chart)
-                    first_chart = False
+                    # what comes next: the section's next block, or the next section's start
+                    if index + 1 < len(section.blocks):
+                        then = _block_need(section.blocks[index + 1])
+                    elif number + 1 < len(sections):
+                        then = _section_need(sections[number + 1])
+                    else:
+                        then = 0.0
+                    writer.chart(block, then)
                 else:
                     writer.note(block)
         writer.flush()
+    _lay_charts(pages, writer.placed, tmp)
     tmp.replace(path)
     return path
 
@@ -358,7 +450,6 @@ def _fill(figure: Figure, x: float, top: float, width: float, height: float, col
             (x / PAGE_W, (top - height) / PAGE_H),
             width / PAGE_W,
             height / PAGE_H,
-            transform=figure.transFigure,
             color=colour,
             lw=0,
         )

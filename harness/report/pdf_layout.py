@@ -7,6 +7,7 @@ columns repeat on each part), and how much room a table asks for before it start
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ EM_BOLD = 0.68
 BODY_PT = 7.5
 PAD = 0.05
 MIN_VALUE_COLUMN_IN = 1.25
+SHORT_TABLE_ROWS = 10  # a table of this many rows or fewer is never split across pages
+LEAST_ROWS = 6  # a longer table starts on a page only where this many of its rows fit
 
 
 def char_width(points: float, bold: bool = False) -> float:
@@ -70,13 +73,14 @@ class TableLayout:
 
     @property
     def first_need(self) -> float:
-        """Room to ask for before drawing: the whole table when it fits on one page (a table
-        that fits a page is not split across two), else 40 % of a page, so that a long table
-        does not start with a row or two at the foot of a page."""
-        whole = 0.3 + self.header_h + sum(self.heights)
-        if whole <= TOP - BOTTOM:
-            return whole
-        return max(0.3 + self.header_h + self.heights[0], 0.4 * (TOP - BOTTOM))
+        """Room to ask for before drawing: a short table whole (it is never split), a longer
+        one its header and :data:`LEAST_ROWS` rows or 40 % of its rows, whichever is more (it
+        continues on the next page, its header repeated)."""
+        rows = len(self.heights)
+        if rows <= SHORT_TABLE_ROWS:
+            return 0.3 + self.header_h + sum(self.heights)
+        first = max(LEAST_ROWS, math.ceil(0.4 * rows))
+        return min(0.3 + self.header_h + sum(self.heights[:first]), TOP - BOTTOM)
 
 
 def _natural_widths(table: Table, columns: list[int]) -> list[float]:

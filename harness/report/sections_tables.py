@@ -224,15 +224,34 @@ def checks_section(runs: list[Run]) -> Section:
     )
 
 
-def environment_section(runs: list[Run], key: str, title: str, like: str) -> Section:
+def environment_section(runs: list[Run]) -> Section:
+    """The machines the runs ran on: their hardware and software (the study's Tables 2 and 3),
+    one column per machine."""
+    machines = list(dict.fromkeys(run.machine for run in runs))
+    intro = "From the runs' manifests; " + (
+        "one column per machine." if len(machines) > 1 else f"machine {machines[0]}."
+    )
+    return Section(
+        "environment",
+        "Hardware and software",
+        intro,
+        [
+            environment_table(runs, "hardware", "Hardware", "as the study's Table 2"),
+            environment_table(runs, "software", "Software", "as the study's Table 3"),
+        ],
+    )
+
+
+def environment_table(runs: list[Run], key: str, title: str, like: str) -> Table | Note:
     """One column per machine (side by side), one row per field; a field that differs between
-    runs on one machine (the dataset's path, say) gives each value with the runs that had it."""
+    runs on one machine (the dataset's path, say) gives each value with the runs that had it.
+    One machine's long list is shown as two lists side by side."""
     machines: dict[str, list[Run]] = {}
     for run in runs:
         if isinstance(run.manifest.get(key), dict):
             machines.setdefault(run.machine, []).append(run)
     if not machines:
-        return Section(key, title, "", [Note("warning", f"No run recorded its {key}.")])
+        return Note("warning", f"No run recorded its {key}.")
     fields: list[str] = []
     for members in machines.values():
         for run in members:
@@ -246,11 +265,19 @@ def environment_section(runs: list[Run], key: str, title: str, like: str) -> Sec
         rows.append([name, *cells])
         styles.append(["", *["muted" if cell.startswith("not ") else "" for cell in cells]])
     columns = ["field", *machines] if len(machines) > 1 else ["field", "value"]
-    intro = f"From the runs' manifests ({like})"
-    intro += "; one column per machine." if len(machines) > 1 else f"; machine {runs[0].machine}."
-    return Section(
-        key, title, intro, [Table(f"table-{key}", f"{title} ({like})", columns, rows, styles)]
-    )
+    if len(machines) == 1 and len(rows) > TWO_UP_ROWS:
+        half = -(-len(rows) // 2)
+        right = [*rows[half:], ["", ""]]
+        right_styles = [*styles[half:], ["", ""]]
+        rows = [[*a, *b] for a, b in zip(rows[:half], right, strict=False)]
+        styles = [
+            [sa[0], sa[1], "key", sb[1]] for sa, sb in zip(styles, right_styles, strict=False)
+        ]
+        columns = ["field", "value", "field", "value"]
+    return Table(f"table-{key}", f"{title} ({like})", columns, rows, styles)
+
+
+TWO_UP_ROWS = 12  # a one-machine table longer than this: two lists side by side
 
 
 def _environment_cell(members: list[Run], key: str, name: str) -> str:

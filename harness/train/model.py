@@ -92,25 +92,32 @@ def evaluate_model(
     plan: Any,
     classes: int,
     device: Device,
+    keep: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Precise BatchNorm statistics from unseen training samples, then mIoU on held-out ones
-    (read through the torch backend: evaluation is not part of the timed loop)."""
+    (read through the torch backend: evaluation is not part of the timed loop). ``keep``
+    receives the first held-out samples as read (up to ``harness.train.samples.SAMPLES``), so
+    that the run's thumbnails need not read them again."""
     from harness.pipeline.loader import SegmentationSamples
+    from harness.train.samples import SAMPLES
 
     count = scenario.training.eval_samples
     if count == 0:
         return {}
     crop, size = scenario.pipeline.crop, scenario.pipeline.batch_size
 
-    def batches(samples: SegmentationSamples, first: int, total: int) -> Iterator[Batch]:
-        return (
-            Batch.collate([samples[first + n] for n in range(i, min(i + size, total))])
-            for i in range(0, total, size)
-        )
+    def batches(
+        samples: SegmentationSamples, first: int, total: int, kept: list[Any] | None = None
+    ) -> Iterator[Batch]:
+        for i in range(0, total, size):
+            chunk = [samples[first + n] for n in range(i, min(i + size, total))]
+            if kept is not None:
+                kept.extend(chunk[: SAMPLES - len(kept)])
+            yield Batch.collate(chunk)
 
     network = getattr(model, "module", model)
     # Training samples never drawn by the run (numbers far past its sequence) for precise BN.
     unseen = SegmentationSamples(source, plan, crop, "skip")
     recalibrate_batchnorm(network, batches(unseen, 2**41, max(4 * size, 32)), device)
     held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)
-    return evaluate(network, batches(held_out, 0, count), device, classes)
+    return evaluate(network, batches(held_out, 0, count, keep), device, classes)
