@@ -400,9 +400,17 @@ def test_end_to_end_over_real_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     done = run_harness("datagen", str(path))
     assert done.returncode == 0, done.stderr
     base = tmp_path / "base"
-    done = run_harness("run", str(path), "--repeat", "3", "--results", str(base), "--quiet")
+    dlio = tmp_path / "dlio.json"
+    done = run_harness(
+        "run", str(path), "--repeat", "3", "--results", str(base), "--quiet",
+        "--export", "dlio", "--export-target", str(dlio),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(_runs(base)) == 3
+    exported = json.loads(dlio.read_text())  # `harness run --export`: the 3 repeats as epochs
+    assert exported["epochs"] == 3 and len(exported["metric"]["train_au_percentage"]) == 3
+    summary = json.loads((_runs(base)[0] / "summary.json").read_text())
+    assert {"disk_r_per_s", "disk_util_pct", "disk_aqu_sz"} <= set(summary["metrics"])
     same = run_harness("compare", str(base), str(base))
     assert same.returncode == 0, same.stderr
     assert "tiny-collage: 3 baseline runs vs 3 current runs" in same.stdout

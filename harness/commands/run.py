@@ -27,6 +27,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary lines")
+    from harness.commands.export import export_args
+    from harness.export import EXPORTERS
+
+    parser.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        choices=list(EXPORTERS),
+        metavar="NAME",
+        help=f"at the end, export the runs ({', '.join(EXPORTERS)}; repeatable), as "
+        "`harness export --to NAME` does",
+    )
+    export_args(parser, prefix="export-")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +54,11 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
 
     if args.repeat < 1:
         raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
+    if args.export:
+        from harness.export import exporter
+
+        for name in args.export:  # a missing package stops the command before any run
+            exporter(name)
     loaded = load_scenarios(args.files, args.override)
     if report is not None:
         from harness.data import prepare_datasets
@@ -69,11 +87,13 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
                     file=sys.stderr,
                 )
                 _report(folders, report)
+                _export(folders, args, report)
                 return outcome.exit_code
             verdicts = outcome.summary["thresholds"] if outcome.summary is not None else []
             if args.strict and any(v["pass"] is False for v in verdicts):
                 worst = 1
     _report(folders, report)
+    _export(folders, args, report)
     return worst
 
 
@@ -85,6 +105,19 @@ def _report(folders: list[Path], out: Path | None) -> None:
 
     html, pdf = write_report(folders, out)
     print(f"report: {html}\nreport: {pdf}")
+
+
+def _export(folders: list[Path], args: argparse.Namespace, report: Path | None) -> None:
+    """``--export NAME``: the runs (partial ones too) to each exporter named, with the report."""
+    if not folders or not args.export:
+        return
+    from harness.export import ExportOptions, export_runs
+
+    with_report = report if report is not None and (report / "report.html").exists() else None
+    options = ExportOptions(experiment=args.export_experiment, report=with_report)
+    for name in args.export:
+        for line in export_runs(folders, name, args.export_target, options):
+            print(line)
 
 
 def default_report_dir(files: list[str], kind: str | None = None) -> Path:
