@@ -45,14 +45,14 @@ def test_prometheus_textfile_parses_and_says_what_the_summary_says(cli, tmp_path
     complete = {s.labels["scenario"]: s.value for s in families["harness_run_complete"].samples}
     assert complete == {collage["scenario"]: 1.0, _summary(INTERRUPTED)["scenario"]: 0.0}
     interrupted = _summary(INTERRUPTED)
-    assert interrupted["metrics"]["miou"]["value"] is not None  # (the golden run has one)
 
     not_measured = tmp_path / "not-measured"
     copy_golden("interrupted", not_measured)
-    interrupted["metrics"]["miou"]["value"] = None
+    interrupted["metrics"]["busy_pct"]["value"] = None
     (not_measured / "summary.json").write_text(json.dumps(interrupted))
     done = cli("export", not_measured, "--to", "prometheus")
-    assert "harness_miou" not in done.stdout and "harness_busy_pct{" in done.stdout  # not 0
+    assert "harness_busy_pct{" not in done.stdout  # not measured: left out, never 0
+    assert "harness_samples_per_s{" in done.stdout
 
     textfiles = tmp_path / "textfiles"
     textfiles.mkdir()
