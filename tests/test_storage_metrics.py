@@ -190,3 +190,26 @@ def test_summary_lines_tell_the_storage_story() -> None:
     ]
     metrics["nfs_read_rtt_ms"] = metric(1.25, "ms", "context")
     assert storage_lines(summary)[-1] == "  nfs mount: avg RTT 1.25 ms"  # type: ignore[arg-type]
+
+
+def test_the_report_storage_section_has_the_device_table(tmp_path: Path) -> None:
+    """The report's storage section: the iostat table from the runs' summaries; the NFS table
+    only where a run measured an NFS mount."""
+    from conftest import copy_golden
+
+    from harness.report.content import NOT_MEASURED
+    from harness.report.runs import load_runs
+    from harness.report.sections_figures import storage_tables
+    from harness.stats import metric
+
+    run = copy_golden("collage", tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["metrics"]["disk_r_per_s"] = metric(45.0, "reads/s", "context")
+    summary["metrics"]["disk_r_await_ms"] = metric(0.12, "ms", "context")
+    summary["collectors"]["io_device"] = "nvme0n1"
+    (run / "summary.json").write_text(json.dumps(summary))
+    tables = storage_tables(load_runs([run]))  # the storage section's tables, after its charts
+    assert [t.id for t in tables] == ["table-device"]
+    (row,) = tables[0].rows
+    assert row[1] == "nvme0n1" and row[2] == "45.00" and "0.12" in row[5]
+    assert tables[0].columns[3] == "rkB/s (KiB/s)" and row[3] == NOT_MEASURED  # never 0
