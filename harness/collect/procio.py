@@ -252,7 +252,10 @@ class IoCollector(Collector):
             }
         )
 
-    def _window(self, frame: pd.DataFrame, prefix: str, names: tuple[str, ...], start, end):
+    @staticmethod
+    def _window(
+        frame: pd.DataFrame, prefix: str, names: tuple[str, ...], start: float, end: float
+    ) -> tuple[list[int], float] | None:
         """(growth of each counter, seconds) between the first and last samples inside [start,
         end] (the samples stats.counter_rate uses), or None with fewer than two valid samples."""
         t = frame["t"].to_numpy()
@@ -270,14 +273,17 @@ class IoCollector(Collector):
         figures, over [start, end]; all context (facts about the run, never judged)."""
         frame = self.frame()
         out: dict[str, dict] = {}
-        grown = self._window(frame, "device_", diskstats.COUNTER_NAMES, start, end)
+        if self.device is None and self.nfs_mount:
+            grown = None  # local disks tell nothing about a dataset on NFS: its mount does
+        else:
+            grown = self._window(frame, "device_", diskstats.COUNTER_NAMES, start, end)
         figures = (
             diskstats.read_metrics(diskstats.DiskCounters(*grown[0]), grown[1]) if grown else {}
         )
         if self.device is None and len(self.disks) != 1:
             figures.pop("util_pct", None)  # a sum of several disks' busy time is no utilisation
         for name, key, unit in diskstats.SUMMARY_METRICS:
-            if key in figures or not grown:
+            if key in figures or (grown is None and not self.nfs_mount):
                 out[name] = metric(figures.get(key), unit, "context")
         if self.nfs_mount:
             grown = self._window(frame, "nfs_", mountstats.COUNTER_NAMES, start, end)

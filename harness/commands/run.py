@@ -109,14 +109,15 @@ def _report(folders: list[Path], out: Path | None) -> None:
 
 def _export(folders: list[Path], args: argparse.Namespace, report: Path | None) -> None:
     """``--export NAME``: the runs (partial ones too) to each exporter named, with the report."""
-    if not folders or not args.export:
+    if not any((folder / "summary.json").exists() for folder in folders) or not args.export:
         return
     from harness.export import ExportOptions, export_runs
 
     with_report = report if report is not None and (report / "report.html").exists() else None
     options = ExportOptions(experiment=args.export_experiment, report=with_report)
+    summarised = [folder for folder in folders if (folder / "summary.json").exists()]
     for name in args.export:
-        for line in export_runs(folders, name, args.export_target, options):
+        for line in export_runs(summarised, name, args.export_target, options):
             print(line)
 
 

@@ -25,6 +25,7 @@ from harness.compare.sides import (
     side_from_baseline_file,
     side_from_path,
 )
+from harness.data.files import atomic_write
 from harness.errors import HarnessError
 
 # --- harness compare ------------------------------------------------------------------------------
@@ -77,7 +78,8 @@ def compare_command(
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if junit is not None:
-        _write_text(junit, output.render_junit(compared, base_side, cur_side), "--junit")
+        with atomic_write(junit) as stream:
+            stream.write(output.render_junit(compared, base_side, cur_side).encode())
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         _append_text(
@@ -103,17 +105,6 @@ def compare_command(
         print()
         print(output.result_line(compared, totals, exit_code))
     return exit_code
-
-
-def _write_text(path: Path, text: str, what: str) -> None:
-    """Write ``text`` to ``path`` whole (a temporary name, then renamed)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise HarnessError(f"{what} {path}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _append_text(path: Path, text: str, what: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import results
+from harness.data.files import atomic_write
 from harness.errors import HarnessError
 from harness.export import ExportOptions
 
@@ -127,8 +128,9 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
     for file, document in files.items():
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text(json.dumps(document, indent=4) + "\n")
         except OSError as exc:
             raise HarnessError(f"--target {file}: cannot write: {exc.strerror or exc}") from None
+        with atomic_write(file) as stream:
+            stream.write((json.dumps(document, indent=4) + "\n").encode())
         written.append(f"dlio: {file} ({document['harness']['scenario']})")
     return written
