@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import zipfile
 from pathlib import Path
@@ -153,27 +152,21 @@ def test_mlflow_run_per_harness_run_in_a_sqlite_store(
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
-def test_clearml_offline_session_holds_the_run(tmp_path: Path) -> None:
-    """In a subprocess: ClearML's Task.init takes over its process (hooks, at-exit handlers)."""
+def test_clearml_offline_session_holds_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a subprocess: ClearML's Task.init takes over its process (hooks, at-exit handlers).
+    Its configuration and cache live in a home of the test's own."""
     pytest.importorskip("clearml")
-    home = tmp_path / "home"
-    home.mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLEARML_CACHE_DIR", str(tmp_path / "home" / "cache"))
     sessions = tmp_path / "sessions"
-    env_home = {"HOME": str(home), "CLEARML_CACHE_DIR": str(home / "cache")}
-    old = {k: os.environ.get(k) for k in env_home}
-    os.environ.update(env_home)
-    try:
-        done = run_harness("export", str(COLLAGE), "--to", "clearml", "--target", str(sessions))
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    done = run_harness("export", str(COLLAGE), "--to", "clearml", "--target", str(sessions))
     assert done.returncode == 0, done.stderr
     collage = _summary(COLLAGE)
     (session,) = sessions.iterdir()
     assert session.name == f"{collage['run_id']}.zip"
+    assert f"offline session {session}" in done.stdout
     with zipfile.ZipFile(session) as archive:
         names = archive.namelist()
         task = json.loads(archive.read("task.json"))
@@ -182,8 +175,9 @@ def test_clearml_offline_session_holds_the_run(tmp_path: Path) -> None:
     assert task["hyperparams"]["scenario"]["pipeline.batch_size"]["value"] == "4"
     reported = {e["variant"]: e["value"] for batch in events for e in batch if e["iter"] < 0}
     assert reported["samples_per_s"] == pytest.approx(collage["metrics"]["samples_per_s"]["value"])
+    steps = [e for batch in events for e in batch if e["variant"] == "step_wait_s"]
+    assert len(steps) == collage["metrics"]["steps"]["value"]  # the series, a point per step
     assert any(name.endswith("artifacts/summary.json/summary.json") for name in names)
-    shutil.rmtree(home)
 
 
 def test_export_refuses_bad_input_in_one_line(cli, tmp_path: Path) -> None:
@@ -199,3 +193,19 @@ def test_export_refuses_bad_input_in_one_line(cli, tmp_path: Path) -> None:
         assert len(lines) == 1 and expected in lines[0], lines
     unknown = cli("export", COLLAGE, "--to", "wandb")
     assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+
+
+def test_a_missing_package_stops_its_exporter_alone(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` now fails
+    monkeypatch.delitem(sys.modules, "harness.export.mlflow_exporter", raising=False)
+    done = cli("export", COLLAGE, "--to", "mlflow")
+    assert done.returncode == 2
+    assert "exporter mlflow not available" in done.stderr and "harness[export]" in done.stderr
+    spec = tmp_path / "never-read.yaml"  # refused before any scenario is read or run
+    done = cli("run", spec, "--export", "mlflow")
+    assert done.returncode == 2 and "exporter mlflow not available" in done.stderr
+    assert cli("export", COLLAGE, "--to", "dlio").returncode == 0  # the others still work
