@@ -28,11 +28,16 @@ say() { echo "setup: $*"; }
 fail() { echo "setup: error: $*" >&2; exit 2; }
 
 check_python() {  # the interpreter must exist and be 3.11 or newer
-    local python=$1
+    local python=$1 version
     command -v "$python" >/dev/null 2>&1 || fail "no Python interpreter '$python' (set PYTHON=...)"
-    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
-        || fail "harness needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo "not a working Python"). \
-Run with PYTHON=python3.11 (or newer), e.g. \`make demo PYTHON=python3.12\`"
+    version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+        || version=""
+    case "$version" in
+        3.1[1-9] | 3.[2-9][0-9] | [4-9].*) ;;
+        "") fail "$python is not a working Python interpreter (set PYTHON=python3.11 or newer)" ;;
+        *) fail "harness needs Python 3.11 or newer; $python is Python $version. \
+Run with PYTHON=python3.11 (or newer), e.g. \`make demo PYTHON=python3.12\`" ;;
+    esac
 }
 
 if [ -n "${HARNESS_PYTHON:-}" ]; then

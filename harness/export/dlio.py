@@ -32,6 +32,7 @@ from harness.errors import HarnessError
 from harness.export import ExportOptions
 
 TEXT = True
+FORMAT_VERSION = 1  # of this file's "harness" block; the rest is DLIO's shape
 DEFAULT_AU_PCT = 90.0  # MLPerf Storage: AU >= 90 % for unet3d and resnet50
 MiB = 2**20
 
@@ -93,6 +94,8 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
         "epochs": len(runs),
         "metric": metric,
         "harness": {
+            "format": "harness-dlio-summary",
+            "format_version": FORMAT_VERSION,
             "scenario": first.scenario_name,
             "runs": [r.run_id for r in runs],
             "complete": [r.complete for r in runs],
