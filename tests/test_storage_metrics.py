@@ -213,3 +213,25 @@ def test_the_report_storage_section_has_the_device_table(tmp_path: Path) -> None
     (row,) = tables[0].rows
     assert row[1] == "nvme0n1" and row[2] == "45.00" and "0.12" in row[5]
     assert tables[0].columns[3] == "rkB/s (KiB/s)" and row[3] == NOT_MEASURED  # never 0
+
+
+def test_compare_shows_the_storage_figures_as_context(cli, tmp_path: Path) -> None:
+    """A device twice as busy is a fact to read beside the verdicts, never a regression."""
+    from conftest import copy_golden
+
+    from harness.stats import metric
+
+    sides = []
+    for name, util in (("base", 40.0), ("current", 80.0)):
+        run = copy_golden("collage", tmp_path / name)
+        summary = json.loads((run / "summary.json").read_text())
+        summary["metrics"]["disk_util_pct"] = metric(util, "%", "context")
+        summary["metrics"]["nfs_read_rtt_ms"] = metric(util / 10, "ms", "context")
+        (run / "summary.json").write_text(json.dumps(summary))
+        sides.append(run)
+    done = cli("compare", *sides, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {m["metric"]: m for m in json.loads(done.stdout)["scenarios"][0]["metrics"]}
+    assert rows["disk_util_pct"]["verdict"] == "context"
+    assert rows["disk_util_pct"]["change_pct"] == pytest.approx(100.0)
+    assert rows["nfs_read_rtt_ms"]["verdict"] == "context"
