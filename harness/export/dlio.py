@@ -43,25 +43,19 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.pstdev(values)
 
 
-def _mib_per_s(mb_per_s: float | None) -> float | None:
-    return None if mb_per_s is None else mb_per_s * 1e6 / MiB
+def _values(runs: Sequence[results.RunFolder], name: str) -> list[float]:
+    """The metric's value in each run that measured it, in order."""
+    found = (run.metrics.get(name, {}).get("value") for run in runs)
+    return [float(value) for value in found if value is not None]
 
 
 def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
     """The DLIO-shaped summary of the runs of one scenario (oldest first)."""
     first, last = runs[0], runs[-1]
-    au = [v for r in runs if (v := r.metrics.get("busy_pct", {}).get("value")) is not None]
-    rate = [v for r in runs if (v := r.metrics.get("samples_per_s", {}).get("value")) is not None]
-    io = [
-        v
-        for r in runs
-        if (v := _mib_per_s(r.metrics.get("requested_MBps", {}).get("value"))) is not None
-    ]
-    storage = [
-        v
-        for r in runs
-        if (v := _mib_per_s(r.metrics.get("read_MBps", {}).get("value"))) is not None
-    ]
+    au = _values(runs, "busy_pct")
+    rate = _values(runs, "samples_per_s")
+    io = [v * 1e6 / MiB for v in _values(runs, "requested_MBps")]  # MB/s -> MiB/s
+    storage = [v * 1e6 / MiB for v in _values(runs, "read_MBps")]
     thresholds = (first.settings or {}).get("thresholds") or {}
     expected = thresholds.get("min_busy_pct")
     expected = DEFAULT_AU_PCT if expected is None else float(expected)
