@@ -178,6 +178,8 @@ def test_clearml_offline_session_holds_the_run(
     steps = [e for batch in events for e in batch if e["variant"] == "step_wait_s"]
     assert len(steps) == collage["metrics"]["steps"]["value"]  # the series, a point per step
     assert any(name.endswith("artifacts/summary.json/summary.json") for name in names)
+    online = run_harness("export", str(COLLAGE), "--to", "clearml")  # no server configured
+    assert online.returncode == 2 and "clearml-init" in online.stderr
 
 
 def test_export_refuses_bad_input_in_one_line(cli, tmp_path: Path) -> None:

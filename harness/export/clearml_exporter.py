@@ -16,6 +16,7 @@ the tasks go to the server of clearml.conf (``clearml-init``).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
     # is a short command that reports everything at once: report from this process.
     Task._report_subprocess_enabled = False
     offline_dir = None if target is None else Path(target)
+    if offline_dir is None and not Task.is_offline() and not _server_configured():
+        raise HarnessError(
+            "clearml: no server configured (no clearml.conf, no CLEARML_API_* variables): run "
+            "`clearml-init`, or give --target DIR for an offline session"
+        )
     if offline_dir is not None:
         try:
             offline_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +90,12 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
             page = task.get_output_log_web_page()
             lines.append(f"clearml: {run.run_id} -> task {task.id} ({page})")
     return lines
+
+
+def _server_configured() -> bool:
+    """Whether ClearML has a server to talk to: its configuration file or variables."""
+    names = ("CLEARML_CONFIG_FILE", "CLEARML_API_HOST", "CLEARML_API_ACCESS_KEY")
+    return any(os.environ.get(name) for name in names) or (Path.home() / "clearml.conf").exists()
 
 
 def _export_run(run: results.RunFolder, options: ExportOptions) -> Task:
