@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,33 @@ def loop_device(tmp_path: Path):
     if found.returncode != 0:
         pytest.skip(f"losetup: {found.stderr.strip()}")
     device = found.stdout.strip()
+    _wait_until_quiet(lambda: _counters(os.path.basename(device)))  # udev may probe a new device
     try:
         yield device
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
+
+
+def _counters(name: str) -> diskstats.DiskCounters:
+    return diskstats.parse_diskstats(Path("/proc/diskstats").read_text())[name]
+
+
+def _wait_until_quiet(
+    read: Callable[[], object], still_s: float = 0.15, limit_s: float = 3
+) -> None:
+    """Until what ``read`` returns has not changed for ``still_s`` (at most ``limit_s``)."""
+    deadline = time.monotonic() + limit_s
+    last, since = read(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < still_s:
+        time.sleep(0.02)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def _rchar(pid: int) -> int:
+    text = Path(f"/proc/{pid}/io").read_text()
+    return int(text.split("rchar:")[1].split()[0])
 
 
 def _read_direct(device: str, sizes: list[int]) -> None:
@@ -58,17 +82,18 @@ def test_read_figures_match_iostat_over_the_same_interval(loop_device: str) -> N
     if shutil.which("iostat") is None:
         pytest.skip("needs iostat (apt-get install sysstat; `make system-tools`)")
     name = os.path.basename(loop_device)
-    before = diskstats.parse_diskstats(Path("/proc/diskstats").read_text())[name]
+    before = _counters(name)
     interval = 2
     iostat = subprocess.Popen(
         ["iostat", "-x", "-y", "-d", "-o", "JSON", name, str(interval), "1"],
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)  # iostat has read its first sample
+    # iostat reads its first sample, then sleeps: wait until it has stopped reading
+    _wait_until_quiet(lambda: _rchar(iostat.pid))
     _read_direct(loop_device, [4096] * 40 + [65536] * 30 + [16384] * 20)
     out, _ = iostat.communicate(timeout=30)
-    after = diskstats.parse_diskstats(Path("/proc/diskstats").read_text())[name]
+    after = _counters(name)
     (reported,) = json.loads(out)["sysstat"]["hosts"][0]["statistics"][0]["disk"]
     delta = after.minus(before)
     assert delta.reads >= 90  # every read reached the device
