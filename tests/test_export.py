@@ -155,8 +155,8 @@ def test_mlflow_run_per_harness_run_in_a_sqlite_store(
 def test_clearml_offline_session_holds_the_run(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In a subprocess: ClearML's Task.init takes over its process (hooks, at-exit handlers).
-    Its configuration and cache live in a home of the test's own."""
+    """The export in a subprocess: ClearML's Task.init takes over its process (hooks, at-exit
+    handlers, offline mode). Its configuration and cache live in a home of the test's own."""
     pytest.importorskip("clearml")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CLEARML_CACHE_DIR", str(tmp_path / "home" / "cache"))
@@ -178,7 +178,7 @@ def test_clearml_offline_session_holds_the_run(
     steps = [e for batch in events for e in batch if e["variant"] == "step_wait_s"]
     assert len(steps) == collage["metrics"]["steps"]["value"]  # the series, a point per step
     assert any(name.endswith("artifacts/summary.json/summary.json") for name in names)
-    online = cli("export", COLLAGE, "--to", "clearml")  # no server configured: refused first
+    online = cli("export", COLLAGE, "--to", "clearml")  # no server configured: refused
     assert online.returncode == 2 and "clearml-init" in online.stderr
 
 

@@ -49,16 +49,16 @@ def run(args: argparse.Namespace) -> int:
 def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
     """Run every scenario ``--repeat`` times; with ``report``, end with the report of the runs
     (also when a run stops early: a stopped suite still reports what it has)."""
-    from harness.run import run_scenario
-    from harness.scenario import load_scenarios
-
     if args.repeat < 1:
         raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
     if args.export:
         from harness.export import exporter
 
-        for name in args.export:  # a missing package stops the command before any run
+        for name in args.export:  # a missing package stops the command before any work
             exporter(name)
+    from harness.run import run_scenario
+    from harness.scenario import load_scenarios
+
     loaded = load_scenarios(args.files, args.override)
     if report is not None:
         from harness.data import prepare_datasets

@@ -74,22 +74,25 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
             offline_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HarnessError(f"--target {target}: cannot create: {exc.strerror}") from None
-        Task.set_offline(True)
-    lines = []
-    for run in runs:
-        try:
-            task = _export_run(run, options)
-        except Exception as exc:  # ClearML raises its own types for a missing server or config
-            raise HarnessError(f"clearml: {run.run_id}: {type(exc).__name__}: {exc}") from None
-        if Task.is_offline():
-            session = Path(f"{task.get_offline_mode_folder()}.zip")
-            if offline_dir is not None and session.exists():
-                session = Path(shutil.copy2(session, offline_dir / f"{run.run_id}.zip"))
-            lines.append(f"clearml: {run.run_id} -> offline session {session}")
-        else:
-            page = task.get_output_log_web_page()
-            lines.append(f"clearml: {run.run_id} -> task {task.id} ({page})")
-    return lines
+        Task.set_offline(True)  # for the rest of this process: a harness command is one export
+    return [_export_and_say(run, options, offline_dir) for run in runs]
+
+
+def _export_and_say(
+    run: results.RunFolder, options: ExportOptions, offline_dir: Path | None
+) -> str:
+    """Export one run; the line that says where it went."""
+    try:
+        task = _export_run(run, options)
+    except Exception as exc:  # ClearML raises its own types for a missing server or config
+        raise HarnessError(f"clearml: {run.run_id}: {type(exc).__name__}: {exc}") from None
+    if Task.is_offline():
+        session = Path(f"{task.get_offline_mode_folder()}.zip")
+        if offline_dir is not None and session.exists():
+            session = Path(shutil.copy2(session, offline_dir / f"{run.run_id}.zip"))
+        return f"clearml: {run.run_id} -> offline session {session}"
+    page = task.get_output_log_web_page()
+    return f"clearml: {run.run_id} -> task {task.id} ({page})"
 
 
 def _server_configured() -> bool:
