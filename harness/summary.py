@@ -438,10 +438,46 @@ def summary_lines(summary: Summary, folder: Path) -> list[str]:
         if entry is None or entry["value"] is None:
             continue
         lines.append(f"  {name:24s} {entry['value']:12.3f} {entry['unit']}")
+    lines.extend(storage_lines(summary))
     for check in summary["cross_checks"]:
         lines.append(f"  check: {check['name']}: {check['verdict']}")
     for verdict in summary["thresholds"]:
         state = {True: "pass", False: "FAIL", None: "not measured"}[verdict["pass"]]
         lines.append(f"  threshold {verdict['threshold']} {verdict['limit']}: {state}")
     lines.extend(f"  warning: {warning}" for warning in summary["warnings"])
+    return lines
+
+
+# (metric, label as iostat / nfsiostat print it, format) for storage_lines
+DISK_FIGURES = (
+    ("disk_r_per_s", "r/s", "{:.1f}"),
+    ("disk_rKiB_per_s", "rkB/s", "{:.0f} KiB/s"),
+    ("disk_rareq_KiB", "rareq-sz", "{:.1f} KiB"),
+    ("disk_r_await_ms", "r_await", "{:.2f} ms"),
+    ("disk_aqu_sz", "aqu-sz", "{:.2f}"),
+    ("disk_util_pct", "%util", "{:.1f} %"),
+)
+NFS_FIGURES = (
+    ("nfs_read_ops_per_s", "READ ops/s", "{:.1f}"),
+    ("nfs_read_MBps", "read", "{:.1f} MB/s"),
+    ("nfs_read_rtt_ms", "avg RTT", "{:.2f} ms"),
+    ("nfs_read_exe_ms", "avg exe", "{:.2f} ms"),
+    ("nfs_read_retrans", "retrans", "{:.0f}"),
+)
+
+
+def storage_lines(summary: Summary) -> list[str]:
+    """The storage's own view of the measured window, as iostat -x and nfsiostat would print it:
+    one line for the dataset's block device, one for its NFS mount (each only when measured)."""
+    metrics = summary["metrics"]
+    lines = []
+    device = summary["collectors"].get("io_device") or "all disks"
+    for title, figures in ((f"disk {device}", DISK_FIGURES), ("nfs mount", NFS_FIGURES)):
+        shown = [
+            f"{label} {form.format(metrics[name]['value'])}"
+            for name, label, form in figures
+            if metrics.get(name, {}).get("value") is not None
+        ]
+        if shown:
+            lines.append(f"  {title}: {', '.join(shown)}")
     return lines

@@ -400,9 +400,17 @@ def test_end_to_end_over_real_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     done = run_harness("datagen", str(path))
     assert done.returncode == 0, done.stderr
     base = tmp_path / "base"
-    done = run_harness("run", str(path), "--repeat", "3", "--results", str(base), "--quiet")
+    dlio = tmp_path / "dlio.json"
+    done = run_harness(
+        "run", str(path), "--repeat", "3", "--results", str(base), "--quiet",
+        "--export", "dlio", "--export-target", str(dlio),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert len(_runs(base)) == 3
+    exported = json.loads(dlio.read_text())  # `harness run --export`: the 3 repeats as epochs
+    assert exported["epochs"] == 3 and len(exported["metric"]["train_au_percentage"]) == 3
+    summary = json.loads((_runs(base)[0] / "summary.json").read_text())
+    assert {"disk_r_per_s", "disk_util_pct", "disk_aqu_sz"} <= set(summary["metrics"])
     same = run_harness("compare", str(base), str(base))
     assert same.returncode == 0, same.stderr
     assert "tiny-collage: 3 baseline runs vs 3 current runs" in same.stdout
@@ -446,3 +454,67 @@ def test_tolerance_arguments_and_hardware_keys() -> None:
     b = {"name": "s", "description": "y", "pipeline": {"workers": 2, "crop": 64}}
     assert setting_differences(a, b) == ["pipeline.workers 1 -> 2"]
     assert setting_differences(a, None) == []
+
+
+JUNIT_SCHEMA = GOLDEN.parent / "junit" / "junit-10.xsd"  # Jenkins xUnit plugin's JUnit schema
+
+
+def test_junit_and_the_github_step_summary_carry_the_verdicts(
+    repeats: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--junit FILE``: valid against the JUnit schema Jenkins' xUnit plugin (and GitLab's
+    reader) use, tests/data/junit/junit-10.xsd; a regression is a failure with its numbers, an
+    inconclusive or missing metric a skip with its reason; the Markdown job summary is appended
+    to ``$GITHUB_STEP_SUMMARY``."""
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    slowed = _slowed(repeats, tmp_path / "slowed")
+    _edit(slowed, "summary.json", lambda s: s["metrics"].pop("miou"))
+    step_summary = tmp_path / "step-summary.md"
+    step_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    report = tmp_path / "junit.xml"
+    done = cli("compare", repeats, slowed, "--junit", report)
+    assert done.returncode == 1, done.stderr
+    xmlschema.XMLSchema(JUNIT_SCHEMA).validate(report)  # raises on any violation
+    root = ET.parse(report).getroot()
+    (suite,) = root.findall("testsuite")
+    assert suite.get("name") == SCENARIO
+    cases = {case.get("name"): case for case in suite.findall("testcase")}
+    document = json.loads(cli("compare", repeats, slowed, "--json").stdout)
+    verdicts = _verdicts(document)
+    assert set(cases) == set(verdicts)
+    assert int(suite.get("tests")) == len(verdicts) == int(root.get("tests"))
+    failure = cases["samples_per_s"].find("failure")
+    assert failure is not None and failure.get("type") == "regressed"
+    judged = verdicts["samples_per_s"]
+    assert "-20.0 %" in failure.get("message") and "5 vs 5 runs" in failure.get("message")
+    assert f"{judged['baseline']:.4g}" in failure.get("message")
+    skipped = cases["miou"].find("skipped")
+    assert skipped is not None and skipped.get("message").startswith("missing: ")
+    assert cases["busy_pct"].find("failure") is None and cases["busy_pct"].find("skipped") is None
+    failed = [name for name, case in cases.items() if case.find("failure") is not None]
+    assert sorted(failed) == sorted(n for n, v in verdicts.items() if v["verdict"] == "regressed")
+    assert int(suite.get("failures")) == len(failed)
+    assert int(suite.get("skipped")) == sum(
+        v["verdict"] in ("inconclusive", "missing") for v in verdicts.values()
+    )
+    summary = step_summary.read_text()
+    assert summary.startswith("earlier step\n## harness compare")  # appended, not replaced
+    row = next(line for line in summary.splitlines() if line.startswith("| samples_per_s |"))
+    assert "❌ regressed" in row and "-20.0" in row
+    assert "- missing: `miou`:" in summary
+
+    few = _copy(repeats, tmp_path / "few", count=3)  # 3 + 3 runs: never significant
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    done = cli("compare", few, _slowed(repeats, tmp_path / "few-slowed", 3), "--junit", report)
+    assert done.returncode == 0, done.stderr
+    xmlschema.XMLSchema(JUNIT_SCHEMA).validate(report)
+    case = next(c for c in ET.parse(report).iter("testcase") if c.get("name") == "samples_per_s")
+    skipped = case.find("skipped")
+    assert skipped is not None and skipped.get("message").startswith("inconclusive: ")
+    unwritable = cli("compare", repeats, slowed, "--junit", tmp_path / "no" / "such" / "x.xml")
+    assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr
+    assert "x.xml" in unwritable.stderr

@@ -7,7 +7,8 @@ series, column ``t`` = seconds since the run's ``t0`` on ``time.monotonic``) and
 ``cpu_seconds`` is what its own thread cost; ``per_host`` says whether one process per machine
 samples it (the GPUs: every rank would see all of them).
 
-* ``io``  - procio.IoCollector: bytes read by the run's process tree and the dataset's disk
+* ``io``  - procio.IoCollector: bytes read by the run's process tree; the dataset's disk (iostat's
+            figures, diskstats) and NFS mount (READ calls, mountstats)
 * ``cpu`` - cpu.CpuCollector: process-tree CPU and RSS, utilisation of every core
 * ``gpu`` - gpu.GpuCollector: NVML utilisation, memory, PCIe, clocks, power, NVDEC, GPM
 

@@ -11,19 +11,29 @@ a block device, such as btrfs, the mount's source device). A dataset on NFS, tmp
 another filesystem with no local block device has ``device`` None, ``device_note`` says why, and
 the device columns hold the total of all real (non-virtual) disks instead.
 
+For that device it also keeps /proc/diskstats' counters, from which the summary gives iostat
+-x's read figures over the measured window (r/s, rkB/s in KiB, rareq-sz, r_await, aqu-sz, %util:
+see diskstats). For a dataset on NFS it keeps the mount's READ counters from
+/proc/self/mountstats (ops, RTT, execute time, retransmissions, bytes from the server: see
+mountstats), the storage's own view of the reads.
+
 Frame columns: t, read_bytes, rchar (tree, cumulative since the first sample), read_MBps,
 rchar_MBps (from the previous sample), device_read_bytes (cumulative), device_read_MBps, procs
-(live tree members). MB = 10**6 bytes.
+(live tree members), then the device's counters ``device_<name>`` (cumulative since the first
+sample; names in diskstats.COUNTER_NAMES) and, on NFS, ``nfs_<name>`` (mountstats.COUNTER_NAMES).
+MB = 10**6 bytes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness.collect import diskstats, mountstats
 from harness.collect.proctree import ProcessTree, TreeCounters
 from harness.collect.sampler import (
     Collector,
@@ -35,9 +45,12 @@ from harness.collect.sampler import (
 from harness.env import existing_parent, find_mount
 from harness.stats import counter_rate, metric
 
-SECTOR_BYTES = 512  # diskstats counts 512-byte sectors whatever the device's sector size
+SECTOR_BYTES = diskstats.SECTOR_BYTES
 MB = 1e6
 RAW_COLUMNS = ("t", "read_bytes", "rchar", "device_read_bytes", "procs")
+DEVICE_COLUMNS = tuple(f"device_{name}" for name in diskstats.COUNTER_NAMES)
+NFS_COLUMNS = tuple(f"nfs_{name}" for name in mountstats.COUNTER_NAMES)
+MOUNTSTATS = "/proc/self/mountstats"
 
 
 def parse_io(data: bytes) -> tuple[int, int]:
@@ -98,6 +111,17 @@ def locate_device(dataset_path: Path) -> tuple[str | None, str | None]:
     return None, f"the dataset is on {fstype} ({source}), which has no local block device"
 
 
+def locate_nfs_mount(dataset_path: Path) -> str | None:
+    """The mount point of the NFS mount holding the dataset, or None when it is not on NFS."""
+    try:
+        mount = find_mount(existing_parent(dataset_path), Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return None
+    if mount is None or mount.fs_type not in mountstats.NFS_TYPES:
+        return None
+    return mount.mount_point
+
+
 class IoCollector(Collector):
     name = "io"
 
@@ -109,8 +133,17 @@ class IoCollector(Collector):
         root_pid: int,
         dataset_path: Path,
         tree: ProcessTree | None = None,
+        nfs_mount: str | None = None,
+        mountstats_path: str = MOUNTSTATS,
     ) -> None:
-        super().__init__(rate_hz=rate_hz, t0=t0, columns=RAW_COLUMNS)
+        """``nfs_mount``: the NFS mount point to follow (found from the dataset path when None);
+        ``mountstats_path``: where its counters are read (tests give a captured copy)."""
+        self.nfs_mount = nfs_mount or locate_nfs_mount(Path(dataset_path))
+        self._mountstats_path = mountstats_path
+        nfs_columns = NFS_COLUMNS if self.nfs_mount else ()
+        super().__init__(
+            rate_hz=rate_hz, t0=t0, columns=(*RAW_COLUMNS, *DEVICE_COLUMNS, *nfs_columns)
+        )
         self.root_pid = root_pid
         self.device: str | None = None
         self.device_note: str | None = None
@@ -135,13 +168,15 @@ class IoCollector(Collector):
         self._disk_names = {name.encode() for name in self.disks}
         self._tree = tree or ProcessTree(root_pid)
         self._counters = TreeCounters(self._tree, "io", parse_io, counters=2)
-        self._device_baseline: int | None = None
+        self._device_baseline: diskstats.DiskCounters | None = None
+        self._nfs_baseline: mountstats.NfsReadCounters | None = None
         try:
             self._diskstats = ProcFile("/proc/diskstats")
         except OSError:
             self._diskstats = None
 
-    def _device_sectors(self) -> int | None:
+    def _device_counters(self) -> diskstats.DiskCounters | None:
+        """The dataset's device's counters (or the sum over the real disks), None if unknown."""
         if self._diskstats is None:
             return None
         data = self._diskstats.read()
@@ -149,26 +184,48 @@ class IoCollector(Collector):
             at = data.find(self._device_key)
             if at < 0:
                 return None
-            # after the name: reads completed, reads merged, sectors read
-            return int(data[at : data.find(b"\n", at)].split()[3])
-        total = 0
+            line_start = data.rfind(b"\n", 0, at) + 1
+            return diskstats.parse_line(data[line_start : data.find(b"\n", at)].split())
+        total: diskstats.DiskCounters | None = None
         for line in data.splitlines():
-            fields = line.split(None, 6)
-            if len(fields) > 5 and fields[2] in self._disk_names:
-                total += int(fields[5])
-        return total if self._disk_names else None
+            fields = line.split()
+            if len(fields) >= 14 and fields[2] in self._disk_names:
+                counters = diskstats.parse_line(fields)
+                total = counters if total is None else total.plus(counters)
+        return total
+
+    def _nfs_counters(self) -> mountstats.NfsReadCounters | None:
+        try:
+            with open(self._mountstats_path, encoding="utf-8", errors="replace") as stream:
+                mount = mountstats.parse_mountstats(stream.read()).get(self.nfs_mount or "")
+        except OSError:
+            return None
+        return None if mount is None else mountstats.NfsReadCounters.of(mount)
 
     def _sample(self) -> None:
         t = self._now()
         (read_bytes, rchar), _, procs = self._counters.sample()
-        sectors = self._device_sectors()
-        if sectors is None:
-            device_bytes = float("nan")
+        counters = self._device_counters()
+        if counters is None:
+            device = [math.nan] * len(DEVICE_COLUMNS)
+            device_bytes = math.nan
         else:
             if self._device_baseline is None:
-                self._device_baseline = sectors
-            device_bytes = (sectors - self._device_baseline) * SECTOR_BYTES
-        self._record((t, read_bytes, rchar, device_bytes, procs))
+                self._device_baseline = counters
+            grown = counters.minus(self._device_baseline)
+            device = [float(getattr(grown, name)) for name in diskstats.COUNTER_NAMES]
+            device_bytes = grown.read_sectors * SECTOR_BYTES
+        row = [t, read_bytes, rchar, device_bytes, procs, *device]
+        if self.nfs_mount:
+            nfs = self._nfs_counters()
+            if nfs is None:
+                row += [math.nan] * len(NFS_COLUMNS)
+            else:
+                if self._nfs_baseline is None:
+                    self._nfs_baseline = nfs
+                grown_nfs = nfs.minus(self._nfs_baseline)
+                row += [float(getattr(grown_nfs, name)) for name in mountstats.COUNTER_NAMES]
+        self._record(row)
 
     def _close(self) -> None:
         self._counters.close()
@@ -177,7 +234,10 @@ class IoCollector(Collector):
             self._diskstats = None
 
     def _build_frame(self, raw: np.ndarray) -> pd.DataFrame:
-        t, read_bytes, rchar, device_bytes, procs = raw.T
+        columns = dict(zip(self.columns, raw.T, strict=True))
+        t, read_bytes, rchar = columns["t"], columns["read_bytes"], columns["rchar"]
+        device_bytes = columns["device_read_bytes"]
+        extra = {name: columns[name] for name in self.columns[len(RAW_COLUMNS) :]}
         return pd.DataFrame(
             {
                 "t": t,
@@ -187,9 +247,54 @@ class IoCollector(Collector):
                 "rchar_MBps": per_sample_rate(t, rchar) / MB,
                 "device_read_bytes": device_bytes,
                 "device_read_MBps": per_sample_rate(t, device_bytes) / MB,
-                "procs": procs,
+                "procs": columns["procs"],
+                **extra,
             }
         )
+
+    @staticmethod
+    def _window(
+        frame: pd.DataFrame, prefix: str, names: tuple[str, ...], start: float, end: float
+    ) -> tuple[list[int], float] | None:
+        """(growth of each counter, seconds) between the first and last samples inside [start,
+        end] (the samples stats.counter_rate uses), or None with fewer than two valid samples."""
+        t = frame["t"].to_numpy()
+        inside = np.flatnonzero((t >= start) & (t <= end))
+        if inside.size < 2 or f"{prefix}{names[0]}" not in frame:
+            return None
+        first, last = inside[0], inside[-1]
+        values = frame[[f"{prefix}{name}" for name in names]].to_numpy()
+        if not np.isfinite(values[[first, last]]).all() or t[last] <= t[first]:
+            return None
+        return (values[last] - values[first]).astype(np.int64).tolist(), float(t[last] - t[first])
+
+    def storage_metrics(self, start: float, end: float) -> dict[str, dict]:
+        """iostat -x's read figures of the dataset's device and, on NFS, the mount's READ
+        figures, over [start, end]; all context (facts about the run, never judged)."""
+        frame = self.frame()
+        out: dict[str, dict] = {}
+        if self.device is None and self.nfs_mount:
+            grown = None  # local disks tell nothing about a dataset on NFS: its mount does
+        else:
+            grown = self._window(frame, "device_", diskstats.COUNTER_NAMES, start, end)
+        figures = (
+            diskstats.read_metrics(diskstats.DiskCounters(*grown[0]), grown[1]) if grown else {}
+        )
+        if self.device is None and len(self.disks) != 1:
+            figures.pop("util_pct", None)  # a sum of several disks' busy time is no utilisation
+        for name, key, unit in diskstats.SUMMARY_METRICS:
+            if key in figures or (grown is None and not self.nfs_mount):
+                out[name] = metric(figures.get(key), unit, "context")
+        if self.nfs_mount:
+            grown = self._window(frame, "nfs_", mountstats.COUNTER_NAMES, start, end)
+            figures = (
+                mountstats.read_metrics(mountstats.NfsReadCounters(*grown[0]), grown[1])
+                if grown
+                else {}
+            )
+            for name, key, unit in mountstats.SUMMARY_METRICS:
+                out[name] = metric(figures.get(key), unit, "context")
+        return out
 
     def summary(self, start: float, end: float) -> dict[str, dict]:
         if self.unavailable is not None:
@@ -211,4 +316,5 @@ class IoCollector(Collector):
             "device_read_bytes": metric(
                 window_delta(t, frame["device_read_bytes"].to_numpy(), start, end), "B", "context"
             ),
+            **self.storage_metrics(start, end),
         }

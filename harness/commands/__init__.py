@@ -28,6 +28,7 @@ COMMANDS = (
     "report",
     "compare",
     "baseline",
+    "export",
 )
 
 

@@ -4,6 +4,7 @@ regression."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "judge CURRENT against BASELINE, metric by metric; exit 1 on a regression"
 DESCRIPTION = (
@@ -17,6 +18,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("baseline", metavar="BASELINE")
     parser.add_argument("current", metavar="CURRENT")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write the verdicts as JUnit XML (a test suite per scenario, a test case per "
+        "metric) for CI test reports; $GITHUB_STEP_SUMMARY, when set, gets a Markdown table",
+    )
     parser.add_argument(
         "--tolerance",
         action="append",
@@ -49,4 +57,5 @@ def run(args: argparse.Namespace) -> int:
         tolerances=parse_tolerances(args.tolerance),
         allow_hardware_mismatch=args.allow_hardware_mismatch,
         alpha=args.alpha,
+        junit=args.junit,
     )

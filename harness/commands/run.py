@@ -32,6 +32,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="run scenarios this machine is too small for (far more workers than cores, more "
         "memory in flight than it has): a warning instead of a refusal",
     )
+    from harness.commands.export import export_args
+    from harness.export import EXPORTERS
+
+    parser.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        choices=list(EXPORTERS),
+        metavar="NAME",
+        help=f"at the end, export the runs ({', '.join(EXPORTERS)}; repeatable), as "
+        "`harness export --to NAME` does",
+    )
+    export_args(parser, prefix="export-")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,13 +54,18 @@ def run(args: argparse.Namespace) -> int:
 def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
     """Run every scenario ``--repeat`` times; with ``report``, end with the report of the runs
     (also when a run stops early: a stopped suite still reports what it has)."""
+    if args.repeat < 1:
+        raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
+    if args.export:
+        from harness.export import exporter
+
+        for name in args.export:  # a missing package stops the command before any work
+            exporter(name)
     from harness.run import run_scenario
     from harness.scenario import load_scenarios
     from harness.scenario.machine import check_machine
     from harness.summary import summary_lines
 
-    if args.repeat < 1:
-        raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
     loaded = load_scenarios(args.files, args.override)
     check_machine(loaded, force=args.force)
     if report is not None:
@@ -77,11 +95,13 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
                     file=sys.stderr,
                 )
                 _report(folders, report)
+                _export(folders, args, report)
                 return outcome.exit_code
             verdicts = outcome.summary["thresholds"] if outcome.summary is not None else []
             if args.strict and any(v["pass"] is False for v in verdicts):
                 worst = 1
     _report(folders, report)
+    _export(folders, args, report)
     return worst
 
 
@@ -93,6 +113,20 @@ def _report(folders: list[Path], out: Path | None) -> None:
 
     html, pdf = write_report(folders, out)
     print(f"report: {html}\nreport: {pdf}")
+
+
+def _export(folders: list[Path], args: argparse.Namespace, report: Path | None) -> None:
+    """``--export NAME``: the runs (partial ones too) to each exporter named, with the report."""
+    if not any((folder / "summary.json").exists() for folder in folders) or not args.export:
+        return
+    from harness.export import ExportOptions, export_runs
+
+    with_report = report if report is not None and (report / "report.html").exists() else None
+    options = ExportOptions(experiment=args.export_experiment, report=with_report)
+    summarised = [folder for folder in folders if (folder / "summary.json").exists()]
+    for name in args.export:
+        for line in export_runs(summarised, name, args.export_target, options):
+            print(line)
 
 
 def default_report_dir(files: list[str], kind: str | None = None) -> Path:

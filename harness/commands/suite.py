@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
         return run_command.run_scenarios(args, report=report)
     if len(args.files) != 1:
         raise HarnessError("a suite with a capacity key runs alone: give one suite file")
+    if args.export:
+        raise HarnessError(
+            "--export: a capacity search is not exported; export its probes' run folders with "
+            "`harness export`"
+        )
     return _capacity(args, searches[0], report)
 
 

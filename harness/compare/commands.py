@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from harness.compare.sides import (
     side_from_baseline_file,
     side_from_path,
 )
+from harness.data.files import atomic_write
 from harness.errors import HarnessError
 
 # --- harness compare ------------------------------------------------------------------------------
@@ -38,11 +40,13 @@ def compare_command(
     allow_hardware_mismatch: bool,
     alpha: float = stats.DEFAULT_ALPHA,
     baselines: Path | None = None,
+    junit: Path | None = None,
 ) -> int:
     """``harness compare BASELINE CURRENT``: print the verdicts (table, or JSON with
-    ``as_json``) and return 1 when any metric regressed, else 0. Bad input (missing or unreadable
-    runs, other format versions, other hardware, no scenario in common, unknown metric names)
-    raises ``HarnessError``."""
+    ``as_json``) and return 1 when any metric regressed, else 0. ``junit`` writes them as JUnit
+    XML too, and when ``$GITHUB_STEP_SUMMARY`` names a file a Markdown table of them is appended
+    to it. Bad input (missing or unreadable runs, other format versions, other hardware, no
+    scenario in common, unknown metric names) raises ``HarnessError``."""
     if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
         raise HarnessError(f"--alpha {alpha}: expected a number between 0 and 1, e.g. 0.05")
     for metric, pct in tolerances.items():
@@ -73,6 +77,16 @@ def compare_command(
     exit_code = 1 if totals["regressed"] else 0
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if junit is not None:
+        with atomic_write(junit) as stream:
+            stream.write(output.render_junit(compared, base_side, cur_side).encode())
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        _append_text(
+            Path(step_summary),
+            output.render_markdown(compared, totals, exit_code),
+            "$GITHUB_STEP_SUMMARY",
+        )
     if as_json:
         document = output.comparison_document(
             compared,
@@ -91,6 +105,14 @@ def compare_command(
         print()
         print(output.result_line(compared, totals, exit_code))
     return exit_code
+
+
+def _append_text(path: Path, text: str, what: str) -> None:
+    try:
+        with path.open("a", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise HarnessError(f"{what} {path}: cannot append: {exc.strerror or exc}") from exc
 
 
 def _load_sides(

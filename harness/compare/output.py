@@ -1,12 +1,17 @@
-"""A comparison for people and for programs: the text table and the JSON comparison document.
+"""A comparison for people, for programs and for CI systems: the text table, the JSON comparison
+document, JUnit XML (``--junit``) and a Markdown table for a CI job summary.
 
-Both say the same: per scenario, one row per metric with both sides' medians, the change, the
+All say the same: per scenario, one row per metric with both sides' medians, the change, the
 tolerance, the p value and the verdict, then what the reader must know (notes, reasons). The JSON
-document carries a format and a format version, like every file the harness writes.
+document carries a format and a format version, like every file the harness writes. In JUnit XML
+a scenario is a test suite and a metric a test case: ``regressed`` fails with the numbers in its
+message, ``inconclusive`` and ``missing`` are skipped with their reason, and the others pass
+(``context`` metrics are shown, never judged, so they cannot fail).
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from harness.compare import stats
@@ -181,3 +186,112 @@ def result_line(compared: list[ScenarioComparison], counts: dict[str, int], code
     ]
     verdict = f"REGRESSED: {', '.join(regressions)}" if regressions else "no regression"
     return f"result: {verdict} ({counted}; {len(compared)} scenario(s)); exit {code}"
+
+
+# --- CI systems -----------------------------------------------------------------------------------
+
+
+def _numbers(row: stats.MetricComparison) -> str:
+    """The verdict's numbers in one line, for a JUnit message and the Markdown table."""
+    judged = row.verdict
+    unit = f" {row.unit}" if row.unit else ""
+    change = _fmt_pct(judged.change_pct, judged)
+    p = "" if judged.p_value is None else f", p {judged.p_value:.3g}"
+    tolerance = "" if row.direction == "context" else f", tolerance {judged.tolerance_pct:g} %"
+    return (
+        f"baseline {_fmt(judged.baseline)}{unit} -> current {_fmt(judged.current)}{unit} "
+        f"({change} %{tolerance}{p}; {judged.n_baseline} vs {judged.n_current} runs)"
+    )
+
+
+def render_junit(compared: list[ScenarioComparison], baseline: Side, current: Side) -> str:
+    """JUnit XML of the comparison: a test suite per scenario, a test case per metric. Valid
+    against the JUnit schema of Jenkins' xUnit plugin (tests/data/junit/junit-10.xsd), which
+    Jenkins, GitLab and GitHub test reporters read."""
+    root = ET.Element("testsuites", name="harness compare")
+    totals = {"tests": 0, "failures": 0}
+    for item in compared:
+        outcomes = [m.verdict.outcome for m in item.metrics]
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=item.scenario,
+            tests=str(len(outcomes)),
+            failures=str(outcomes.count("regressed")),
+            errors="0",
+            skipped=str(sum(o in ("inconclusive", "missing") for o in outcomes)),
+            time="0",
+        )
+        properties = ET.SubElement(suite, "properties")
+        for name, value in (
+            ("baseline", baseline.source),
+            ("current", current.source),
+            ("baseline_runs", " ".join(item.baseline.run_ids)),
+            ("current_runs", " ".join(item.current.run_ids)),
+        ):
+            ET.SubElement(properties, "property", name=name, value=value)
+        for row in item.metrics:
+            case = ET.SubElement(
+                suite, "testcase", name=row.metric, classname=item.scenario, time="0"
+            )
+            outcome, reason = row.verdict.outcome, row.verdict.reason
+            if outcome == "regressed":
+                failure = ET.SubElement(
+                    case, "failure", type="regressed", message=f"regressed: {_numbers(row)}"
+                )
+                failure.text = reason
+            elif outcome in ("inconclusive", "missing"):
+                ET.SubElement(case, "skipped", type=outcome, message=f"{outcome}: {reason}")
+            ET.SubElement(case, "system-out").text = f"{outcome}: {_numbers(row)}"
+        if item.notes:
+            ET.SubElement(suite, "system-out").text = "\n".join(item.notes)
+        totals["tests"] += len(outcomes)
+        totals["failures"] += outcomes.count("regressed")
+    root.set("tests", str(totals["tests"]))
+    root.set("failures", str(totals["failures"]))
+    root.set("errors", "0")
+    root.set("time", "0")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+_MARK = {"regressed": "❌ regressed", "improved": "✅ improved", "ok": "ok"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(
+    compared: list[ScenarioComparison], counts: dict[str, int], exit_code: int
+) -> str:
+    """The verdicts as Markdown tables (for ``$GITHUB_STEP_SUMMARY``): a result line, then per
+    scenario one row per metric and the reasons behind every verdict that is not plain."""
+    lines = ["## harness compare", "", f"**{_cell(result_line(compared, counts, exit_code))}**"]
+    for item in compared:
+        marker = " [INCOMPLETE]" if item.baseline.incomplete or item.current.incomplete else ""
+        lines += [
+            "",
+            f"### {_cell(item.scenario)}{marker}",
+            "",
+            "| metric | unit | baseline | current | change % | tol % | p | verdict |",
+            "|---|---|--:|--:|--:|--:|--:|---|",
+        ]
+        for row in item.metrics:
+            judged = row.verdict
+            p = "-" if judged.p_value is None else f"{judged.p_value:.3f}"
+            tolerance = "-" if row.direction == "context" else f"{judged.tolerance_pct:g}"
+            lines.append(
+                f"| {_cell(row.metric)} | {_cell(row.unit)} | {_fmt(judged.baseline)} | "
+                f"{_fmt(judged.current)} | {_fmt_pct(judged.change_pct, judged)} | {tolerance} | "
+                f"{p} | {_MARK.get(judged.outcome, judged.outcome)} |"
+            )
+        reasons = [
+            f"- {row.verdict.outcome}: `{row.metric}`: {_cell(row.verdict.reason)}"
+            for row in item.metrics
+            if row.verdict.outcome in ("regressed", "improved", "inconclusive", "missing")
+        ]
+        notes = [f"- note: {_cell(note)}" for note in item.notes]
+        if reasons or notes:
+            lines += ["", *notes, *reasons]
+    return "\n".join(lines) + "\n"

@@ -67,17 +67,79 @@ def gpu_section(runs: list[Run]) -> Section:
 
 
 def read_section(runs: list[Run]) -> Section:
-    return _grid_section(
+    title = "Storage read throughput"
+    blocks = _grid_charts("read-throughput", title, runs, charts_time.read_throughput)
+    return Section(
         "read-throughput",
-        "Storage read throughput",
+        title,
         "Bytes the run's processes (training process and data workers) read from storage, "
         "per second (/proc/<pid>/io read_bytes). Dashed: the mean over the measured window; "
         "dotted: the rate the pipeline asked for. A read rate far below the asked rate means "
         "the page cache served the data. Long series are drawn as bucket means with a "
-        "min–max band; the means are computed from every sample.",
-        runs,
-        charts_time.read_throughput,
+        "min–max band; the means are computed from every sample. Then the storage's own "
+        "view: the dataset's block device as iostat -x reports it, and, on NFS, the mount's "
+        "READ calls as nfsiostat reports them.",
+        [*blocks, *storage_tables(runs)],
     )
+
+
+# metric, column, unit given to fmt
+DEVICE_COLUMNS = (
+    ("disk_r_per_s", "r/s", ""),
+    ("disk_rKiB_per_s", "rkB/s (KiB/s)", ""),
+    ("disk_rareq_KiB", "rareq-sz (KiB)", ""),
+    ("disk_r_await_ms", "r_await (ms)", "ms"),
+    ("disk_aqu_sz", "aqu-sz", ""),
+    ("disk_util_pct", "%util", "%"),
+)
+NFS_COLUMNS = (
+    ("nfs_read_ops_per_s", "READ ops/s", ""),
+    ("nfs_read_MBps", "read (MB/s)", ""),
+    ("nfs_read_rtt_ms", "avg RTT (ms)", "ms"),
+    ("nfs_read_exe_ms", "avg exe (ms)", "ms"),
+    ("nfs_read_retrans", "retrans", "count"),
+)
+
+
+def storage_tables(runs: list[Run]) -> list[Block]:
+    """The dataset's device (iostat -x's read figures) and its NFS mount (nfsiostat's), a row
+    per run, over the measured window; a table only when some run measured it."""
+    ordered = by_category(runs)
+    tables: list[Block] = []
+    for key, title, columns, caption in (
+        (
+            "table-device",
+            "The dataset's block device, as iostat -x reports it",
+            DEVICE_COLUMNS,
+            "From /proc/diskstats over the measured window, computed as iostat -x does (its kB "
+            "are KiB). %util near 100 and a growing aqu-sz mean the device was saturated; "
+            "r_await is the time a read spent in the device's queue and in service.",
+        ),
+        (
+            "table-nfs",
+            "The dataset's NFS mount: READ calls",
+            NFS_COLUMNS,
+            "From /proc/self/mountstats over the measured window, as nfsiostat reports it: "
+            "RTT is the network and the server, execute time adds the client's queueing; "
+            "retransmissions mean lost or late replies.",
+        ),
+    ):
+        if not any(run.value(name) is not None for run in ordered for name, _, _ in columns):
+            continue
+        rows, styles = [], []
+        for run in ordered:
+            values = [run.value(name) for name, _, _ in columns]
+            device = (run.summary.get("collectors") or {}).get("io_device") or "all disks"
+            first = [run.label, device] if key == "table-device" else [run.label]
+            rows.append(
+                [*first, *(fmt(v, unit) for v, (_, _, unit) in zip(values, columns, strict=True))]
+            )
+            styles.append(["" for _ in first] + [num_style(v) for v in values])
+        header = ["run", "device"] if key == "table-device" else ["run"]
+        tables.append(
+            Table(key, title, [*header, *(c for _, c, _ in columns)], rows, styles, caption=caption)
+        )
+    return tables
 
 
 def cpu_section(runs: list[Run]) -> Section:
