@@ -96,8 +96,8 @@ class VideoGenerate(Model):
     seed: Seed = 0
     workers: PositiveInt | None = None
     unique: Uniqueness = "pool"  # pool: encode pool_segments, repeat them bit for bit
-    pool_segments: PositiveInt = 6  # distinct segments encoded per camera
-    segment_gops: PositiveInt = 2  # GOPs per segment: the unit of repetition and of resume
+    pool_segments: PositiveInt = 4  # distinct segments encoded per camera
+    segment_gops: PositiveInt = 1  # GOPs per segment: the unit of repetition
     size: DatasetSize | None = None  # picks the frame count from the clients' RAM
 
     @model_validator(mode="after")

@@ -126,9 +126,14 @@ def generate_dataset(
     sweep_temporaries(root)
 
     count = generator.job_count(params)
-    todo = [i for i in range(count) if not _done(root, generator.outputs(params, i))]
     per_job = unit * (params.frames if isinstance(params, VideoGenerate) else 1)  # type: ignore[operator]
-    plan = Plan(root, int(per_job * count), int(per_job * len(todo)), exact)
+    planned = int(per_job * count)
+    if planned > Plan(root, planned, planned, exact).free_bytes():
+        # Refuse before listing what is done (a size far too big could list for hours); what
+        # an interrupted generation already wrote counts as space it has.
+        Plan(root, planned, max(0, planned - _bytes_under(root)), exact).check_space()
+    todo = [i for i in range(count) if not _done(root, generator.outputs(params, i))]
+    plan = Plan(root, planned, int(per_job * len(todo)), exact)
     if plan.todo_bytes >= MIN_BYTES_TO_PROBE:
         plan = Plan(root, plan.planned_bytes, plan.todo_bytes, exact, probe_write_rate(root))
     print(f"{dataset.kind} dataset at {root}: {plan.describe()}")
@@ -219,6 +224,10 @@ def _size(manifest: dict[str, Any]) -> str:
     frames = manifest.get("total_frames")
     what = f"{len(files)} videos, {frames} frames" if frames else f"{len(files)} images"
     return f"{what}, {manifest.get('total_bytes', 0) / 1e6:.1f} MB"
+
+
+def _bytes_under(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
 def _done(root: Path, names: tuple[str, ...]) -> bool:

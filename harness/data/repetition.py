@@ -23,7 +23,7 @@ from harness.data.sizing import human_bytes
 
 BLOCK = 4096
 CHUNK = 2**20  # bytes read at each sampled position
-SAMPLE_BYTES = 256 * 2**20  # default sample: at most this much of the dataset
+SAMPLE_BYTES = 64 * 2**20  # default sample: at most this much of the dataset
 ZSTD_LEVEL = 3
 RECORD = 128 * 2**10  # compression unit (ZFS's default record size)
 
@@ -36,9 +36,9 @@ def sample_chunks(paths: Sequence[Path], budget: int = SAMPLE_BYTES) -> list[tup
     total = sum(size for _path, size in sizes)
     if total <= budget:
         return [(path, offset) for path, size in sizes for offset in range(0, size, CHUNK)]
-    if len(sizes) * CHUNK > budget:  # more files than chunks: an even subset of the files
-        step = len(sizes) / (budget // CHUNK)
-        sizes = [sizes[int(k * step)] for k in range(budget // CHUNK)]
+    allowed = max(1, budget // CHUNK)
+    if len(sizes) > allowed:  # more files than chunks: an even subset of the files
+        sizes = [sizes[k * len(sizes) // allowed] for k in range(allowed)]
         total = sum(size for _path, size in sizes)
     fraction = budget / total
     chunks = []
