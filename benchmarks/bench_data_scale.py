@@ -188,7 +188,7 @@ def bench_paper_extrapolation(work: Path, cores: int) -> float:
     root = work / "extrapolate"
     video_file = root / video.outputs(params, 0)[1]
     video_file.parent.mkdir(parents=True)
-    schedule, pool_frames = remux.plan_schedule(params, 0)
+    _schedule, pool_frames = remux.plan_schedule(params, 0)
     tracks = video.generate_tracks(params, 0, frames=pool_frames)
     started = time.process_time()
     remux.encode_pool(
@@ -213,7 +213,8 @@ def bench_paper_extrapolation(work: Path, cores: int) -> float:
         print(
             f"  {label} {count} cores: pool {pool_cpu:.1f} s CPU per camera, remux "
             f"{frames / remux_cpu:,.0f} frames/s per core -> {total_bytes / 1e9:.0f} GB in "
-            f"~{minutes:.1f} min on a 1 GB/s disk (extrapolated from a {written / 1e9:.2f} GB slice)"
+            f"~{minutes:.1f} min on a 1 GB/s disk (extrapolated from a "
+            f"{written / 1e9:.2f} GB slice)"
         )
     waves = -(-PAPER["videos"] // cores)
     return (pool_cpu * waves + max(total_bytes / 1e9, remux_total / cores)) / 60

@@ -40,7 +40,7 @@ OUTPUT_FOLDERS = ("images", "masks", "videos")
 
 
 Params = CollageGenerate | VideoGenerate
-MIN_BYTES_TO_PROBE = 10**9  # below this, the time estimate is not worth a write probe
+MIN_BYTES_TO_PROBE = 256 * 10**6  # below this, a time estimate is not worth a write probe
 
 
 def dataset_fingerprint(dataset: ImageCollageDataset | VideoDataset, params: Params) -> str:

@@ -181,7 +181,10 @@ def make_from_pool(root: Path, params: VideoGenerate, index: int, threads: int =
         encode_pool(pool_file, params, renderer, pool_frames, threads)
     (container, stream), segments, tick = read_pool(pool_file, schedule)
     partial = partial_path(video_path)
-    resume_at = int(read_progress(video_path).get("durable_bytes", 0)) if partial.exists() else 0
+    resume_at = 0
+    if partial.exists():  # never past what the file holds (a progress file from another try)
+        recorded = int(read_progress(video_path).get("durable_bytes", 0))
+        resume_at = min(recorded, partial.stat().st_size)
     total = frame_count(params)
     progress = ProgressFile(video_path, total, DURABLE_EVERY_S)
     try:

@@ -116,6 +116,8 @@ class Plan:
                 f"; at least {_duration(seconds)} at the {self.write_rate / 1e6:.0f} MB/s "
                 "this disk wrote in a short probe"
             )
+        else:
+            text += "; small: no time estimate"
         return text
 
 
