@@ -97,7 +97,11 @@ def generate(work: Path, name: str, dataset: dict) -> tuple[float, float, dict]:
     return wall, cpu, manifest
 
 
-def bench_generation(work: Path, gigabytes: float, cores: int) -> list[tuple[str, float]]:
+def bench_generation(
+    work: Path, gigabytes: float, cores: int, rounds: int
+) -> list[tuple[str, float]]:
+    """Each kind: dd, generate, dd, generate, ..., dd; each generation against the mean of the
+    dd just before and just after it (the disk's speed drifts on a shared machine)."""
     ratios = []
     side = 4096
     image_bytes = side * side * 4  # npy image + mask
@@ -125,21 +129,26 @@ def bench_generation(work: Path, gigabytes: float, cores: int) -> list[tuple[str
         },
     }
     for name, dataset in kinds.items():
-        before = dd_rate(work, int(gigabytes * 1e9))
-        wall, cpu, manifest = generate(work, name, dataset)
+        measured = []
         after = dd_rate(work, int(gigabytes * 1e9))
-        written = manifest["total_bytes"]
-        rate = written / wall
-        dd = (before + after) / 2
-        print(
-            f"  {name}: {written / 1e9:.2f} GB in {wall:.1f} s ({rate / 1e6:.0f} MB/s, "
-            f"{cpu:.0f} s CPU); dd conv=fdatasync {before / 1e6:.0f} / {after / 1e6:.0f} MB/s "
-            f"before / after; ratio {rate / dd:.2f}; repetition: "
-            f"{manifest['repetition']['distinct_block_share']:.3f} distinct 4 KiB blocks, "
-            f"zstd {manifest['repetition']['compression_ratio']:.2f}"
-        )
-        ratios.append((name, rate / dd))
-        shutil.rmtree(dataset["path"])
+        for _round in range(rounds):
+            before = after
+            wall, cpu, manifest = generate(work, name, dataset)
+            after = dd_rate(work, int(gigabytes * 1e9))
+            written = manifest["total_bytes"]
+            rate = written / wall
+            dd = (before + after) / 2
+            measured.append(rate / dd)
+            repeated = manifest["repetition"]
+            print(
+                f"  {name}: {written / 1e9:.2f} GB in {wall:.1f} s ({rate / 1e6:.0f} MB/s, "
+                f"{cpu:.0f} s CPU); dd conv=fdatasync {before / 1e6:.0f} / {after / 1e6:.0f} "
+                f"MB/s before / after; ratio {rate / dd:.2f}; repetition: "
+                f"{repeated['distinct_block_share']:.3f} distinct 4 KiB blocks, zstd "
+                f"{repeated['compression_ratio']:.2f}"
+            )
+            shutil.rmtree(dataset["path"])
+        ratios.append((name, statistics.median(measured)))
     return ratios
 
 
@@ -160,20 +169,27 @@ def bench_decode(work: Path, frames_to_read: int, rounds: int) -> float:
     rng = random.Random(0)
     costs: dict[str, list[float]] = {"pool": [], "full": []}
     readers = {unique: VideoReader(path, threads=1) for unique, path in paths.items()}
+    for reader in readers.values():  # first reads load indexes and warm the decoder
+        for index in (0, length // 2, length - 1):
+            reader.read(index)
     for _round in range(rounds):
         indices = [rng.randrange(length) for _ in range(frames_to_read)]
         for unique in ("full", "pool") if _round % 2 else ("pool", "full"):
-            started = time.perf_counter()
+            # CPU time of this process: decoding is single-threaded here, and the CPU time
+            # is what a shared machine's other load disturbs least
+            started = time.process_time()
             for index in indices:
                 readers[unique].read(index)
-            costs[unique].append((time.perf_counter() - started) / frames_to_read)
+            costs[unique].append((time.process_time() - started) / frames_to_read)
     for reader in readers.values():
         reader.close()
     pool, full = statistics.median(costs["pool"]), statistics.median(costs["full"])
+    sizes = {unique: path.stat().st_size / length for unique, path in paths.items()}
     print(
         f"  random frame, 1080p H.264 GOP 60: pooled (Matroska) {pool * 1e3:.1f} ms, fully "
-        f"encoded (MP4) {full * 1e3:.1f} ms; ratio {pool / full:.3f} "
-        f"(median of {rounds} rounds of {frames_to_read} frames)"
+        f"encoded (MP4) {full * 1e3:.1f} ms CPU; ratio {pool / full:.3f} "
+        f"(median of {rounds} rounds of {frames_to_read} frames); bytes a frame "
+        f"{sizes['pool']:.0f} / {sizes['full']:.0f}"
     )
     return pool / full
 
@@ -224,6 +240,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("data"), help="folder on the disk")
     parser.add_argument("--gb", type=float, default=5.0, help="GB written per generation")
+    parser.add_argument("--gen-rounds", type=int, default=2, help="generations of each kind")
     parser.add_argument("--decode-frames", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -237,7 +254,7 @@ def main() -> int:
         work = Path(folder)
         print(f"benchmarking in {work} on {cores} cores ({os.uname().nodename})")
         print(f"1. pooled generation vs dd conv=fdatasync, {args.gb:g} GB each, same disk")
-        for name, ratio in bench_generation(work, args.gb, cores):
+        for name, ratio in bench_generation(work, args.gb, cores, args.gen_rounds):
             results.append((f"{name} generation / dd write speed", ratio, ">=", 0.50))
         print("2. random-frame decode cost, pooled vs fully encoded, same parameters")
         ratio = bench_decode(work, args.decode_frames, args.rounds)

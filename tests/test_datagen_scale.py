@@ -63,7 +63,7 @@ def test_repeated_segments_decode_bit_identical_with_exact_masks(tmp_path: Path)
 
 
 def test_interrupted_video_resumes_without_rewriting(tmp_path: Path) -> None:
-    params = _video(frames=400)
+    params = _video(frames=400, crf=None, bitrate_kbps=300)  # a bitrate: the pool settles first
     make_from_pool(tmp_path / "whole", params, 0)
     whole = (tmp_path / "whole" / outputs(params, 0)[1]).read_bytes()
     # As a killed writer leaves it: the pool, a partial file longer than its durable part.
@@ -174,3 +174,13 @@ def test_video_size_from_ram_is_whole_frames(tmp_path: Path) -> None:
     assert not exact and unit == pytest.approx(1000e3 / 8 / 25)
     assert resolved.frames == count_for(10 * 10**9, unit, 2) and resolved.size == "5x-ram"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_run_summary_carries_the_measured_repetition() -> None:
+    from harness.summary import storage_metrics
+
+    repeated = {"distinct_block_share": 0.5, "compression_ratio": 1.25}
+    metrics = storage_metrics({"total_bytes": 10, "repetition": repeated}, None)
+    assert metrics["distinct_block_pct"] == {"value": 50.0, "unit": "%", "direction": "context"}
+    assert metrics["zstd_ratio"]["value"] == 1.25
+    assert "zstd_ratio" not in storage_metrics({"total_bytes": 10}, None)  # older datasets

@@ -9,6 +9,7 @@ progress moves with the bytes rather than once per finished video.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.data.files import read_json, write_json_atomic
+from harness.data.files import atomic_write, read_json, write_json_atomic
 from harness.data.sizing import human_bytes
 from harness.errors import HarnessError
 
@@ -42,20 +43,29 @@ class ProgressFile:
         self.total_frames = total_frames
         self.interval_s = interval_s
         self._last = time.monotonic()
+        self._durable = 0
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.interval_s
 
     def record(self, written: int, frames: int, durable: int | None = None) -> None:
+        """Bytes and frames written; ``durable``: the synced length a resume may start from
+        (kept from the last call that gave one). Only durable points are themselves synced:
+        a sync of this small file can make the filesystem flush the big one's data too."""
         self._last = time.monotonic()
+        if durable is not None:
+            self._durable = durable
         document: dict[str, Any] = {
             "bytes": written,
             "frames": frames,
             "total_frames": self.total_frames,
+            "durable_bytes": self._durable,
         }
         if durable is not None:
-            document["durable_bytes"] = durable
-        write_json_atomic(self.path, document)
+            write_json_atomic(self.path, document)
+        else:
+            with atomic_write(self.path) as handle:
+                handle.write(json.dumps(document).encode())
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from harness.data import render
 from harness.data.files import atomic_write, disk_error
 from harness.data.progress import ProgressFile, read_progress
 from harness.data.tracks import Schedule, Tracks
 from harness.data.video import (
     POOL_CONTAINERS,
     SceneRenderer,
-    encode_frames,
     frame_count,
     generate_tracks,
     open_encoder,
@@ -37,7 +38,8 @@ from harness.data.video import (
 from harness.errors import HarnessError
 from harness.scenario import VideoGenerate
 
-DURABLE_EVERY_S = 2.0  # how often the writer syncs and records its resume point
+PROGRESS_EVERY_S = 2.0  # how often the writer records bytes and frames written
+DURABLE_EVERY_S = 15.0  # how often it syncs them and records that as its resume point
 
 
 def plan_schedule(params: VideoGenerate, video: int) -> tuple[Schedule, int]:
@@ -76,11 +78,20 @@ def encode_pool(
     """Render and encode the pool's ``frames`` (MP4: it keeps decoding timestamps exact)."""
     import av
 
+    # With a bitrate, the encoder's rate control starts low: an unsettled pool came out ~8 %
+    # smaller a frame than a long encode (cheaper to decode). One GOP encoded first and dropped
+    # brings it within a few % (docs/datasets.md).
+    settle = params.gop if params.bitrate_kbps and frames >= params.gop else 0
     with atomic_write(path) as handle:
         container = av.open(handle, "w", format="mp4")
         try:
             stream = open_encoder(container, params, threads)
-            encode_frames(container, stream, renderer, range(frames))
+            for t in range(-settle, frames):
+                canvas, _mask = renderer.packed_frame(t % frames)
+                frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
+                frame.pts = t
+                container.mux([p for p in stream.encode(frame) if p.pts is not None and p.pts >= 0])
+            container.mux(list(stream.encode(None)))
         finally:
             container.close()
 
@@ -186,7 +197,7 @@ def make_from_pool(root: Path, params: VideoGenerate, index: int, threads: int =
         recorded = int(read_progress(video_path).get("durable_bytes", 0))
         resume_at = min(recorded, partial.stat().st_size)
     total = frame_count(params)
-    progress = ProgressFile(video_path, total, DURABLE_EVERY_S)
+    progress = ProgressFile(video_path, total, PROGRESS_EVERY_S)
     try:
         with open(partial, "r+b" if resume_at else "wb") as handle:
             handle.truncate(resume_at)
@@ -233,6 +244,7 @@ def _remux(
             end = len(schedule.order) * schedule.segment_frames
             plan.append((schedule.tail_start, end, segments[-1]))
         frames = 0
+        synced = time.monotonic()
         for source, target, packets in plan:
             shift = (target - source) * tick
             for item in packets:
@@ -245,6 +257,11 @@ def _remux(
                 out.mux_one(packet)
             frames = min(total, target + len(packets))
             if progress.due():
-                progress.record(sink.end, frames, sink.durable())
+                now = time.monotonic()
+                if now - synced >= DURABLE_EVERY_S:
+                    synced = now
+                    progress.record(sink.end, frames, sink.durable())
+                else:
+                    progress.record(sink.end, frames)
     finally:
         out.close()
