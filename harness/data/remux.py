@@ -149,14 +149,17 @@ class ReplaySink:
     def __init__(self, handle: IO[bytes], skip_below: int) -> None:
         self.handle, self.skip_below = handle, skip_below
         self.position = self.end = 0
+        self._file_at = handle.tell()
 
     def write(self, data: bytes) -> int:
         size = len(data)
         stop = self.position + size
         if stop > self.skip_below:
             cut = max(0, self.skip_below - self.position)
-            self.handle.seek(self.position + cut)
+            if self._file_at != self.position + cut:  # a seek flushes the file's buffer
+                self.handle.seek(self.position + cut)
             self.handle.write(memoryview(data)[cut:])
+            self._file_at = stop
             self.skip_below = 0  # past the resume point: every write from now on is new
         self.position = stop
         self.end = max(self.end, stop)
