@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 nproc; free -g | head -2; df -h . | tail -1
 python3 -c "import torch, av, pydantic; print('torch', torch.__version__, 'av', av.__version__, 'pydantic', pydantic.__version__)"
 python3 -m harness datagen scenarios/gpu/video_decoded.yaml
-timeout 120 python3 benchmarks/gpu_probe.py data/gpu/videos/videos/cam000.mp4
+timeout 120 python3 benchmarks/gpu_probe.py data/gpu/videos/videos/cam000.mkv
 timeout "${SELFCHECK_TIMEOUT:-420}" python3 -m harness selfcheck --gpu --results /tmp/gpu-results \
   --report /tmp/gpu-report ${SELFCHECK_ARGS:-}
 echo "selfcheck exit code $?"

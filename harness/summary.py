@@ -173,8 +173,14 @@ def collector_metrics(parts: list[RankRecords]) -> dict[str, dict[str, Any]]:
 def storage_metrics(
     dataset_manifest: dict[str, Any], cache_manifest: dict[str, Any] | None
 ) -> dict[str, dict[str, Any]]:
-    """The footprint: compressed dataset bytes, frame cache bytes and their ratio."""
+    """The footprint: compressed dataset bytes, frame cache bytes and their ratio; the dataset's
+    distinct 4 KiB blocks and zstd ratio (a sample, measured when it was generated)."""
     out = {"storage_bytes": metric(dataset_manifest.get("total_bytes"), "B", "context")}
+    repeated = dataset_manifest.get("repetition") or {}  # what dedup or compression could exploit
+    if repeated.get("distinct_block_share") is not None:
+        share = 100 * repeated["distinct_block_share"]
+        out["distinct_block_pct"] = metric(share, "%", "context")
+        out["zstd_ratio"] = metric(repeated.get("compression_ratio"), "x", "context")
     if cache_manifest is not None:
         out["cache_bytes"] = metric(
             cache_manifest["frame_bytes"] + cache_manifest["mask_bytes"], "B", "context"

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 @pytest.fixture
 def camera_videos(tmp_path: Path, write_scenario) -> Path:
-    """Two generated camera videos with their tracks, to be used as someone's own footage."""
-    path = write_scenario(tiny_video_scenario(tmp_path / "gen"), "gen.yaml")
+    """Two generated camera videos (MP4, every frame encoded) with their tracks, to be used as
+    someone's own footage."""
+    scenario = tiny_video_scenario(tmp_path / "gen", dataset__generate__unique="full")
+    path = write_scenario(scenario, "gen.yaml")
     assert run_harness("datagen", str(path)).returncode == 0
     return tmp_path / "gen/videos/videos"
 

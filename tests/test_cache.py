@@ -60,7 +60,7 @@ def test_cached_frames_are_exact_twins_of_decoded_frames(tmp_path: Path, write_s
     assert read_cache_manifest(scenario)["fingerprint"] == manifest["fingerprint"]
     tracks = Tracks.load(tmp_path / "videos/videos/cam001.tracks.json")
     for index in (0, 7, 8, 19, 39):  # segment edges and mid-GOP frames
-        with VideoReader(tmp_path / "videos/videos/cam001.mp4") as reader:
+        with VideoReader(tmp_path / "videos/videos/cam001.mkv") as reader:
             decoded = reader.read(index)
         cached = np.load(frame_path(cache_dir, "cam001", index, 8, "npy"))
         np.testing.assert_array_equal(decoded, cached)
@@ -78,7 +78,7 @@ def test_picture_cache_formats(tmp_path: Path, write_scenario, fmt: str) -> None
     )
     assert run_harness("cache", str(path)).returncode == 0
     cache_dir = tmp_path / "cache"
-    with VideoReader(tmp_path / "videos/videos/cam000.mp4") as reader:
+    with VideoReader(tmp_path / "videos/videos/cam000.mkv") as reader:
         decoded = reader.read(13)
     cached = read_image(frame_path(cache_dir, "cam000", 13, 8, fmt))
     difference = np.abs(cached.astype(int) - decoded.astype(int))

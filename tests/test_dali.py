@@ -62,7 +62,7 @@ def test_dali_refuses_h264_video_without_a_gpu(tmp_path: Path, write_scenario) -
     _prepare(path)
     done = run_harness("run", str(path), "--results", str(tmp_path / "r"))
     assert done.returncode == 2
-    first = tmp_path / "videos/videos/cam000.mp4"
+    first = tmp_path / "videos/videos/cam000.mkv"
     assert done.stderr.strip() == (
         f"error: {first}: backend dali decodes h264 video on the GPU only and this machine has "
         "none (its CPU decoder takes vp8, vp9, mjpeg); use pipeline.backend torch"

@@ -110,7 +110,9 @@ def test_video_frames_masks_and_random_access(tmp_path: Path, write_scenario) ->
     manifest = json.loads((root / "dataset.json").read_text())
     assert manifest["total_frames"] == 80 and len(manifest["files"]) == 2
     record = manifest["files"][1]
-    assert record["codec"] == "h264" and record["path"] == "videos/cam001.mp4"
+    assert record["codec"] == "h264" and record["path"] == "videos/cam001.mkv"
+    assert "planned" in result.stdout and "4 KiB blocks distinct" in result.stdout
+    assert set(manifest["repetition"]) >= {"distinct_block_share", "compression_ratio"}
     tracks = Tracks.load(root / record["tracks"])
     with VideoReader(root / record["path"]) as reader:
         assert reader.declared_frames == 40
@@ -127,9 +129,12 @@ def test_video_frames_masks_and_random_access(tmp_path: Path, write_scenario) ->
 
 
 def test_video_generation_is_deterministic(tmp_path: Path, write_scenario) -> None:
-    for name in ("a", "b"):
+    for name in ("a", "b"):  # every frame encoded (pooled videos: test_datagen_scale)
         path = write_scenario(
-            tiny_video_scenario(tmp_path, dataset__path=str(tmp_path / name)), f"{name}.yaml"
+            tiny_video_scenario(
+                tmp_path, dataset__path=str(tmp_path / name), dataset__generate__unique="full"
+            ),
+            f"{name}.yaml",
         )
         assert run_harness("datagen", str(path)).returncode == 0
     assert _digest(tmp_path / "a/videos", "*") == _digest(tmp_path / "b/videos", "*")
@@ -208,11 +213,13 @@ def test_full_disk_leaves_no_file_that_looks_complete(
         tiny_collage_scenario(
             tmp_path,
             dataset__path=str(small_disk / "collage"),
-            dataset__generate__images=8,
-            dataset__generate__width=400,
-            dataset__generate__height=300,
+            dataset__generate__images=140,
+            dataset__generate__width=16,
+            dataset__generate__height=16,
+            pipeline__crop=16,
         )
-    )  # 8 x 480 kB > 1 MiB
+    )  # 1.3 kB an image by the planned bytes (so not refused up front, see test_datagen_scale),
+    # but 2 x 4 KiB pages of tmpfs: 280 files > 1 MiB
     result = run_harness("datagen", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -221,14 +228,14 @@ def test_full_disk_leaves_no_file_that_looks_complete(
     assert manifest["complete"] is False
     assert not list(small_disk.rglob("*.tmp-*"))
     for image in (small_disk / "collage/images").glob("*.npy"):
-        assert np.load(image).shape == (300, 400, 3)  # every file there is whole
+        assert np.load(image).shape == (16, 16, 3)  # every file there is whole
     # Room again (the same filesystem, grown): the generation resumes where it stopped and
     # ends complete (that a resumed generation makes an uninterrupted one's files: test_orphans).
     kept = len(list((small_disk / "collage/images").glob("*.npy")))
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     resumed = run_harness("datagen", str(path))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: {kept} of 8 files already generated" in resumed.stdout
+    assert f"resuming: {kept} of 140 files already generated" in resumed.stdout
     assert json.loads((small_disk / "collage/dataset.json").read_text())["complete"] is True
     images = sorted((small_disk / "collage/images").glob("*.npy"))
-    assert len(images) == 8 and all(np.load(i).shape == (300, 400, 3) for i in images)
+    assert len(images) == 140 and all(np.load(i).shape == (16, 16, 3) for i in images)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.scenario import Scenario
 
+if TYPE_CHECKING:
+    from harness.data.sizing import Clients
 
-def prepare_datasets(scenarios: Sequence[Scenario], *, force: bool = False) -> list[dict[str, Any]]:
+
+def prepare_datasets(
+    scenarios: Sequence[Scenario], *, force: bool = False, clients: Clients | None = None
+) -> list[dict[str, Any]]:
     """Generate, or index when brought by the user, the dataset of every scenario (once per path:
-    the decoded and cached video scenarios share theirs). Returns the manifests."""
+    the decoded and cached video scenarios share theirs). Returns the manifests. ``clients``:
+    whose RAM ``size: 5x-ram`` counts (default: this machine's)."""
     from harness.data.byo import index_dataset
     from harness.data.generate import generate_dataset
 
@@ -22,7 +28,7 @@ def prepare_datasets(scenarios: Sequence[Scenario], *, force: bool = False) -> l
             continue
         done.add(dataset.path)
         if dataset.generate is not None:
-            manifests.append(generate_dataset(dataset, force=force))
+            manifests.append(generate_dataset(dataset, force=force, clients=clients))
         else:
             manifests.append(index_dataset(dataset, min_side=scenario.pipeline.crop, force=force))
     return manifests

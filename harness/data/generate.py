@@ -2,7 +2,12 @@
 
 Generation is deterministic from the scenario's seed and split into independent files, each
 written atomically, so that an interrupted generation resumes where it stopped and a completed one
-is recognised (by its fingerprint) and not redone.
+is recognised (by its fingerprint) and not redone. Videos also resume mid-file (``remux``).
+
+Before writing, it prints the planned size, the free space and an estimate of the time, and
+refuses when the storage cannot hold the dataset; while writing, it shows bytes and frames
+written (``progress``); after, it measures and records what repetition the storage could
+exploit (``repetition``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.data import collage, video
+from harness.data import collage, repetition, video
 from harness.data.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
 from harness.data.manifest import (
     MANIFEST_NAME,
@@ -24,37 +29,71 @@ from harness.data.manifest import (
     write_manifest,
 )
 from harness.data.parallel import available_cpus, run_parallel
+from harness.data.progress import GenerationProgress, read_progress
+from harness.data.sizing import Clients, Plan, count_for, probe_write_rate
 from harness.errors import HarnessError
-from harness.scenario import ImageCollageDataset, VideoDataset
+from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
 
 GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video}
 # Folders a generator writes in; removed by --force (never anything else in the folder).
 OUTPUT_FOLDERS = ("images", "masks", "videos")
 
 
-def dataset_fingerprint(dataset: ImageCollageDataset | VideoDataset) -> str:
-    """What determines the bytes: kind, parameters (not the worker count), generator version."""
-    assert dataset.generate is not None
+Params = CollageGenerate | VideoGenerate
+MIN_BYTES_TO_PROBE = 256 * 10**6  # below this, a time estimate is not worth a write probe
+
+
+def dataset_fingerprint(dataset: ImageCollageDataset | VideoDataset, params: Params) -> str:
+    """What determines the bytes: kind, parameters with the size resolved (not the worker
+    count), generator version."""
     generator = GENERATORS[dataset.kind]
     return fingerprint(
         {
             "kind": dataset.kind,
-            "params": dataset.generate.model_dump(mode="json", exclude={"workers"}),
+            "params": params.model_dump(mode="json", exclude={"workers"}),
             "generator_version": generator.GENERATOR_VERSION,
         }
     )
 
 
+def resolve_size(kind: str, params: Params, clients: Clients | None) -> tuple[Params, float, bool]:
+    """``params`` with the image or frame count set (``size: 5x-ram`` picks it from the clients'
+    RAM), the bytes one image or frame takes, and whether that is exact."""
+    generator = GENERATORS[kind]
+    unit, exact = generator.unit_bytes(params)
+    if params.size is None:
+        return params, unit, exact
+    target = (clients or Clients.this_machine()).target_bytes()
+    if isinstance(params, VideoGenerate):
+        resolved: Params = params.model_copy(
+            update={"frames": count_for(target, unit, params.videos)}
+        )
+    else:
+        resolved = params.model_copy(update={"images": count_for(target, unit)})
+    return resolved, unit, exact
+
+
 def generate_dataset(
-    dataset: ImageCollageDataset | VideoDataset, *, force: bool = False
+    dataset: ImageCollageDataset | VideoDataset,
+    *,
+    force: bool = False,
+    clients: Clients | None = None,
 ) -> dict[str, Any]:
-    """Generate (or finish, or confirm) the dataset at ``dataset.path``; return its manifest."""
-    params = dataset.generate
-    assert params is not None
+    """Generate (or finish, or confirm) the dataset at ``dataset.path``; return its manifest.
+    ``clients``: whose RAM ``size: 5x-ram`` counts (default: this machine)."""
+    assert dataset.generate is not None
     generator = GENERATORS[dataset.kind]
     root = Path(dataset.path)
     ensure_writable_dir(root)
-    wanted = dataset_fingerprint(dataset)
+    params, unit, exact = resolve_size(dataset.kind, dataset.generate, clients)
+    if dataset.generate.size is not None:
+        what = "frames per video" if isinstance(params, VideoGenerate) else "images"
+        count = params.frames if isinstance(params, VideoGenerate) else params.images
+        print(
+            f"size {dataset.generate.size}: {count:,} {what} "
+            f"({(clients or Clients.this_machine()).describe()})"
+        )
+    wanted = dataset_fingerprint(dataset, params)
     existing = read_manifest(root)
     if existing is not None and existing.get("fingerprint") == wanted and not force:
         if existing.get("complete"):
@@ -87,20 +126,38 @@ def generate_dataset(
     sweep_temporaries(root)
 
     count = generator.job_count(params)
+    per_job = unit * (params.frames if isinstance(params, VideoGenerate) else 1)  # type: ignore[operator]
+    planned = int(per_job * count)
+    if planned > Plan(root, planned, planned, exact).free_bytes():
+        # Refuse before listing what is done (a size far too big could list for hours); what
+        # an interrupted generation already wrote counts as space it has.
+        Plan(root, planned, max(0, planned - _bytes_under(root)), exact).check_space()
     todo = [i for i in range(count) if not _done(root, generator.outputs(params, i))]
+    plan = Plan(root, planned, int(per_job * len(todo)), exact)
+    if plan.todo_bytes >= MIN_BYTES_TO_PROBE:
+        plan = Plan(root, plan.planned_bytes, plan.todo_bytes, exact, probe_write_rate(root))
+    print(f"{dataset.kind} dataset at {root}: {plan.describe()}")
+    plan.check_space()
     cores = params.workers or available_cpus()
     processes = max(1, min(cores, len(todo)))
     threads = max(1, cores // processes)  # a few long videos still get every core
     if len(todo) < count:
         print(f"resuming: {count - len(todo)} of {count} files already generated")
+    sys.stdout.flush()
     started = time.perf_counter()
-    run_parallel(
-        generator.make,
-        [(str(root), params, index, threads) for index in todo],
-        processes=processes,
-        description=f"generating {dataset.kind}",
-        unit="file",
-    )
+    progress = _progress(dataset.kind, root, params, todo, per_job, plan.todo_bytes)
+    generator.prepare(params)  # shared pools, built once before the workers fork
+    try:
+        run_parallel(
+            generator.make,
+            [(str(root), params, index, threads) for index in todo],
+            processes=processes,
+            description=f"generating {dataset.kind}",
+            unit="file",
+            poll=progress.poll,
+        )
+    finally:
+        progress.close()
     sync_filesystem(root)
     elapsed = time.perf_counter() - started
 
@@ -113,7 +170,6 @@ def generate_dataset(
     )
     if dataset.kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
-    write_manifest(root, manifest)
     written = sum(files[i]["bytes"] + files[i].get("mask_bytes", 0) for i in todo)
     rate = written / 1e6 / elapsed if elapsed > 0 else 0.0
     print(
@@ -121,8 +177,46 @@ def generate_dataset(
         f"{written / 1e6:.1f} MB in {elapsed:.1f} s ({rate:.1f} MB/s, flushed to disk) "
         f"with {processes} process(es) x {threads} thread(s)"
     )
+    paths = [root / f[key] for f in files for key in ("path", "mask") if key in f]
+    manifest["repetition"] = repetition.measure(paths)
+    write_manifest(root, manifest)
+    print(f"repetition the storage could exploit: {repetition.describe(manifest['repetition'])}")
     sys.stdout.flush()
     return manifest
+
+
+def _progress(
+    kind: str, root: Path, params: Params, todo: list[int], per_job: float, todo_bytes: int
+) -> GenerationProgress:
+    """Progress over the jobs of this generation: videos report from their progress files,
+    images count when done."""
+    generator = GENERATORS[kind]
+    outputs = {index: root / generator.outputs(params, index)[-1] for index in todo}
+    frames = params.frames if isinstance(params, VideoGenerate) else None
+
+    def running() -> list[tuple[str, dict[str, Any]]]:
+        if frames is None:
+            return []
+        found = []
+        for path in outputs.values():
+            record = read_progress(path)
+            if record and not path.exists():
+                found.append((path.stem, record))
+        return found
+
+    def finished(done: int) -> tuple[int, int]:
+        if frames is None:
+            return int(done * per_job), 0
+        complete = [path for path in outputs.values() if path.exists()]
+        return sum(path.stat().st_size for path in complete), len(complete) * frames
+
+    return GenerationProgress(
+        f"generating {kind}",
+        todo_bytes,
+        frames * len(todo) if frames else None,
+        running,
+        finished,
+    )
 
 
 def _size(manifest: dict[str, Any]) -> str:
@@ -130,6 +224,10 @@ def _size(manifest: dict[str, Any]) -> str:
     frames = manifest.get("total_frames")
     what = f"{len(files)} videos, {frames} frames" if frames else f"{len(files)} images"
     return f"{what}, {manifest.get('total_bytes', 0) / 1e6:.1f} MB"
+
+
+def _bytes_under(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
 def _done(root: Path, names: tuple[str, ...]) -> bool:

@@ -29,18 +29,35 @@ def run_parallel(
     processes: int,
     description: str,
     unit: str,
+    poll: Callable[[int], Any] | None = None,
+    poll_s: float = 1.0,
 ) -> list[Any]:
     """Call ``work(*job)`` for every job on ``processes`` processes; return results in job order.
 
     The first failure cancels the jobs not yet started and is raised once the running ones stop,
     so that nothing is left half-written by a process still running in the background.
+    ``poll(jobs done)``, when given, replaces the per-job bar and is called every ``poll_s``
+    while jobs run (progress within long jobs).
     """
     if not jobs:
         return []
+    bar = poll is None
     if processes <= 1 or len(jobs) == 1:
-        results = []
-        for job in tqdm(jobs, desc=description, unit=unit, disable=None, leave=False):
-            results.append(work(*job))
+        results: list[Any] = []
+        stop = threading.Event()
+        if poll is not None:
+            ticker = threading.Thread(target=_tick, args=(poll, poll_s, stop, results), daemon=True)
+            ticker.start()
+        try:
+            for job in tqdm(
+                jobs, desc=description, unit=unit, disable=None if bar else True, leave=False
+            ):
+                results.append(work(*job))
+        finally:
+            stop.set()
+        if poll is not None:
+            ticker.join()
+            poll(len(results))
         return results
     # fork starts workers without re-importing everything (a second or more per worker), but is
     # only safe from a single-threaded parent; the progress bar's thread starts after the pool.
@@ -53,12 +70,17 @@ def run_parallel(
         initargs=(os.getpid(),),
     ) as pool:
         futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
-        progress = tqdm(total=len(jobs), desc=description, unit=unit, disable=None, leave=False)
+        progress = tqdm(
+            total=len(jobs), desc=description, unit=unit, disable=None if bar else True, leave=False
+        )
         try:
             pending: set[Future[Any]] = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                timeout = None if poll is None else poll_s
+                done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
                 progress.update(len(done))
+                if poll is not None:
+                    poll(len(futures) - len(pending))
                 for future in done:
                     if future.exception() is not None:
                         pool.shutdown(wait=True, cancel_futures=True)
@@ -69,3 +91,8 @@ def run_parallel(
         finally:
             progress.close()
         return [future.result() for future in futures]
+
+
+def _tick(poll: Callable[[int], Any], every_s: float, stop: threading.Event, done: list) -> None:
+    while not stop.wait(every_s):
+        poll(len(done))

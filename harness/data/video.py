@@ -3,8 +3,19 @@
 Layout of a video dataset folder::
 
     dataset.json
-    videos/cam000.mp4            the compressed video (H.264/HEVC in MP4, VP9 in WebM, MJPEG in MKV)
+    videos/cam000.mkv            the compressed video (Matroska; WebM for VP9)
     videos/cam000.tracks.json    the objects' tracks, from which every frame's mask is drawn exactly
+
+Two ways to make the video (``generate.unique``):
+
+- ``pool`` (the default): encode a small pool of distinct segments per camera (``pool_segments``
+  of ``segment_gops`` closed GOPs each), then write the whole length by repeating those segments
+  at the bitstream level, packets copied with rewritten timestamps, no re-encoding (the remux is
+  ``harness.data.remux``). The video has the parameters that set what reading it costs (codec,
+  resolution, GOP, bitrate, frame size, objects), and it is written at the disk's speed. The
+  tracks repeat with the segments (``tracks.Schedule``), so every frame's mask stays exact.
+- ``full``: every frame rendered and encoded (H.264/HEVC in MP4, VP9 in WebM, MJPEG in MKV), for
+  storage whose deduplication or compression could exploit repeated segments.
 
 A mask is not stored per frame: it is drawn from the tracks (``harness.data.tracks``). This
 module generates: the tracks, the frames they are drawn on, and their encoding. Reading the videos
@@ -48,8 +59,20 @@ CODECS: dict[str, tuple[str, str, str, str]] = {
 NOISE_PLANES = 8  # precomputed noisy backgrounds, cycled: sensor noise at no per-frame cost
 
 
-def video_name(index: int, codec: str) -> str:
-    return f"videos/cam{index:03d}{CODECS[codec][2]}"
+# Pool mode writes Matroska (WebM for VP9): a random frame seeks through its Cues by presentation
+# time, whereas a fragmented MP4's fragments are found by decoding time, which with B-frames lands
+# after the last frames of a GOP.
+POOL_CONTAINERS: dict[str, tuple[str, str]] = {
+    "h264": ("matroska", ".mkv"),
+    "hevc": ("matroska", ".mkv"),
+    "vp9": ("webm", ".webm"),
+    "mjpeg": ("matroska", ".mkv"),
+}
+
+
+def video_name(index: int, codec: str, unique: str = "full") -> str:
+    suffix = CODECS[codec][2] if unique == "full" else POOL_CONTAINERS[codec][1]
+    return f"videos/cam{index:03d}{suffix}"
 
 
 def tracks_name(index: int) -> str:
@@ -57,21 +80,55 @@ def tracks_name(index: int) -> str:
 
 
 def outputs(params: VideoGenerate, index: int) -> tuple[str, ...]:
-    return tracks_name(index), video_name(index, params.codec)
+    return tracks_name(index), video_name(index, params.codec, params.unique)
 
 
 def job_count(params: VideoGenerate) -> int:
     return params.videos
 
 
+def prepare(_params: VideoGenerate) -> None:
+    """Nothing to share between cameras: each renders and encodes its own pool."""
+
+
+def unit_bytes(params: VideoGenerate) -> tuple[float, bool]:
+    """Bytes a frame takes on disk (an estimate): from the bitrate when one is set, else
+    measured by encoding one segment of camera 0 as the generator will."""
+    if params.bitrate_kbps:
+        return params.bitrate_kbps * 1000 / 8 / params.fps, False
+    import io
+
+    import av
+
+    frames = params.segment_gops * params.gop
+    if params.frames is not None:
+        frames = min(frames, params.frames)
+    renderer = SceneRenderer(params, 0, generate_tracks(params, 0, frames=frames))
+    buffer = io.BytesIO()
+    container = av.open(buffer, "w", format=CODECS[params.codec][1])
+    try:
+        stream = open_encoder(container, params, threads=1)
+        encode_frames(container, stream, renderer, range(frames))
+    finally:
+        container.close()
+    return buffer.tell() / frames, False
+
+
+def frame_count(params: VideoGenerate) -> int:
+    assert params.frames is not None, "the frame count is resolved before generation"
+    return params.frames
+
+
 # --- tracks ----------------------------------------------------------------------------------
 
 
-def generate_tracks(params: VideoGenerate, video: int) -> Tracks:
+def generate_tracks(params: VideoGenerate, video: int, frames: int | None = None) -> Tracks:
     """Objects enter at a random edge and cross the view at constant speed; arrivals are a
-    Poisson process sized so that about ``params.objects`` are in view at any time."""
+    Poisson process sized so that about ``params.objects`` are in view at any time.
+    ``frames``: how many frames to draw tracks for (the pool's, in pool mode)."""
     rng = np.random.default_rng([params.seed, video, 0x7A])
-    width, height, frames = params.width, params.height, params.frames
+    width, height = params.width, params.height
+    frames = frame_count(params) if frames is None else frames
     rows = []
     mean_crossing = 5.0 * params.fps  # frames an object takes to cross, on average
     rate = params.objects / mean_crossing
@@ -173,12 +230,16 @@ def _backgrounds(params: VideoGenerate, video: int, bank: np.ndarray) -> np.ndar
 
 def encoder_options(params: VideoGenerate) -> dict[str, str]:
     """FFmpeg private options for the scenario's codec, quality and fixed GOP (no scene cuts:
-    random-access cost must be the configured GOP, not whatever the encoder decides)."""
+    random-access cost must be the configured GOP, not whatever the encoder decides). Pool
+    segments must also be closed GOPs (x265 opens them by default) so that any segment can
+    follow any other."""
     gop = params.gop
     quality: dict[str, str] = {} if params.bitrate_kbps else {"crf": str(params.crf)}
     if params.codec in ("h264", "hevc"):
         # x265 logs every encode to stderr unless told not to; x264 has no such option.
         library, quiet = ("x264", "") if params.codec == "h264" else ("x265", ":log-level=error")
+        if params.codec == "hevc" and params.unique == "pool":
+            quiet += ":open-gop=0"
         return {
             **quality,
             "preset": params.preset,
@@ -200,33 +261,74 @@ def encoder_options(params: VideoGenerate) -> dict[str, str]:
 
 
 def make(root: str, params: VideoGenerate, index: int, threads: int = 1) -> None:
-    """Generate camera ``index``: its tracks, then its video, streamed frame by frame."""
+    """Generate camera ``index``: its tracks, then its video (from a pool, or every frame)."""
+    if params.unique == "pool":
+        from harness.data.remux import make_from_pool
+
+        make_from_pool(Path(root), params, index, threads)
+    else:
+        make_full(Path(root), params, index, threads)
+
+
+def open_encoder(container: Any, params: VideoGenerate, threads: int) -> Any:
+    """The video stream of ``container``, set up to encode the scenario's parameters."""
+    encoder, _format, _suffix, pix_fmt = CODECS[params.codec]
+    stream = container.add_stream(encoder, rate=params.fps)
+    stream.width, stream.height, stream.pix_fmt = params.width, params.height, pix_fmt
+    stream.codec_context.gop_size = params.gop
+    stream.codec_context.thread_count = threads
+    if params.bitrate_kbps:
+        stream.codec_context.bit_rate = params.bitrate_kbps * 1000
+    stream.options = encoder_options(params)
+    return stream
+
+
+def encode_frames(
+    container: Any,
+    stream: Any,
+    renderer: SceneRenderer,
+    frames: range,
+    on_frame: Any = None,
+) -> None:
+    """Render and encode ``frames`` into ``container``, then flush the encoder."""
     import av
 
-    tracks_path, video_path = (Path(root) / name for name in outputs(params, index))
+    for t in frames:
+        canvas, _mask = renderer.packed_frame(t)
+        frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
+        frame.pts = t
+        container.mux(stream.encode(frame))
+        if on_frame is not None:
+            on_frame(t + 1)
+    container.mux(stream.encode(None))
+
+
+def make_full(root: Path, params: VideoGenerate, index: int, threads: int = 1) -> None:
+    """Every frame rendered and encoded, streamed frame by frame (``unique: full``)."""
+    import av
+
+    from harness.data.progress import ProgressFile
+
+    tracks_path, video_path = (root / name for name in outputs(params, index))
     video_path.parent.mkdir(parents=True, exist_ok=True)
     tracks = generate_tracks(params, index)
     tracks.save(tracks_path, params.fps)
     renderer = SceneRenderer(params, index, tracks)
-    encoder, container_format, _suffix, pix_fmt = CODECS[params.codec]
+    container_format = CODECS[params.codec][1]
+    progress = ProgressFile(video_path, frame_count(params))
     with atomic_write(video_path) as handle:
         container = av.open(handle, "w", format=container_format)
+
+        def report(done: int) -> None:
+            if progress.due():
+                progress.record(handle.tell(), done)
+
         try:
-            stream = container.add_stream(encoder, rate=params.fps)
-            stream.width, stream.height, stream.pix_fmt = params.width, params.height, pix_fmt
-            stream.codec_context.gop_size = params.gop
-            stream.codec_context.thread_count = threads
-            if params.bitrate_kbps:
-                stream.codec_context.bit_rate = params.bitrate_kbps * 1000
-            stream.options = encoder_options(params)
-            for t in range(params.frames):
-                canvas, _mask = renderer.packed_frame(t)
-                frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
-                frame.pts = t
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+            stream = open_encoder(container, params, threads)
+            encode_frames(container, stream, renderer, range(frame_count(params)), report)
         finally:
             container.close()
+    progress.remove()
 
 
 def describe(root: Path, params: VideoGenerate) -> list[dict[str, Any]]:
@@ -239,12 +341,13 @@ def describe(root: Path, params: VideoGenerate) -> list[dict[str, Any]]:
                 "path": video,
                 "tracks": tracks,
                 "bytes": os.path.getsize(root / video),
-                "frames": params.frames,
+                "frames": frame_count(params),
                 "width": params.width,
                 "height": params.height,
                 "fps": params.fps,
                 "codec": params.codec,
                 "gop": params.gop,
+                "unique": params.unique,
             }
         )
     return records

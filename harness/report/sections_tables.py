@@ -94,10 +94,15 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("miou", "held-out mIoU", ""),
     ("miou_chance", "mIoU of always one class", ""),
     ("storage_bytes", "dataset on storage", "bytes"),
+    ("distinct_block_pct", "dataset: distinct 4 KiB blocks (dedup)", "%"),
+    ("zstd_ratio", "dataset: zstd ratio (compression)", "x"),
     ("cache_bytes", "frame cache on storage", "bytes"),
     ("expansion", "frame cache / videos", "x"),
     ("measured_steps", "measured steps", "steps"),
 )
+
+
+OPTIONAL_ROWS = ("cache_bytes", "expansion", "distinct_block_pct", "zstd_ratio")
 
 
 def _summary_value(run: Run, name: str) -> float | None:
@@ -110,8 +115,8 @@ def summary_section(runs: list[Run]) -> Section:
     rows, styles = [], []
     for name, label, unit in SUMMARY_ROWS:
         values = [_summary_value(run, name) for run in runs]
-        if all(v is None for v in values) and name in ("cache_bytes", "expansion"):
-            continue  # no cached run: rows of dashes would say nothing
+        if all(v is None for v in values) and name in OPTIONAL_ROWS:
+            continue  # no cached run (or older datasets): rows of dashes would say nothing
         if unit == "bytes":
             values, unit = scaled_bytes(values)
         shown_unit = "× (factor)" if unit == "x" else unit

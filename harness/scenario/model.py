@@ -58,6 +58,9 @@ Seed = Annotated[int, Field(ge=0, lt=2**63)]
 ImageFormat = Literal["npy", "png", "jpeg"]
 VideoCodec = Literal["h264", "hevc", "vp9", "mjpeg"]
 LabelRule = Literal["luma_bins"]
+# pool: a few distinct images or video segments, repeated (disk-bound); full: every one unique
+Uniqueness = Literal["pool", "full"]
+DatasetSize = Literal["5x-ram"]  # MLPerf Storage's rule: at least 5x the clients' RAM
 
 
 class Model(BaseModel):
@@ -72,7 +75,9 @@ class Model(BaseModel):
 class CollageGenerate(Model):
     """Parameters of the synthetic image collage (large images of textured objects)."""
 
-    images: Count(10_000_000, "ten million files; the study's collage has 1,300")
+    images: Count(10_000_000, "ten million files; the study's collage has 1,300") | None = (
+        None  # or size: 5x-ram
+    )
     width: Side
     height: Side
     classes: ClassCount = 5
@@ -81,6 +86,13 @@ class CollageGenerate(Model):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     seed: Seed = 0
     workers: Workers | None = None  # processes; None: every core given to the harness
+    unique: Uniqueness = "pool"
+    size: DatasetSize | None = None  # picks the image count from the clients' RAM
+
+    @model_validator(mode="after")
+    def _count_or_size(self) -> CollageGenerate:
+        _one_of(self, "images")
+        return self
 
     def image_bytes(self) -> int:
         """Raw uint8 RGB bytes of one image (the size of an ``npy`` file, less its header)."""
@@ -91,7 +103,7 @@ class VideoGenerate(Model):
     """Parameters of the synthetic surveillance videos (fixed background, moving objects)."""
 
     videos: Count(1_000_000, "a million files")
-    frames: Count(10**9, "about a year at 30 fps")  # per video
+    frames: Count(10**9, "about a year at 30 fps") | None = None  # per video; or size: 5x-ram
     width: VideoSide
     height: VideoSide
     fps: Annotated[int, Field(ge=1, le=240)] = 30
@@ -109,14 +121,24 @@ class VideoGenerate(Model):
     noise: Annotated[int, Field(ge=0, le=32)] = 3  # sensor noise amplitude, in 8-bit levels
     seed: Seed = 0
     workers: Workers | None = None
+    unique: Uniqueness = "pool"  # pool: encode pool_segments, repeat them bit for bit
+    pool_segments: Count(10_000, "distinct segments encoded per camera") = 4
+    segment_gops: Count(10_000, "GOPs per segment: the unit of repetition") = 1
+    size: DatasetSize | None = None  # picks the frame count from the clients' RAM
 
     @model_validator(mode="after")
     def _even_sizes(self) -> VideoGenerate:
+        _one_of(self, "frames")
         # 4:2:0 chroma subsampling, used by every codec here, needs even dimensions.
         for name in ("width", "height"):
             if getattr(self, name) % 2:
                 raise ValueError(f"{name} must be even for 4:2:0 video, got {getattr(self, name)}")
         return self
+
+
+def _one_of(params: CollageGenerate | VideoGenerate, count: str) -> None:
+    if (getattr(params, count) is None) == (params.size is None):
+        raise ValueError(f"set either {count} or size (5x-ram), not both and not neither")
 
 
 class _DatasetBase(Model):
