@@ -222,6 +222,30 @@ def test_video_failure_names_the_frame(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def test_mask_video_ids_out_of_range_are_named_on_read(tmp_path: Path) -> None:
+    import av
+
+    folder = tmp_path / "videos"
+    write_video_folder(folder)
+    for name in ("odd_sides.mkv", "phone.mp4", "variable_rate.mp4"):
+        (folder / name).unlink()
+    with av.open(str(folder / "two_streams.mask.mkv"), "w") as container:  # ids 0..5, 4 classes
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "gray"
+        for index in range(24):
+            ids = np.full((48, 64), index % 6, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(ids, format="gray")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    dataset = VideoDataset(kind="video", path=str(folder), classes=CLASSES)
+    source = DecodedVideoSource(folder, index_dataset(dataset, min_side=CROP), 1)
+    image = np.zeros((48, 64, 3), np.uint8)
+    assert int(source.mask(0, 3, image).max()) == 3
+    with pytest.raises(HarnessError, match=r"two_streams.mask.mkv: mask value 5 .* ids run 0..3"):
+        source.mask(0, 5, image)
+
+
 def test_awkward_videos_are_indexed_and_read(videos: Path) -> None:
     manifest = index_dataset(_video_dataset(videos), min_side=CROP)
     records = {r["path"]: r for r in manifest["files"]}
