@@ -356,15 +356,15 @@ def test_awkward_folders_run_end_to_end_from_a_read_only_mount(
             "batch_size": 4,
             "workers": 1,
             "on_corrupt": "skip",
-            "shuffle": False,
-        }  # fmt: skip  (in order: every file is read)
+            "shuffle": False,  # in order: every file is read
+        }
         videos = tiny_video_scenario(tmp_path, name="awkward-videos", training=training)
         videos["dataset"] = {"kind": "video", "path": str(mount / "videos"), "classes": 4,
                              "label_rule": "luma_bins"}  # fmt: skip
         videos["pipeline"] = {"crop": CROP, "batch_size": 4, "workers": 1, "mode": "decoded"}
         files = [str(write_scenario(images, "i.yaml")), str(write_scenario(videos, "v.yaml"))]
         index = tmp_path / "state"
-        done = cli("datagen", *files, "--index-dir", index)  # in process: no decoding here
+        done = cli("datagen", *files, "--index-dir", index)  # in process: saves a start-up
         assert done.returncode == 0, done.stderr
         assert "2 video streams; the first is read" in done.stdout
         results = tmp_path / "results"
