@@ -279,6 +279,23 @@ def test_dali_refuses_what_it_would_read_wrongly(photos: Path) -> None:
     check_scenario(CollageSource(photos, {**manifest, "files": plain}), use_cuda=False)
 
 
+def test_gray_npy_images_read_as_rgb_and_dali_refuses_them(tmp_path: Path) -> None:
+    from harness.pipeline.dali_backend import check_scenario
+
+    folder = tmp_path / "arrays"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    gray = np.asarray(Image.fromarray(reference_rgb(0)).convert("L"))
+    np.save(folder / "images/gray.npy", gray)
+    np.save(folder / "masks/gray.npy", np.zeros((HEIGHT, WIDTH), np.uint8))
+    manifest = index_dataset(_image_dataset(folder), min_side=CROP)
+    assert (manifest["files"][0]["mode"], manifest["files"][0]["mask_mode"]) == ("npy:1", "npy:1")
+    image, _mask, _reads = CollageSource(folder, manifest).load(SampleRef(0, 0, 0, 0), CROP)
+    np.testing.assert_array_equal(image, np.repeat(gray[:CROP, :CROP, None], 3, axis=2))
+    with pytest.raises(HarnessError, match=r"gray.npy: backend dali reads npy images of 3 chan"):
+        check_scenario(CollageSource(folder, manifest), use_cuda=False)
+
+
 def test_gpu_video_backends_refuse_turned_and_variable_rate_videos(videos: Path) -> None:
     from harness.pipeline import dali_backend, nvdec_backend
 
