@@ -222,6 +222,30 @@ def test_video_failure_names_the_frame(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def test_mask_video_ids_out_of_range_are_named_on_read(tmp_path: Path) -> None:
+    import av
+
+    folder = tmp_path / "videos"
+    write_video_folder(folder)
+    for name in ("odd_sides.mkv", "phone.mp4", "variable_rate.mp4"):
+        (folder / name).unlink()
+    with av.open(str(folder / "two_streams.mask.mkv"), "w") as container:  # ids 0..5, 4 classes
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "gray"
+        for index in range(24):
+            ids = np.full((48, 64), index % 6, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(ids, format="gray")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    dataset = VideoDataset(kind="video", path=str(folder), classes=CLASSES)
+    source = DecodedVideoSource(folder, index_dataset(dataset, min_side=CROP), 1)
+    image = np.zeros((48, 64, 3), np.uint8)
+    assert int(source.mask(0, 3, image).max()) == 3
+    with pytest.raises(HarnessError, match=r"two_streams.mask.mkv: mask value 5 .* ids run 0..3"):
+        source.mask(0, 5, image)
+
+
 def test_awkward_videos_are_indexed_and_read(videos: Path) -> None:
     manifest = index_dataset(_video_dataset(videos), min_side=CROP)
     records = {r["path"]: r for r in manifest["files"]}
@@ -253,6 +277,23 @@ def test_dali_refuses_what_it_would_read_wrongly(photos: Path) -> None:
         check_scenario(CollageSource(photos, {**manifest, "files": records}), use_cuda=False)
     plain = [r for r in records if r["mask_mode"] == "L"]
     check_scenario(CollageSource(photos, {**manifest, "files": plain}), use_cuda=False)
+
+
+def test_gray_npy_images_read_as_rgb_and_dali_refuses_them(tmp_path: Path) -> None:
+    from harness.pipeline.dali_backend import check_scenario
+
+    folder = tmp_path / "arrays"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    gray = np.asarray(Image.fromarray(reference_rgb(0)).convert("L"))
+    np.save(folder / "images/gray.npy", gray)
+    np.save(folder / "masks/gray.npy", np.zeros((HEIGHT, WIDTH), np.uint8))
+    manifest = index_dataset(_image_dataset(folder), min_side=CROP)
+    assert (manifest["files"][0]["mode"], manifest["files"][0]["mask_mode"]) == ("npy:1", "npy:1")
+    image, _mask, _reads = CollageSource(folder, manifest).load(SampleRef(0, 0, 0, 0), CROP)
+    np.testing.assert_array_equal(image, np.repeat(gray[:CROP, :CROP, None], 3, axis=2))
+    with pytest.raises(HarnessError, match=r"gray.npy: backend dali reads npy images of 3 chan"):
+        check_scenario(CollageSource(folder, manifest), use_cuda=False)
 
 
 def test_gpu_video_backends_refuse_turned_and_variable_rate_videos(videos: Path) -> None:
@@ -332,15 +373,15 @@ def test_awkward_folders_run_end_to_end_from_a_read_only_mount(
             "batch_size": 4,
             "workers": 1,
             "on_corrupt": "skip",
-            "shuffle": False,
-        }  # fmt: skip  (in order: every file is read)
+            "shuffle": False,  # in order: every file is read
+        }
         videos = tiny_video_scenario(tmp_path, name="awkward-videos", training=training)
         videos["dataset"] = {"kind": "video", "path": str(mount / "videos"), "classes": 4,
                              "label_rule": "luma_bins"}  # fmt: skip
         videos["pipeline"] = {"crop": CROP, "batch_size": 4, "workers": 1, "mode": "decoded"}
         files = [str(write_scenario(images, "i.yaml")), str(write_scenario(videos, "v.yaml"))]
         index = tmp_path / "state"
-        done = cli("datagen", *files, "--index-dir", index)  # in process: no decoding here
+        done = cli("datagen", *files, "--index-dir", index)  # in process: saves a start-up
         assert done.returncode == 0, done.stderr
         assert "2 video streams; the first is read" in done.stdout
         results = tmp_path / "results"

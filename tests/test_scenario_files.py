@@ -59,6 +59,7 @@ HOSTILE = {
     "recursive alias": ("a: &a [*a]\n", r":1:8: alias \*a names no finished anchor"),
     "collection key": ("? [a, b]\n: 1\n", r":1:3: a key must be a plain value"),
     "not utf-8": (b"name: \xff\xfe\n", r": not UTF-8 text"),
+    "control character": ("name: x\x00\n", r":1:8: YAML syntax error: unacceptable character"),
     "over 1 MB": ("#" * 1_000_001, r": larger than 1000000 bytes"),
 }
 

@@ -158,7 +158,7 @@ def _stat(root: Path, path: Path) -> list[Any]:
 
 
 def _image_size(path: Path) -> tuple[int, int, int, str]:
-    """(height, width, channels, Pillow mode or "npy") of an image file as shown (EXIF
+    """(height, width, channels, Pillow mode or "npy:C") of an image file as shown (EXIF
     orientation applied), from its header alone: indexing a large set reads a few kB per file,
     never the pixels. Channels are 1 for single-channel modes, 3 for any other picture."""
     import numpy as np
@@ -178,7 +178,7 @@ def _image_size(path: Path) -> tuple[int, int, int, str]:
                 f"{array.shape}"
             )
         channels = array.shape[2] if array.ndim == 3 else 1
-        return array.shape[0], array.shape[1], channels, "npy"
+        return array.shape[0], array.shape[1], channels, f"npy:{channels}"
     header = read_header(path)
     return header.height, header.width, 1 if header.single_channel else 3, header.mode
 
@@ -213,7 +213,7 @@ def _check_image(
         )
     mask_height, mask_width, channels, mask_mode = _image_size(mask)
     if channels != 1:
-        mode = f"mode {mask_mode}" if mask_mode != "npy" else f"{channels} channels"
+        mode = f"{channels} channels" if mask_mode.startswith("npy") else f"mode {mask_mode}"
         raise HarnessError(
             f"{mask}: mask is {mode}, expected one channel of class ids (mode L, P, 1 or I;16)"
         )

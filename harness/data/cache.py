@@ -39,6 +39,7 @@ from harness.data.index import dataset_manifest as dataset_index
 from harness.data.labels import derive_mask
 from harness.data.manifest import check_format, fingerprint
 from harness.data.parallel import available_cpus, run_parallel
+from harness.data.pictures import checked_classes
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
@@ -279,7 +280,8 @@ def _frames_with_masks(
                             f"{root / record['mask']}: mask frame {mask_index} "
                             f"does not line up with video frame {index}"
                         )
-                    yield index, image, mask
+                    classes = int(dataset["classes"])
+                    yield index, image, checked_classes(mask, classes, root / record["mask"])
         else:
             rule = str(dataset["labels"]).removeprefix("derived:")
             for index, image in frames:

@@ -4,9 +4,9 @@ frame cache (and for checking brought videos).
 ``VideoReader`` is the one place that maps frame indices to timestamps, for random access (seek to
 the keyframe at or before the frame, decode forward) and for sequential decoding alike. Frames of a
 constant-rate video sit on its rate's grid; a variable-rate video brings the timestamps of its
-frames (``timestamps``, read from its packets once, at index time). A file with several video streams is read
-from its first. Frames come turned as the stream's display matrix says (phone videos), whatever
-their size, odd sides included.
+frames (``timestamps``, read from its packets once, at index time). A file with several video
+streams is read from its first. Frames come turned as the stream's display matrix says (phone
+videos), whatever their size, odd sides included.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder take
 # ("I") TIFFs. Masks: only 8-bit gray keeps its class ids (DALI expands palette masks into
 # colours and rescales 16-bit and 1-bit ones).
 DALI_IMAGE_MODES_REFUSED = ("I",)
-DALI_MASK_MODES = ("L", "npy")
+DALI_MASK_MODES = ("L", "npy:1")
+DALI_NPY_IMAGE_MODE = "npy:3"  # its numpy reader hands arrays over as they are: HxWx3 only
 
 
 def check_scenario(source: Source, use_cuda: bool) -> None:
@@ -96,10 +97,16 @@ def check_scenario(source: Source, use_cuda: bool) -> None:
 
 def _check_pictures(source: CollageSource) -> None:
     for record in source.records:
-        if record.get("mode") in DALI_IMAGE_MODES_REFUSED:
+        mode = str(record.get("mode", ""))
+        if mode in DALI_IMAGE_MODES_REFUSED:
             raise HarnessError(
-                f"{source.root / record['path']}: backend dali cannot decode {record['mode']} "
+                f"{source.root / record['path']}: backend dali cannot decode {mode} "
                 "(32-bit integer) images; use pipeline.backend torch"
+            )
+        if mode.startswith("npy") and mode != DALI_NPY_IMAGE_MODE:
+            raise HarnessError(
+                f"{source.root / record['path']}: backend dali reads npy images of 3 channels "
+                f"only, this one has {mode.removeprefix('npy:')}; use pipeline.backend torch"
             )
         mask_mode = record.get("mask_mode", "L")
         if "mask" in record and mask_mode not in DALI_MASK_MODES:

@@ -331,7 +331,7 @@ class DecodedVideoSource(_DatasetSource):
                     self.root / record["mask"], timestamps=record.get("mask_pts")
                 )
             for _found, mask in reader.frames(index, index + 1, pixel_format="gray"):
-                return mask
+                return checked_classes(mask, self.classes, reader.path)
             raise HarnessError(f"{reader.path}: mask frame {index} not found")
         return self.derived_mask(image)
 

@@ -247,7 +247,11 @@ def parse_yaml(text: str, file: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or one_line(exc)
+        position = getattr(exc, "position", None)  # a reader error: a character it refuses
+        if mark is None and isinstance(position, int):
+            line = text.count("\n", 0, position)
+            where = f":{line + 1}:{position - (text.rfind(chr(10), 0, position) + 1) + 1}"
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
         raise ScenarioError(
             [f"{file}{where}: YAML syntax error: {one_line(problem, 200)}"]
         ) from None
