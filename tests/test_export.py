@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import zipfile
 from pathlib import Path
@@ -41,6 +42,9 @@ def test_prometheus_textfile_parses_and_says_what_the_summary_says(cli, tmp_path
         assert sample.value == pytest.approx(collage["metrics"][name]["value"])
         assert sample.labels["scenario"] == collage["scenario"]
     assert all(s.timestamp is None for f in families.values() for s in f.samples)
+    legacy = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")  # format 0.0.4's metric and label names
+    assert all(legacy.fullmatch(n) for n in families) and '{"' not in done.stdout
+    assert all(legacy.fullmatch(k) for f in families.values() for s in f.samples for k in s.labels)
     complete = {s.labels["scenario"]: s.value for s in families["harness_run_complete"].samples}
     assert complete == {collage["scenario"]: 1.0, _summary(INTERRUPTED)["scenario"]: 0.0}
     interrupted = _summary(INTERRUPTED)

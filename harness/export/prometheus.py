@@ -32,7 +32,9 @@ PREFIX = "harness_"
 
 
 def metric_name(name: str) -> str:
-    """A Prometheus metric name from a summary metric's base name."""
+    """A Prometheus metric name from a summary metric's base name, in the classic character set
+    of format 0.0.4 (newer prometheus_client versions could write UTF-8 names, which the
+    textfile collector of format 0.0.4 does not read)."""
     return PREFIX + re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
