@@ -14,10 +14,16 @@ from conftest import tiny_collage_scenario, tiny_video_scenario
 
 from harness.data import collage, repetition
 from harness.data.progress import GenerationProgress, progress_path
-from harness.data.remux import make_from_pool, partial_path, plan_schedule, pool_path
+from harness.data.remux import (
+    encode_pool,
+    make_from_pool,
+    partial_path,
+    plan_schedule,
+    pool_path,
+)
 from harness.data.sizing import Clients, Plan, count_for, machine_ram, parse_bytes
 from harness.data.tracks import Tracks
-from harness.data.video import outputs
+from harness.data.video import SceneRenderer, generate_tracks, outputs
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import CollageGenerate, VideoGenerate
@@ -74,13 +80,23 @@ def test_interrupted_video_resumes_without_rewriting(tmp_path: Path) -> None:
     marker = durable - 100  # were this byte rewritten, the marker would be gone
     partial = bytearray(whole[:durable]) + b"\0" * 5000
     partial[marker] ^= 0xFF
+    record = json.dumps({"bytes": durable + 5000, "durable_bytes": durable})
+    _schedule, pool_frames = plan_schedule(params, 0)
+    renderer = SceneRenderer(params, 0, generate_tracks(params, 0, frames=pool_frames))
+    encode_pool(pool_path(video), params, renderer, pool_frames, 1)
     partial_path(video).write_bytes(partial)
-    progress_path(video).write_text(json.dumps({"bytes": durable + 5000, "durable_bytes": durable}))
+    progress_path(video).write_text(record)
     make_from_pool(root, params, 0)
     resumed = bytearray(video.read_bytes())
     assert len(resumed) == len(whole) and resumed[marker] != whole[marker]
     resumed[marker] ^= 0xFF
     assert resumed == whole
+    # Without its pool, a partial video is not trusted: it starts over.
+    video.unlink()
+    partial_path(video).write_bytes(partial)
+    progress_path(video).write_text(record)
+    make_from_pool(root, params, 0)
+    assert video.read_bytes() == whole
 
 
 def test_pooled_collage_is_exact_and_repeats_no_crop(tmp_path: Path) -> None:
