@@ -168,7 +168,10 @@ def test_repetition_counts_equal_blocks_and_compressibility(tmp_path: Path) -> N
 
 
 def test_progress_line_counts_running_and_finished_files() -> None:
-    running = [("cam001", {"bytes": 5 * 10**8, "frames": 250, "total_frames": 1000})]
+    running = [
+        ("cam001", {"bytes": 5 * 10**8, "frames": 250, "total_frames": 1000}),
+        ("cam002", {"stage": "encoding its pool", "total_frames": 1000}),
+    ]
     progress = GenerationProgress(
         "generating video",
         4 * 10**9,
@@ -179,7 +182,7 @@ def test_progress_line_counts_running_and_finished_files() -> None:
     )
     line = progress.poll(1)
     assert line.startswith("generating video: 1.50 GB of ~4.00 GB (38 %), 1,250 of 4,000 frames")
-    assert "MB/s" in line and "left; cam001 25 %" in line
+    assert "MB/s" in line and "left; cam001 25 %, cam002 encoding its pool" in line
 
 
 def test_video_size_from_ram_is_whole_frames(tmp_path: Path) -> None:
