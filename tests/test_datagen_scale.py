@@ -14,10 +14,16 @@ from conftest import tiny_collage_scenario, tiny_video_scenario
 
 from harness.data import collage, repetition
 from harness.data.progress import GenerationProgress, progress_path
-from harness.data.remux import make_from_pool, partial_path, plan_schedule, pool_path
+from harness.data.remux import (
+    encode_pool,
+    make_from_pool,
+    partial_path,
+    plan_schedule,
+    pool_path,
+)
 from harness.data.sizing import Clients, Plan, count_for, machine_ram, parse_bytes
 from harness.data.tracks import Tracks
-from harness.data.video import outputs
+from harness.data.video import SceneRenderer, generate_tracks, outputs
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.scenario import CollageGenerate, VideoGenerate
@@ -74,13 +80,23 @@ def test_interrupted_video_resumes_without_rewriting(tmp_path: Path) -> None:
     marker = durable - 100  # were this byte rewritten, the marker would be gone
     partial = bytearray(whole[:durable]) + b"\0" * 5000
     partial[marker] ^= 0xFF
+    record = json.dumps({"bytes": durable + 5000, "durable_bytes": durable})
+    _schedule, pool_frames = plan_schedule(params, 0)
+    renderer = SceneRenderer(params, 0, generate_tracks(params, 0, frames=pool_frames))
+    encode_pool(pool_path(video), params, renderer, pool_frames, 1)
     partial_path(video).write_bytes(partial)
-    progress_path(video).write_text(json.dumps({"bytes": durable + 5000, "durable_bytes": durable}))
+    progress_path(video).write_text(record)
     make_from_pool(root, params, 0)
     resumed = bytearray(video.read_bytes())
     assert len(resumed) == len(whole) and resumed[marker] != whole[marker]
     resumed[marker] ^= 0xFF
     assert resumed == whole
+    # Without its pool, a partial video is not trusted: it starts over.
+    video.unlink()
+    partial_path(video).write_bytes(partial)
+    progress_path(video).write_text(record)
+    make_from_pool(root, params, 0)
+    assert video.read_bytes() == whole
 
 
 def test_pooled_collage_is_exact_and_repeats_no_crop(tmp_path: Path) -> None:
@@ -128,7 +144,7 @@ def test_refuses_when_the_disk_cannot_hold_it(tmp_path: Path, cli, write_scenari
     line = result.stderr.strip().splitlines()[-1]
     assert "not enough space on" in line and "3 clients x 2000000.0 GB" in result.stdout
     assert re.search(r"needs [0-9.]+ GB more, [0-9.]+ GB is free", line), line
-    assert not list((tmp_path / "collage").glob("images/*"))
+    assert list((tmp_path / "collage").iterdir()) == []  # nothing written, not even a manifest
     # This machine alone: 5x its RAM, refused where the disk is smaller (as on the 2-core VM).
     five_ram = Clients.this_machine().target_bytes()
     if five_ram > Plan(tmp_path, 0, 0, True).free_bytes():
@@ -152,7 +168,10 @@ def test_repetition_counts_equal_blocks_and_compressibility(tmp_path: Path) -> N
 
 
 def test_progress_line_counts_running_and_finished_files() -> None:
-    running = [("cam001", {"bytes": 5 * 10**8, "frames": 250, "total_frames": 1000})]
+    running = [
+        ("cam001", {"bytes": 5 * 10**8, "frames": 250, "total_frames": 1000}),
+        ("cam002", {"stage": "encoding its pool", "total_frames": 1000}),
+    ]
     progress = GenerationProgress(
         "generating video",
         4 * 10**9,
@@ -163,7 +182,7 @@ def test_progress_line_counts_running_and_finished_files() -> None:
     )
     line = progress.poll(1)
     assert line.startswith("generating video: 1.50 GB of ~4.00 GB (38 %), 1,250 of 4,000 frames")
-    assert "MB/s" in line and "left; cam001 25 %" in line
+    assert "MB/s" in line and "left; cam001 25 %, cam002 encoding its pool" in line
 
 
 def test_video_size_from_ram_is_whole_frames(tmp_path: Path) -> None:

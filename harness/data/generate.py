@@ -30,7 +30,7 @@ from harness.data.manifest import (
 )
 from harness.data.parallel import available_cpus, run_parallel
 from harness.data.progress import GenerationProgress, read_progress
-from harness.data.sizing import Clients, Plan, count_for, probe_write_rate
+from harness.data.sizing import SPACE_MARGIN, Clients, Plan, count_for, probe_write_rate
 from harness.errors import HarnessError
 from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
 
@@ -113,6 +113,14 @@ def generate_dataset(
     if force and existing is not None:
         _remove_outputs(root)
 
+    count = generator.job_count(params)
+    per_job = unit * (video.frame_count(params) if isinstance(params, VideoGenerate) else 1)
+    planned = int(per_job * count)
+    if planned * SPACE_MARGIN > Plan(root, planned, planned, exact).free_bytes():
+        # Refused before anything is written (and before listing what is done: a size far too
+        # big could list for hours); what an interrupted generation wrote counts as space it has.
+        Plan(root, planned, max(0, planned - _bytes_under(root)), exact).check_space()
+
     manifest = new_manifest(
         kind=dataset.kind,
         source="generated",
@@ -125,19 +133,11 @@ def generate_dataset(
     write_manifest(root, manifest)
     sweep_temporaries(root)
 
-    count = generator.job_count(params)
-    per_job = unit * (params.frames if isinstance(params, VideoGenerate) else 1)  # type: ignore[operator]
-    planned = int(per_job * count)
-    if planned > Plan(root, planned, planned, exact).free_bytes():
-        # Refuse before listing what is done (a size far too big could list for hours); what
-        # an interrupted generation already wrote counts as space it has.
-        Plan(root, planned, max(0, planned - _bytes_under(root)), exact).check_space()
     todo = [i for i in range(count) if not _done(root, generator.outputs(params, i))]
     plan = Plan(root, planned, int(per_job * len(todo)), exact)
     if plan.todo_bytes >= MIN_BYTES_TO_PROBE:
         plan = Plan(root, plan.planned_bytes, plan.todo_bytes, exact, probe_write_rate(root))
     print(f"{dataset.kind} dataset at {root}: {plan.describe()}")
-    plan.check_space()
     cores = params.workers or available_cpus()
     processes = max(1, min(cores, len(todo)))
     threads = max(1, cores // processes)  # a few long videos still get every core

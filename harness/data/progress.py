@@ -48,6 +48,11 @@ class ProgressFile:
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.interval_s
 
+    def stage(self, name: str) -> None:
+        """Say what the worker does before it writes (e.g. encoding its pool)."""
+        with atomic_write(self.path) as handle:
+            handle.write(json.dumps({"stage": name, "total_frames": self.total_frames}).encode())
+
     def record(self, written: int, frames: int, durable: int | None = None) -> None:
         """Bytes and frames written; ``durable``: the synced length a resume may start from
         (kept from the last call that gave one). Only durable points are themselves synced:
@@ -114,7 +119,9 @@ class GenerationProgress:
             written += int(record.get("bytes", 0))
             frames += int(record.get("frames", 0))
             total = record.get("total_frames") or 0
-            if total:
+            if "stage" in record:
+                parts.append(f"{name} {record['stage']}")
+            elif total:
                 parts.append(f"{name} {100 * int(record.get('frames', 0)) // total} %")
         self.bytes, self.frames = written, frames
         line = self.line(parts)

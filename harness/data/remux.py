@@ -190,17 +190,21 @@ def make_from_pool(root: Path, params: VideoGenerate, index: int, threads: int =
     schedule, pool_frames = plan_schedule(params, index)
     pool_tracks = generate_tracks(params, index, frames=pool_frames)
     pool_file = pool_path(video_path)
+    partial = partial_path(video_path)
+    progress = ProgressFile(video_path, frame_count(params), PROGRESS_EVERY_S)
     if not pool_file.exists():
+        progress.stage("encoding its pool")
+        # A partial video continues only from its own pool: an encoder on other threads may
+        # choose other bytes, and the replay would no longer match what is on disk.
+        partial.unlink(missing_ok=True)
         renderer = SceneRenderer(params, index, pool_tracks)
         encode_pool(pool_file, params, renderer, pool_frames, threads)
     (container, stream), segments, tick = read_pool(pool_file, schedule)
-    partial = partial_path(video_path)
     resume_at = 0
     if partial.exists():  # never past what the file holds (a progress file from another try)
         recorded = int(read_progress(video_path).get("durable_bytes", 0))
         resume_at = min(recorded, partial.stat().st_size)
     total = frame_count(params)
-    progress = ProgressFile(video_path, total, PROGRESS_EVERY_S)
     try:
         with open(partial, "r+b" if resume_at else "wb") as handle:
             handle.truncate(resume_at)
