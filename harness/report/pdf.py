@@ -3,8 +3,8 @@
 Only PyPI packages are needed (matplotlib's PdfPages and pypdf; no browser, no LaTeX): text and
 tables are drawn as text on page-sized figures, and each chart is the very figure the HTML shows,
 saved as a page of the size it takes on its page, right after it, then laid onto it with pypdf
-(as a form XObject), so that charts stay vector graphics and a page can hold several. Fonts are embedded once, as
-TrueType, so that the text can be searched and extracted.
+(as a form XObject), so that charts stay vector graphics and a page can hold several. Fonts are
+embedded once, as TrueType, so that the text can be searched and extracted.
 
 The document flows: headings, notes, tables and charts follow one another down the page, and a
 block starts a new page only when it does not fit on the current one (a heading never ends a
