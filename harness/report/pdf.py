@@ -400,7 +400,8 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
             form[NameObject("/BBox")] = ArrayObject([FloatObject(v) for v in corners])
             form[NameObject("/Resources")] = chart[NameObject("/Resources")].clone(writer)
             name = NameObject(f"/Chart{index + offset}")  # pages may share their resources
-            forms[name] = writer._add_object(form)  # pypdf has no public name for it
+            # compressed again (read back decoded); pypdf has no public name for _add_object
+            forms[name] = writer._add_object(form.flate_encode())
             drawing.append(f"q 1 0 0 1 {item.x * 72:.3f} {item.y * 72:.3f} cm {name} Do Q")
         if drawing:
             resources[NameObject("/XObject")] = forms
