@@ -2,9 +2,9 @@
 
 Only PyPI packages are needed (matplotlib's PdfPages and pypdf; no browser, no LaTeX): text and
 tables are drawn as text on page-sized figures, and each chart is the very figure the HTML shows,
-saved as a page of the size it takes on its page, right after it, then laid onto it with pypdf,
-so that charts stay vector graphics and a page can hold several. Fonts are embedded once, as
-TrueType, so that the text can be searched and extracted.
+saved as a page of the size it takes on its page, right after it, then laid onto it with pypdf
+(as a form XObject), so that charts stay vector graphics and a page can hold several. Fonts are
+embedded once, as TrueType, so that the text can be searched and extracted.
 
 The document flows: headings, notes, tables and charts follow one another down the page, and a
 block starts a new page only when it does not fit on the current one (a heading never ends a
@@ -369,8 +369,16 @@ def _chart_need(chart: Chart) -> float:
 
 
 def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> None:
-    """Each page with its charts (the pages after it) laid onto it, written to ``path``."""
+    """Each page with its charts (the pages after it) laid onto it, written to ``path``: each
+    chart's page becomes a form XObject drawn at its place (its drawing is not re-parsed)."""
     from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import (
+        ArrayObject,
+        DecodedStreamObject,
+        DictionaryObject,
+        FloatObject,
+        NameObject,
+    )
 
     pages.seek(0)
     reader = PdfReader(pages)
@@ -378,8 +386,30 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
     index = 0
     for charts in placed:
         page = writer.add_page(reader.pages[index])
+        drawing = []
+        resources = page[NameObject("/Resources")].get_object()
+        forms = resources.get(NameObject("/XObject"))
+        forms = DictionaryObject() if forms is None else forms.get_object()
         for offset, item in enumerate(charts, start=1):
-            page.merge_translated_page(reader.pages[index + offset], item.x * 72, item.y * 72)
+            chart = reader.pages[index + offset]
+            form = DecodedStreamObject()
+            form.set_data(chart.get_contents().get_data())
+            form[NameObject("/Type")] = NameObject("/XObject")
+            form[NameObject("/Subtype")] = NameObject("/Form")
+            corners = (0.0, 0.0, item.width * 72, item.height * 72)
+            form[NameObject("/BBox")] = ArrayObject([FloatObject(v) for v in corners])
+            form[NameObject("/Resources")] = chart[NameObject("/Resources")].clone(writer)
+            name = NameObject(f"/Chart{index + offset}")  # pages may share their resources
+            # compressed again (read back decoded); pypdf has no public name for _add_object
+            forms[name] = writer._add_object(form.flate_encode())
+            drawing.append(f"q 1 0 0 1 {item.x * 72:.3f} {item.y * 72:.3f} cm {name} Do Q")
+        if drawing:
+            resources[NameObject("/XObject")] = forms
+            stream = DecodedStreamObject()
+            stream.set_data(("\n".join(drawing) + "\n").encode())
+            contents = page[NameObject("/Contents")]
+            parts = contents.get_object() if isinstance(contents.get_object(), list) else [contents]
+            page[NameObject("/Contents")] = ArrayObject([*parts, writer._add_object(stream)])
         index += 1 + len(charts)
     if reader.metadata:
         writer.add_metadata(dict(reader.metadata))
