@@ -67,7 +67,8 @@ def test_cold_run_bytes_agree_with_any_number_of_workers(
     # A page counts once per host: never more first-time bytes than the dataset holds...
     assert check["first_requested_bytes"] <= summary["page_cache"]["dataset_bytes"] + 4 * 4096
     # ...and the product's own verdict, as a user reads it.
-    assert check["verdict"] == "agree within 5%", check
+    # (a first run may also page in libraries: reported apart, after the verdict)
+    assert check["verdict"].startswith("agree within 5%"), check
     assert check["ok"] is True
     assert_headline_is_true(folder)
     assert not (Path("/dev/shm") / f"harness-ledger-{folder.name}").exists()  # removed after

@@ -92,7 +92,7 @@ def test_nvdec_names_a_video_over_its_size_limits(tmp_path: Path, write_scenario
     source = _decoded_source(tmp_path, write_scenario)
     check_scenario(source, use_cuda=True)  # 128x96 H.264: fine
     source.records[1] = {**source.records[1], "width": 7680, "height": 4320}
-    with pytest.raises(HarnessError, match=r"cam001\.mp4: 7680x4320 is outside NVDEC's h264"):
+    with pytest.raises(HarnessError, match=r"cam001\.mkv: 7680x4320 is outside NVDEC's h264"):
         check_scenario(source, use_cuda=True)
     assert NVDEC_LIMITS["hevc"][2:] == (8192, 8192)  # the same size is fine in HEVC
     with pytest.raises(HarnessError, match=r"needs training\.device cuda"):

@@ -9,6 +9,7 @@ batch's ``errors`` (policy ``skip``: another sample is read instead) or its ``fa
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harness.errors import HarnessError, one_line
+from harness.lifeline import die_with_parent
 from harness.pipeline import BatchRequest
 from harness.pipeline.batch import Batch, FileError, Sample, sample_failure
 from harness.pipeline.plan import SamplePlan, SampleRef
@@ -147,7 +149,11 @@ class RankSampler(Sampler[int]):
         return self.steps * self.batch
 
 
-def _worker_init(_worker_id: int) -> None:
+def _worker_init(_worker_id: int, parent: int) -> None:
+    # A worker whose process dies (a killed rank) would outlive it: its queue's feeder thread,
+    # blocked writing a batch into a pipe that its sibling workers still hold open, keeps it from
+    # exiting. Dying with the parent ends it (and what it reads from the storage) at once.
+    die_with_parent(parent)
     # One compute thread per worker: workers decode, the main process trains.
     torch.set_num_threads(1)
     # The main process owns interruption: it shuts the workers down and keeps the results.
@@ -175,7 +181,7 @@ def build_loader(
     if workers > 0:
         options.update(
             prefetch_factor=prefetch_factor,
-            worker_init_fn=_worker_init,
+            worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
             multiprocessing_context="fork" if os.name == "posix" else None,
         )
     return DataLoader(

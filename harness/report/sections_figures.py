@@ -72,14 +72,14 @@ def read_section(runs: list[Run]) -> Section:
     return Section(
         "read-throughput",
         title,
-        "Bytes the run's processes (training process and data workers) read from storage, "
-        "per second (/proc/<pid>/io read_bytes). Dashed: the mean over the measured window; "
-        "dotted: the rate the pipeline asked for. A read rate far below the asked rate means "
-        "the page cache served the data. Long series are drawn as bucket means with a "
-        "min–max band; the means are computed from every sample. Then the storage's own "
-        "view: the dataset's block device as iostat -x reports it, and, on NFS, the mount's "
-        "READ calls as nfsiostat reports them.",
-        [*blocks, *storage_tables(runs)],
+        "First the storage's own view: the dataset's block device as iostat -x reports it, "
+        "and, on NFS, the mount's READ calls as nfsiostat reports them. Then the bytes the "
+        "run's processes (training process and data workers) read from storage, per second "
+        "(/proc/<pid>/io read_bytes). Dashed: the mean over the measured window; dotted: the "
+        "rate the pipeline asked for. A read rate far below the asked rate means the page "
+        "cache served the data. Long series are drawn as bucket means with a min–max band; "
+        "the means are computed from every sample.",
+        [*storage_tables(runs), *blocks],
     )
 
 
