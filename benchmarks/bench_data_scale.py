@@ -22,16 +22,15 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from bench_data import run  # the sibling script's helper: one way to time a command
 
 from harness.data.parallel import available_cpus
 
@@ -47,19 +46,6 @@ PAPER = {  # scenarios/paper/video_decoded.yaml
     "classes": 5,
     "objects": 4,
 }
-
-
-def run(command: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, CPU seconds of it and its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"benchmark step failed: {' '.join(command)}\n{done.stderr.strip()}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
 
 
 def dd_rate(work: Path, size: int) -> float:
