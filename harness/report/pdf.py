@@ -350,7 +350,7 @@ def _page_break(layout: TableLayout, y: float, first: int) -> int:
     return first + fit
 
 
-SHRINK = 0.55  # a chart may lose this share of its height to stay on a page
+SHRINK = 0.5  # a chart may lose this share of its height to stay on a page
 HEADING_ROOM = 1.2  # inches a page-tall chart leaves for its section's heading and intro
 
 

@@ -72,13 +72,10 @@ def read_section(runs: list[Run]) -> Section:
     return Section(
         "read-throughput",
         title,
-        "First the storage's own view: the dataset's block device as iostat -x reports it, "
-        "and, on NFS, the mount's READ calls as nfsiostat reports them. Then the bytes the "
-        "run's processes (training process and data workers) read from storage, per second "
-        "(/proc/<pid>/io read_bytes). Dashed: the mean over the measured window; dotted: the "
-        "rate the pipeline asked for. A read rate far below the asked rate means the page "
-        "cache served the data. Long series are drawn as bucket means with a min–max band; "
-        "the means are computed from every sample.",
+        "The storage's own view first (the dataset's device as iostat -x reports it; an NFS "
+        "mount's READ calls as nfsiostat does), then what the run's processes read per second "
+        "(/proc/<pid>/io read_bytes; dashed: the mean; dotted: the rate the pipeline asked for, "
+        "far above the read rate when the page cache served the data).",
         [*storage_tables(runs), *blocks],
     )
 
