@@ -63,6 +63,8 @@ def test_killed_datagen_leaves_no_worker_and_resumes_to_the_same_files(
             dataset__generate__width=1536,
             dataset__generate__height=1152,
             dataset__generate__workers=workers,
+            # every image rendered whole: pooled images are written too fast to kill mid-way
+            dataset__generate__unique="full",
         )
         return write_scenario(document, f"{folder}.yaml")
 
