@@ -63,21 +63,27 @@ class SegmentationSamples(Dataset):
         if self.source.read_ahead is None:
             self.source.read_ahead = ReadAhead(self.read_threads)
         ahead = self.source.read_ahead
-        ahead.submit(
-            [path for number in numbers for path in self.source.whole_files(self._ref(number))]
-        )
+        refs = [self._ref(number) for number in numbers]
+        ahead.submit([path for ref in refs for path in self.source.whole_files(ref)])
         try:
-            return [self[number] for number in numbers]
+            return [self._sample(number, ref) for number, ref in zip(numbers, refs, strict=True)]
         finally:
             ahead.forget()
 
     def __getitem__(self, number: int) -> Sample:
+        return self._sample(number)
+
+    def _sample(self, number: int, planned: SampleRef | None = None) -> Sample:
+        """Sample ``number`` (``planned``: its place, when the caller already asked the plan)."""
         started = time.monotonic_ns()
         errors: list[FileError] = []
         ahead = self.source.read_ahead
         for attempt in range(MAX_SKIPS):
             # A replacement sample is another deterministic number, far from the sequence.
-            ref = self._ref(number if attempt == 0 else number + attempt * 2**40)
+            if attempt == 0 and planned is not None:
+                ref = planned
+            else:
+                ref = self._ref(number if attempt == 0 else number + attempt * 2**40)
             if ahead is not None:
                 ahead.earliest_taken = None
             try:
