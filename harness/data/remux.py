@@ -23,7 +23,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.data import render
 from harness.data.files import atomic_write, disk_error
 from harness.data.progress import ProgressFile, read_progress
 from harness.data.tracks import Schedule, Tracks
@@ -86,10 +85,9 @@ def encode_pool(
         container = av.open(handle, "w", format="mp4")
         try:
             stream = open_encoder(container, params, threads)
-            for t in range(-settle, frames):
-                canvas, _mask = renderer.packed_frame(t % frames)
-                frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
-                frame.pts = t
+            drawn = renderer.video_frames(k % frames for k in range(-settle, frames))
+            for pts, (_t, frame) in enumerate(drawn, start=-settle):
+                frame.pts = pts
                 container.mux([p for p in stream.encode(frame) if p.pts is not None and p.pts >= 0])
             container.mux(list(stream.encode(None)))
         finally:
@@ -250,17 +248,19 @@ def _remux(
         if schedule.tail_start is not None:
             end = len(schedule.order) * schedule.segment_frames
             plan.append((schedule.tail_start, end, segments[-1]))
+        # One PyAV packet per pool packet, reused at every repetition: the muxer takes a new
+        # reference to its bytes and the timestamps are set afresh before each use.
+        made = {id(item): _av_packet(av, item) for chunk in segments for item in chunk}
         frames = 0
         synced = time.monotonic()
         for source, target, packets in plan:
             shift = (target - source) * tick
             for item in packets:
-                packet = av.Packet(item.data)
+                packet = made[id(item)]
                 packet.pts = item.pts + shift
                 packet.dts = None if item.dts is None else item.dts + shift
                 packet.time_base = time_base
                 packet.stream = stream
-                packet.is_keyframe = item.key
                 out.mux_one(packet)
             frames = min(total, target + len(packets))
             if progress.due():
@@ -272,3 +272,9 @@ def _remux(
                     progress.record(sink.end, frames)
     finally:
         out.close()
+
+
+def _av_packet(av: Any, item: Packet) -> Any:
+    packet = av.Packet(item.data)
+    packet.is_keyframe = item.key
+    return packet

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +188,36 @@ class SceneRenderer:
 
     def packed_frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame ``t`` as a packed RGBX canvas (see ``render.pack``) and its class mask."""
-        image = self.backgrounds[t % len(self.backgrounds)].copy()
+        image = np.empty_like(self.backgrounds[0])
         mask = np.zeros(image.shape, dtype=np.uint8)
+        self.draw(t, image, mask)
+        return image, mask
+
+    def draw(self, t: int, image: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Draw frame ``t`` into the packed canvas ``image`` (and its classes into ``mask``, which
+        must hold zeros, when one is given)."""
+        np.copyto(image, self.backgrounds[t % len(self.backgrounds)])
         for row in self.tracks.alive(t):
             top, left = self.tracks.position(row, t)
             height, width = int(row[H]), int(row[W])
             outline = shape_outline(int(row[SHAPE]), height, width)
             texture = render.tiled(self.bank[int(row[CLS]), int(row[VARIANT])], height, width)
             render.paste(image, mask, outline, top, left, texture, int(row[CLS]))
-        return image, mask
+
+    def video_frames(self, frames: Iterable[int]) -> Iterator[tuple[int, Any]]:
+        """(t, PyAV RGBA frame) for each ``t``, drawn in place into one reused frame: what an
+        encoder needs, without a fresh 8 MB canvas and a copy per 1080p frame. The frame is
+        overwritten by the next one; encoders take a converted copy (they encode YUV)."""
+        import av
+
+        height, width = self.backgrounds.shape[1:]
+        frame = av.VideoFrame(width, height, "rgba")
+        pitch = frame.planes[0].line_size // 4
+        canvas = np.frombuffer(frame.planes[0], dtype=np.uint32).reshape(height, pitch)
+        canvas = canvas[:, :width]
+        for t in frames:
+            self.draw(t, canvas)
+            yield t, frame
 
 
 @functools.lru_cache(maxsize=2)
@@ -291,11 +313,7 @@ def encode_frames(
     on_frame: Any = None,
 ) -> None:
     """Render and encode ``frames`` into ``container``, then flush the encoder."""
-    import av
-
-    for t in frames:
-        canvas, _mask = renderer.packed_frame(t)
-        frame = av.VideoFrame.from_ndarray(render.rgba_view(canvas), format="rgba")
+    for t, frame in renderer.video_frames(frames):
         frame.pts = t
         container.mux(stream.encode(frame))
         if on_frame is not None:
