@@ -68,6 +68,19 @@ def test_repeated_segments_decode_bit_identical_with_exact_masks(tmp_path: Path)
     assert min(agreement) > 0.9, agreement
 
 
+@pytest.mark.parametrize("codec", ["vp9", "mjpeg"])
+def test_pooled_videos_of_every_container_declare_their_whole_length(
+    tmp_path: Path, codec: str
+) -> None:
+    """Matroska's duration ends at the last frame's end, not its start: a reader that counts
+    frames from it (a brought dataset) must find them all."""
+    params = _video(frames=33, codec=codec)
+    make_from_pool(tmp_path, params, 0)
+    with VideoReader(tmp_path / outputs(params, 0)[1]) as reader:
+        assert reader.declared_frames == 33
+        reader.read(32)
+
+
 def test_interrupted_video_resumes_without_rewriting(tmp_path: Path) -> None:
     params = _video(frames=400, crf=None, bitrate_kbps=300)  # a bitrate: the pool settles first
     make_from_pool(tmp_path / "whole", params, 0)

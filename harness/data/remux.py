@@ -259,6 +259,7 @@ def _remux(
                 packet = made[id(item)]
                 packet.pts = item.pts + shift
                 packet.dts = None if item.dts is None else item.dts + shift
+                packet.duration = tick  # else Matroska's duration misses the last frame
                 packet.time_base = time_base
                 packet.stream = stream
                 out.mux_one(packet)
