@@ -135,7 +135,7 @@ def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario
                 "--nproc-per-node", "1", "--rdzv-backend", "static", "--master-addr",
                 "127.0.0.1", "--master-port", port, "--node-rank", str(node), "-m", "harness",
                 "capacity", str(file), "--probe-s", "3", "--repeat", "1",
-                "--max-accelerators", "1", "--min-busy", "50", "--min-busy-each", "40",
+                "--max-accelerators", "1", "--min-busy", "50", "--min-busy-each", "40", "--ceiling-s", "1",
                 "--results", str(tmp_path / "results"), "--json", str(tmp_path / "c.json"),
                 "--quiet",
             ],
@@ -177,6 +177,7 @@ def test_a_suite_with_a_capacity_key_searches_instead_of_running(
                 "max_accelerators": 1,
                 "probe_s": 2,
                 "repeat": 1,
+                "ceiling_s": 1,
                 "min_busy": 50,
                 "min_busy_each": 40,
             },
@@ -212,8 +213,8 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
     out = tmp_path / "c.json"
     search = subprocess.Popen(
         [
-            sys.executable, "-m", "harness", "capacity", str(file), "--probe-s", "20",
-            "--repeat", "1", "--max-accelerators", "2", "--min-busy", "10",
+            sys.executable, "-m", "harness", "capacity", str(file), "--probe-s", "8",
+            "--repeat", "1", "--ceiling-s", "1", "--max-accelerators", "2", "--min-busy", "10",
             "--min-busy-each", "5", "--results", str(tmp_path / "results"), "--json", str(out),
             "--quiet",
         ],
@@ -225,7 +226,7 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
             out.exists() and json.loads(out.read_text())["scenarios"][0]["probes"]
         ):
             time.sleep(0.5)
-        time.sleep(6)  # into the second probe (2 accelerators, 20 s)
+        time.sleep(4)  # into the second probe (2 accelerators, 8 s measured after start-up)
         search.send_signal(signal.SIGINT)
         _stdout, stderr = search.communicate(timeout=90)
     finally:

@@ -98,14 +98,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, scenario in scenarios.items():
         (root / name).write_text(yaml.safe_dump(scenario, sort_keys=False))
     (root / "suite.yaml").write_text("name: tiny\nscenarios: [a.yaml, b.yaml, c.yaml]\n")
-    done = run_harness(
-        "suite",
-        str(root / "suite.yaml"),
-        "--results",
-        str(root / "results"),
-        "--report",
-        str(root / "suite-report"),
-    )
+    # without --report: the report fixture below writes it (test_run covers suite --report)
+    done = run_harness("suite", str(root / "suite.yaml"), "--results", str(root / "results"))
     assert done.returncode == 0, done.stderr
     return root / "results"
 

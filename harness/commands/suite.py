@@ -70,7 +70,7 @@ def _capacity(args: argparse.Namespace, settings: SuiteCapacity, report: Path) -
         max_accelerators=settings.max_accelerators,
         probe_s=settings.probe_s,
         repeat=settings.repeat,
-        ceiling_s=10.0,
+        ceiling_s=settings.ceiling_s,
         results=args.results,
         json=report / "capacity.json",
         report=report,

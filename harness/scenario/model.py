@@ -349,6 +349,7 @@ class SuiteCapacity(Model):
     max_accelerators: Annotated[int, Field(ge=1, le=1024)] = 64
     probe_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
     repeat: Annotated[int, Field(ge=1, le=100)] = 3
+    ceiling_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # seconds of the read ceiling
 
 
 class Suite(Model):
