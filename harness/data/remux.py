@@ -9,7 +9,7 @@ re-encoding), in the order ``tracks.Schedule`` records, so every frame's mask is
 Resume: the muxer is deterministic (bit-exact Matroska, the same pool, the same schedule), so the
 bytes of the video are a pure function of the scenario. The writer records how many bytes are
 durably on disk; a resumed generation truncates the partial file there and replays the remux
-without writing until it reaches that point (replaying costs CPU only, ~60,000 packets a second),
+without writing until it reaches that point (replaying costs CPU only; docs/datasets.md),
 then appends. Nothing already written is written again.
 """
 
