@@ -25,7 +25,8 @@ BATCH, STEP_S = 4, 0.2
 
 @pytest.fixture
 def throttled(tmp_path: Path):
-    """(mount point, cgroup): an ext4 file system on a loop device whose reads the cgroup caps."""
+    """(mount point, two cgroups, device numbers): an ext4 file system on a loop device whose
+    reads each cgroup caps on its own (one token bucket per cgroup)."""
     if os.geteuid() != 0 or not (BLKIO / "blkio.throttle.read_bps_device").exists():
         pytest.skip("needs root and the cgroup-v1 blkio controller")
     if shutil.which("losetup") is None or shutil.which("mkfs.ext4") is None:
@@ -38,20 +39,24 @@ def throttled(tmp_path: Path):
         pytest.skip(f"no loop device: {loop.stderr.strip()}")
     device = loop.stdout.strip()
     mount.mkdir()
-    cgroup = BLKIO / f"harness-test-{os.getpid()}"
+    cgroups = [BLKIO / f"harness-test-{os.getpid()}-{k}" for k in range(2)]
     try:
         subprocess.run(["mount", device, str(mount)], check=True)
-        cgroup.mkdir()
+        for cgroup in cgroups:
+            cgroup.mkdir()
         numbers = f"{os.major(os.stat(device).st_rdev)}:{os.minor(os.stat(device).st_rdev)}"
-        yield mount, cgroup, numbers
+        yield mount, cgroups, numbers
     finally:
         subprocess.run(["umount", str(mount)], check=False)
         subprocess.run(["losetup", "-d", device], check=False)
-        if cgroup.exists():
-            cgroup.rmdir()
+        for cgroup in cgroups:
+            if cgroup.exists():
+                cgroup.rmdir()
 
 
-def capacity_at(cap_MBps: float, scenario: Path, cgroup: Path, numbers: str, out: Path) -> dict:
+def start_capacity(
+    cap_MBps: float, scenario: Path, cgroup: Path, numbers: str, out: Path
+) -> subprocess.Popen:
     (cgroup / "blkio.throttle.read_bps_device").write_text(f"{numbers} {int(cap_MBps * 1e6)}")
     # The search runs inside the cgroup: every rank and worker it starts inherits the cap.
     command = (
@@ -59,42 +64,48 @@ def capacity_at(cap_MBps: float, scenario: Path, cgroup: Path, numbers: str, out
         f"{scenario} --probe-s 3 --repeat 1 --max-accelerators 4 --ceiling-s 2 --quiet "
         f"--results {out / 'results'} --json {out / 'capacity.json'}"
     )
-    done = subprocess.run(
-        ["sh", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600
+    return subprocess.Popen(
+        ["sh", "-c", command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return json.loads((out / "capacity.json").read_text())
 
 
 def test_capacity_follows_the_storage_cap(tmp_path: Path, throttled, write_scenario) -> None:
-    mount, cgroup, numbers = throttled
-    scenario = tiny_video_scenario(
-        mount,
-        dataset__generate__videos=2,
-        dataset__generate__frames=500,
-        dataset__generate__width=320,
-        dataset__generate__height=240,
-        dataset__generate__gop=25,
-        pipeline__crop=48,
-        pipeline__batch_size=BATCH,
-        pipeline__workers=1,
-    )
+    """Two searches at once, each on its own copy of the data under its own cap: a probe's
+    emulated steps mostly wait, so they share the two cores without disturbing each other."""
+    mount, cgroups, numbers = throttled
     profile = flat_profile(tmp_path / "flat.json", STEP_S)
-    scenario["training"] = {
-        "steps": 10,
-        "warmup_steps": 2,
-        "model": {"width": 8, "depth": 2},
-        "compute": "emulated",
-        "profile": str(profile),
-    }
-    file = write_scenario(scenario)
-    assert run_harness("datagen", str(file)).returncode == 0
-    assert run_harness("cache", str(file)).returncode == 0
+    searches = {}
+    for cap, cgroup in zip((8.0, 16.0), cgroups, strict=True):
+        scenario = tiny_video_scenario(
+            mount / f"cap{cap:g}",
+            dataset__generate__videos=2,
+            dataset__generate__frames=500,
+            dataset__generate__width=320,
+            dataset__generate__height=240,
+            dataset__generate__gop=25,
+            pipeline__crop=48,
+            pipeline__batch_size=BATCH,
+            pipeline__workers=1,
+        )
+        scenario["training"] = {
+            "steps": 10,
+            "warmup_steps": 2,
+            "model": {"width": 8, "depth": 2},
+            "compute": "emulated",
+            "profile": str(profile),
+        }
+        file = write_scenario(scenario, f"cap{cap:g}.yaml")
+        assert run_harness("datagen", str(file)).returncode == 0
+        assert run_harness("cache", str(file)).returncode == 0
+        out = tmp_path / f"cap{cap:g}"
+        searches[cap] = (start_capacity(cap, file, cgroup, numbers, out), out)
 
     answers = {}
-    for cap in (8.0, 16.0):
-        document = capacity_at(cap, file, cgroup, numbers, tmp_path / f"cap{cap:g}")
+    for cap, (search, out) in searches.items():
+        _stdout, stderr = search.communicate(timeout=600)
+        assert search.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        document = json.loads((out / "capacity.json").read_text())
         (entry,) = document["scenarios"]
         answers[cap] = entry["max_accelerators"]
         # By hand: the bytes a sample costs the disk (as the first probe read them) x the
