@@ -54,6 +54,17 @@ def throttled(tmp_path: Path):
                 cgroup.rmdir()
 
 
+def emulated_training(profile: Path) -> dict:
+    """Ten steps of a tiny U-Net's shape, emulated at ``profile``'s step time."""
+    return {
+        "steps": 10,
+        "warmup_steps": 2,
+        "model": {"width": 8, "depth": 2},
+        "compute": "emulated",
+        "profile": str(profile),
+    }
+
+
 def start_capacity(
     cap_MBps: float, scenario: Path, cgroup: Path, numbers: str, out: Path
 ) -> subprocess.Popen:
@@ -87,13 +98,7 @@ def test_capacity_follows_the_storage_cap(tmp_path: Path, throttled, write_scena
             pipeline__batch_size=BATCH,
             pipeline__workers=1,
         )
-        scenario["training"] = {
-            "steps": 10,
-            "warmup_steps": 2,
-            "model": {"width": 8, "depth": 2},
-            "compute": "emulated",
-            "profile": str(profile),
-        }
+        scenario["training"] = emulated_training(profile)
         file = write_scenario(scenario, f"cap{cap:g}.yaml")
         assert run_harness("datagen", str(file)).returncode == 0
         assert run_harness("cache", str(file)).returncode == 0
@@ -129,13 +134,7 @@ def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario
     job, and the first gathers their results."""
     profile = flat_profile(tmp_path / "flat.json", 0.02)
     scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
-    scenario["training"] = {
-        "steps": 10,
-        "warmup_steps": 2,
-        "model": {"width": 8, "depth": 2},
-        "compute": "emulated",
-        "profile": str(profile),
-    }
+    scenario["training"] = emulated_training(profile)
     file = write_scenario(scenario)
     assert run_harness("datagen", str(file)).returncode == 0
     port = str(29900 + os.getpid() % 90)
@@ -212,13 +211,7 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
 ) -> None:
     profile = flat_profile(tmp_path / "flat.json", 0.02)
     scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
-    scenario["training"] = {
-        "steps": 10,
-        "warmup_steps": 2,
-        "model": {"width": 8, "depth": 2},
-        "compute": "emulated",
-        "profile": str(profile),
-    }
+    scenario["training"] = emulated_training(profile)
     file = write_scenario(scenario)
     assert run_harness("datagen", str(file)).returncode == 0
     out = tmp_path / "c.json"
