@@ -86,9 +86,10 @@ def bench_report():
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Results of a real suite: the image collage (under a hostile name), video decoded and
-    video cached, each a few real U-Net steps on tiny data."""
+def suite_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A real suite with its report: the image collage (under a hostile name), video decoded and
+    video cached, each a few real U-Net steps on tiny data. (results folder, report folder,
+    the suite's stdout)"""
     root = tmp_path_factory.mktemp("report")
     scenarios = {
         "a.yaml": collage(root, name=EVIL),
@@ -98,20 +99,39 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, scenario in scenarios.items():
         (root / name).write_text(yaml.safe_dump(scenario, sort_keys=False))
     (root / "suite.yaml").write_text("name: tiny\nscenarios: [a.yaml, b.yaml, c.yaml]\n")
-    # without --report: the report fixture below writes it (test_run covers suite --report)
-    done = run_harness("suite", str(root / "suite.yaml"), "--results", str(root / "results"))
+    results, report = root / "results", root / "report"
+    done = run_harness(
+        "suite", str(root / "suite.yaml"), "--results", str(results), "--quiet",
+        "--report", str(report),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return root / "results"
+    return results, report, done.stdout
 
 
 @pytest.fixture(scope="module")
-def report(suite: Path) -> tuple[Path, Path]:
-    out = suite.parent / "report"
-    done = run_harness("report", str(suite), "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    html, pdf = out / "report.html", out / "report.pdf"
-    assert done.stdout.split() == ["report:", str(html), "report:", str(pdf)]
-    return html, pdf
+def suite(suite_run: tuple[Path, Path, str]) -> Path:
+    return suite_run[0]
+
+
+@pytest.fixture(scope="module")
+def report(suite_run: tuple[Path, Path, str]) -> tuple[Path, Path]:
+    return suite_run[1] / "report.html", suite_run[1] / "report.pdf"
+
+
+@pytest.mark.slow
+def test_the_suite_prepares_its_data_runs_every_scenario_and_ends_with_its_report(
+    suite_run: tuple[Path, Path, str],
+) -> None:
+    results, report, stdout = suite_run
+    names = sorted(
+        json.loads((f / "summary.json").read_text())["scenario"] for f in results.iterdir()
+    )
+    assert names == sorted([EVIL, "tiny-cached", "tiny-decoded"])
+    # The suite ends with its report, whose paths it prints even with --quiet.
+    assert stdout.splitlines()[-2:] == [
+        f"report: {report / 'report.html'}",
+        f"report: {report / 'report.pdf'}",
+    ]
 
 
 @pytest.mark.slow

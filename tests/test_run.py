@@ -288,34 +288,6 @@ def test_repeat_writes_one_folder_per_run(tmp_path: Path, write_scenario) -> Non
     assert sorted(r["index"] for r in repeats) == [1, 2]
 
 
-def test_suite_prepares_data_and_runs_every_scenario(tmp_path: Path, write_scenario) -> None:
-    write_scenario(collage(tmp_path), "a.yaml")
-    write_scenario(video(tmp_path, "cached", name="cached"), "b.yaml")
-    suite = tmp_path / "suite.yaml"
-    suite.write_text("name: tiny\nscenarios: [a.yaml, b.yaml]\n")
-    report = tmp_path / "report"
-    done = run_harness(
-        "suite",
-        str(suite),
-        "--results",
-        str(tmp_path / "r"),
-        "--quiet",
-        "--report",
-        str(report),
-        "-o",
-        "training.steps=4",
-    )
-    assert done.returncode == 0, done.stderr
-    names = sorted(_summary(f)["scenario"] for f in (tmp_path / "r").iterdir())
-    assert names == ["cached", "tiny-collage"]
-    # The suite ends with its report, whose paths it prints even with --quiet.
-    assert done.stdout.splitlines()[-2:] == [
-        f"report: {report / 'report.html'}",
-        f"report: {report / 'report.pdf'}",
-    ]
-    assert (report / "report.pdf").stat().st_size > 0
-
-
 def _torchrun(path: Path, results: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
