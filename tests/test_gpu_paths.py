@@ -156,6 +156,38 @@ def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
     assert (report / "report.html").exists() and (report / "report.pdf").exists()
 
 
+@pytest.mark.slow
+def test_a_run_that_fails_is_a_failed_row_and_the_selfcheck_exits_1(
+    tmp_path: Path, write_scenario
+) -> None:
+    """Every image truncated and ``on_corrupt: fail``: the run starts and fails at its first
+    batch; the row says so with the file, the run folder is kept, and the report still comes."""
+    images = write_scenario(collage(tmp_path, pipeline__on_corrupt="fail"), "collage.yaml")
+    _prepare(images)
+    for victim in (tmp_path / "collage/images").glob("*.npy"):
+        victim.write_bytes(victim.read_bytes()[:1000])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        yaml.safe_dump(
+            {"name": "failing", "runs": [{"scenario": images.name, "backends": {"torch": []}}]}
+        )
+    )
+    report = tmp_path / "report"
+    done = run_harness(
+        "selfcheck", "--plan", str(plan), "--quiet", "--results", str(tmp_path / "r"),
+        "--report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("tiny-collage")]
+    assert "failed:" in line and "on_corrupt is fail" in line and ".npy" in line
+    (row,) = json.loads((report / "selfcheck.json").read_text())["rows"]
+    assert row["status"] == "failed" and "collage/images/img_" in row["note"]
+    summary = json.loads((Path(row["run"]) / "summary.json").read_text())
+    assert summary["complete"] is False  # what the failed run collected is kept
+    assert (report / "report.html").exists() and (report / "report.pdf").exists()
+
+
 def test_shipped_selfcheck_plans_load() -> None:
     from harness.selfcheck import CPU_PLAN, GPU_PLAN, load_plan, planned_scenarios
 
