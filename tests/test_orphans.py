@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, tiny_collage_scenario
 
+# enough that two workers are still busy when the parent is killed, however fast they draw
+IMAGES = 16
+
 
 def _children(pid: int) -> list[int]:
     return [
@@ -59,7 +62,7 @@ def test_killed_datagen_leaves_no_worker_and_resumes_to_the_same_files(
         document = tiny_collage_scenario(
             tmp_path,
             dataset__path=str(tmp_path / folder),
-            dataset__generate__images=4,
+            dataset__generate__images=IMAGES,
             dataset__generate__width=1536,
             dataset__generate__height=1152,
             dataset__generate__workers=workers,
@@ -91,11 +94,11 @@ def test_killed_datagen_leaves_no_worker_and_resumes_to_the_same_files(
             os.killpg(generation.pid, signal.SIGKILL)
         generation.wait()
     finished = len(list(images.glob("img_*.npy")))
-    assert finished < 4, "nothing was left to resume"
+    assert finished < IMAGES, "nothing was left to resume"
     # in process from here (an interpreter start is seconds on a loaded machine)
     resumed = cli("datagen", path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: {finished} of 4 files already generated" in resumed.stdout
+    assert f"resuming: {finished} of {IMAGES} files already generated" in resumed.stdout
     whole = scenario("whole", 1)  # one process: several make the same files as one
     assert cli("datagen", whole).returncode == 0
     assert _checksums(tmp_path / "killed") == _checksums(tmp_path / "whole")
