@@ -58,6 +58,43 @@ def write_scenario(folder: Path, name: str, scenario: dict) -> Path:
     return path
 
 
+def dd_rate(work: Path, size: int, direct: bool = False) -> float:
+    """dd's write speed (B/s): through the page cache ending with fdatasync (the yardstick), or
+    with O_DIRECT (the disk without the kernel's page-cache copy, for context)."""
+    target = work / "dd.bin"
+    block = 4 << 20
+    wall, _ = run(
+        [
+            "dd",
+            "if=/dev/zero",
+            f"of={target}",
+            f"bs={block}",
+            f"count={max(1, size // block)}",
+            "oflag=direct" if direct else "conv=fdatasync",
+            "status=none",
+        ]
+    )
+    target.unlink()
+    return max(1, size // block) * block / wall
+
+
+def collage_dataset(root: Path, images: int, side: int, cores: int) -> dict:
+    """A raw (npy) collage of ``images`` square images of ``side`` pixels, drawn by ``cores``
+    processes."""
+    return {
+        "kind": "image_collage",
+        "path": str(root),
+        "generate": {
+            "images": images,
+            "width": side,
+            "height": side,
+            "objects_per_image": 200,
+            "format": "npy",
+            "workers": cores,
+        },
+    }
+
+
 def bench_raw_generation(work: Path, rounds: int, cores: int) -> float:
     images, side = 12, 4096  # 12 x 50.3 MB = 604 MB of raw pixels
     total_bytes = images * side * side * 3
@@ -66,40 +103,17 @@ def bench_raw_generation(work: Path, rounds: int, cores: int) -> float:
         root = work / f"collage-{round_index}"
         scenario = {
             "name": "bench-collage",
-            "dataset": {
-                "kind": "image_collage",
-                "path": str(root),
-                "generate": {
-                    "images": images,
-                    "width": side,
-                    "height": side,
-                    "objects_per_image": 200,
-                    "format": "npy",
-                    "workers": cores,
-                },
-            },
+            "dataset": collage_dataset(root, images, side, cores),
             "training": {"steps": 10},
         }
         path = write_scenario(work, f"collage-{round_index}", scenario)
-        target = work / "dd.bin"
-        dd_wall, _ = run(
-            [
-                "dd",
-                "if=/dev/zero",
-                f"of={target}",
-                "bs=4M",
-                f"count={total_bytes // (4 << 20)}",
-                "conv=fdatasync",
-                "status=none",
-            ]
-        )
-        target.unlink()
+        dd = dd_rate(work, total_bytes) / 1e6
         gen_wall, _ = run(harness("datagen", str(path)))
-        dd_rate, gen_rate = total_bytes / dd_wall / 1e6, total_bytes / gen_wall / 1e6
-        ratios.append(gen_rate / dd_rate)
+        gen_rate = total_bytes / gen_wall / 1e6
+        ratios.append(gen_rate / dd)
         print(
-            f"  round {round_index + 1}: dd {dd_rate:7.1f} MB/s   datagen npy {gen_rate:7.1f} MB/s"
-            f"   ratio {gen_rate / dd_rate:.2f}"
+            f"  round {round_index + 1}: dd {dd:7.1f} MB/s   datagen npy {gen_rate:7.1f} MB/s"
+            f"   ratio {gen_rate / dd:.2f}"
         )
         shutil.rmtree(root)
     return statistics.median(ratios)

@@ -31,8 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from bench_data import run  # the sibling script's helper: one way to time a command
+from bench_data import (  # the sibling script's helpers
+    collage_dataset,
+    dd_rate,
+    harness,
+    run,
+    write_scenario,
+)
 
 from harness.data.parallel import available_cpus
 
@@ -50,39 +55,16 @@ PAPER = {  # scenarios/paper/video_decoded.yaml
 }
 
 
-def dd_rate(work: Path, size: int, direct: bool = False) -> float:
-    """dd's write speed (B/s): through the page cache ending with fdatasync (the yardstick), or
-    with O_DIRECT (the disk without the kernel's page-cache copy, for context)."""
-    target = work / "dd.bin"
-    block = 4 << 20
-    wall, _ = run(
-        [
-            "dd",
-            "if=/dev/zero",
-            f"of={target}",
-            f"bs={block}",
-            f"count={max(1, size // block)}",
-            "oflag=direct" if direct else "conv=fdatasync",
-            "status=none",
-        ]
-    )
-    target.unlink()
-    return max(1, size // block) * block / wall
-
-
 def generate(work: Path, name: str, dataset: dict) -> tuple[float, float, dict]:
     """Generate through the CLI; return (wall s, CPU s, manifest)."""
+    video = dataset["kind"] == "video"
     scenario = {
         "name": f"bench-{name}",
         "dataset": dataset,
-        "pipeline": {"crop": 256, "mode": "decoded"} if dataset["kind"] == "video" else {},
+        "pipeline": {"crop": 256, "mode": "decoded"} if video else {"crop": 256},
         "training": {"steps": 10},
     }
-    if not scenario["pipeline"]:
-        scenario["pipeline"] = {"crop": 256}
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
-    wall, cpu = run([sys.executable, "-m", "harness", "datagen", str(path)])
+    wall, cpu = run(harness("datagen", str(write_scenario(work, name, scenario))))
     manifest = json.loads((Path(dataset["path"]) / "dataset.json").read_text())
     return wall, cpu, manifest
 
@@ -102,18 +84,7 @@ def bench_generation(
     videos = max(2, cores, math.ceil(gigabytes * 1e9 / camera_bytes))
     frames = PAPER["frames"]
     kinds = {
-        "collage": {
-            "kind": "image_collage",
-            "path": str(work / "collage"),
-            "generate": {
-                "images": images,
-                "width": side,
-                "height": side,
-                "objects_per_image": 200,
-                "format": "npy",
-                "workers": cores,
-            },
-        },
+        "collage": collage_dataset(work / "collage", images, side, cores),
         "video": {
             "kind": "video",
             "path": str(work / "video"),
