@@ -1,5 +1,6 @@
 """The report through the real CLI: real runs of the study's three experiments on small data,
-``harness report``, the HTML opened in headless Chromium, the PDF rasterised and read back.
+reported by ``harness suite --report`` (and ``harness report`` for other run sets), the HTML
+opened in headless Chromium, the PDF rasterised and read back.
 
 Chromium and poppler-utils (pdftoppm, pdftotext) are Debian packages; a test that needs one
 skips, naming it, where it is missing.
