@@ -235,7 +235,7 @@ def prepare(
     evictions = 0
     resident = None
     if act and condition == "cold":
-        from harness.data.files import sync_filesystem
+        from harness.files import sync_filesystem
 
         while evictions < EVICTIONS:
             # Flush the filesystems first: freshly written data still has metadata in flight,

@@ -25,8 +25,8 @@ from harness.compare.sides import (
     side_from_baseline_file,
     side_from_path,
 )
-from harness.data.files import atomic_write
 from harness.errors import HarnessError
+from harness.files import atomic_write
 
 # --- harness compare ------------------------------------------------------------------------------
 

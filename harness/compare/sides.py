@@ -25,9 +25,8 @@ from harness.compare.hardware import (
     runs_hardware,
 )
 from harness.compare.stats import MetricSeries
-from harness.data.files import read_json
-from harness.data.manifest import check_format
 from harness.errors import HarnessError
+from harness.files import check_format, read_json
 
 BASELINE_FORMAT = "harness-baseline"
 BASELINE_FORMAT_VERSION = 1

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from harness.compare.hardware import describe_hardware, hardware_key
 from harness.compare.sides import Side, baseline_document, read_baseline
-from harness.data.files import ensure_writable_dir, write_json_atomic
 from harness.errors import HarnessError
+from harness.files import ensure_writable_dir, write_json_atomic
 
 BASELINES_ENV = "HARNESS_BASELINES"
 DEFAULT_BASELINES_DIR = Path("baselines")

@@ -23,12 +23,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from harness.data.files import ensure_writable_dir, write_json_atomic
 from harness.data.index import index_file, read_index
 from harness.data.manifest import fingerprint, new_manifest
 from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
+from harness.files import ensure_writable_dir, write_json_atomic
 from harness.scenario import ImageCollageDataset, VideoDataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".npy")

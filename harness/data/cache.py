@@ -26,23 +26,24 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.files import (
+from harness.data.images import SUFFIX, write_image
+from harness.data.index import dataset_manifest as dataset_index
+from harness.data.labels import derive_mask
+from harness.data.manifest import fingerprint
+from harness.data.parallel import available_cpus, run_parallel
+from harness.data.pictures import checked_classes
+from harness.data.tracks import Tracks
+from harness.data.video_reader import VideoReader
+from harness.errors import HarnessError
+from harness.files import (
     atomic_write,
+    check_format,
     ensure_writable_dir,
     read_json,
     sweep_temporaries,
     sync_filesystem,
     write_json_atomic,
 )
-from harness.data.images import SUFFIX, write_image
-from harness.data.index import dataset_manifest as dataset_index
-from harness.data.labels import derive_mask
-from harness.data.manifest import check_format, fingerprint
-from harness.data.parallel import available_cpus, run_parallel
-from harness.data.pictures import checked_classes
-from harness.data.tracks import Tracks
-from harness.data.video_reader import VideoReader
-from harness.errors import HarnessError
 from harness.scenario import FrameCache, Scenario
 
 FORMAT = "harness-frame-cache"

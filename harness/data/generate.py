@@ -20,7 +20,6 @@ from types import ModuleType
 from typing import Any
 
 from harness.data import collage, repetition, video
-from harness.data.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
 from harness.data.manifest import (
     MANIFEST_NAME,
     fingerprint,
@@ -32,6 +31,7 @@ from harness.data.parallel import available_cpus, run_parallel
 from harness.data.progress import GenerationProgress, read_progress
 from harness.data.sizing import SPACE_MARGIN, Clients, Plan, count_for, probe_write_rate
 from harness.errors import HarnessError
+from harness.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
 from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
 
 GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video}

@@ -13,7 +13,7 @@ from typing import IO
 
 import numpy as np
 
-from harness.data.files import atomic_write
+from harness.files import atomic_write
 
 SUFFIX = {"npy": ".npy", "png": ".png", "jpeg": ".jpg"}
 

@@ -17,15 +17,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.data.files import read_json
 from harness.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
-    check_format,
     read_manifest,
     require_complete,
 )
 from harness.errors import HarnessError
+from harness.files import check_format, read_json
 
 INDEX_DIR_ENV = "HARNESS_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path(".harness") / "index"

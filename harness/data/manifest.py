@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.data.files import read_json, write_json_atomic
 from harness.errors import HarnessError
+from harness.files import check_format, read_json, write_json_atomic
 
 MANIFEST_NAME = "dataset.json"
 FORMAT = "harness-dataset"
@@ -64,22 +64,6 @@ def read_manifest(dataset_dir: Path) -> dict[str, Any] | None:
         return None
     check_format(path, document, FORMAT, FORMAT_VERSION)
     return document
-
-
-def check_format(path: Path, document: dict[str, Any], name: str, version: int) -> None:
-    """Refuse, in one line, a file of another kind or of a format version not readable here."""
-    if document.get("format") != name:
-        raise HarnessError(f"{path}: not a {name} file (format {document.get('format')!r})")
-    found = document.get("format_version")
-    if found != version:
-        advice = (
-            "regenerate it with this harness (--force)"
-            if isinstance(found, int) and found < version
-            else "upgrade the harness to read it"
-        )
-        raise HarnessError(
-            f"{path}: format version {found}, this harness reads version {version}: {advice}"
-        )
 
 
 def require_complete(dataset_dir: Path, scenario_hint: str = "SCENARIO") -> dict[str, Any]:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.data.files import atomic_write, read_json, write_json_atomic
 from harness.data.sizing import human_bytes
 from harness.errors import HarnessError
+from harness.files import atomic_write, read_json, write_json_atomic
 
 
 def progress_path(output: Path) -> Path:

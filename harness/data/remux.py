@@ -23,7 +23,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.data.files import atomic_write, disk_error
 from harness.data.progress import ProgressFile, read_progress
 from harness.data.tracks import Schedule, Tracks
 from harness.data.video import (
@@ -35,6 +34,7 @@ from harness.data.video import (
     outputs,
 )
 from harness.errors import HarnessError
+from harness.files import atomic_write, disk_error
 from harness.scenario import VideoGenerate
 
 PROGRESS_EVERY_S = 2.0  # how often the writer records bytes and frames written

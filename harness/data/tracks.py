@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 
 from harness.data import render
-from harness.data.files import read_json, write_json_atomic
-from harness.data.manifest import check_format
 from harness.errors import HarnessError
+from harness.files import check_format, read_json, write_json_atomic
 
 TRACKS_FORMAT = "harness-tracks"
 TRACKS_FORMAT_VERSION = 2  # 2 added the segment schedule; version 1 files (no schedule) still read

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from harness.data import render
-from harness.data.files import atomic_write
 from harness.data.tracks import (
     CLS,
     FIXED,
@@ -45,6 +44,7 @@ from harness.data.tracks import (
     W,
     shape_outline,
 )
+from harness.files import atomic_write
 from harness.scenario import VideoGenerate
 
 GENERATOR_VERSION = 1

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import results
-from harness.data.files import atomic_write
 from harness.errors import HarnessError
 from harness.export import ExportOptions
+from harness.files import atomic_write
 
 TEXT = True
 FORMAT_VERSION = 1  # of this file's "harness" block; the rest is DLIO's shape

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.capacity import FORMAT, FORMAT_VERSION, PROBE_METRICS
-from harness.data.files import read_json
-from harness.data.manifest import check_format
 from harness.errors import HarnessError
+from harness.files import check_format, read_json
 
 CAPACITY_FILE = "capacity.json"
 RUN_FILES = ("manifest.json", "summary.json")

@@ -28,10 +28,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from harness.data.files import read_json, write_json_atomic
-from harness.data.manifest import check_format
 from harness.env import hardware_identity
 from harness.errors import HarnessError, one_line
+from harness.files import check_format, read_json, write_json_atomic
 
 FORMAT_VERSION = 1
 PARQUET_KEY = b"harness_format_version"

@@ -1,4 +1,4 @@
-"""Writing on the storage under test: atomic files, writable folders, clear disk errors.
+"""The ground floor for files: atomic writes, writable folders, clear disk errors, format checks.
 
 Every file the harness writes appears under its final name only once it is complete (written to a
 temporary name beside it, then renamed), so a killed or failed run never leaves a file that looks
@@ -121,3 +121,19 @@ def sync_filesystem(path: Path) -> None:
 def _remove_quietly(path: Path) -> None:
     with suppress(OSError):
         os.unlink(path)
+
+
+def check_format(path: Path, document: dict[str, Any], name: str, version: int) -> None:
+    """Refuse, in one line, a file of another kind or of a format version not readable here."""
+    if document.get("format") != name:
+        raise HarnessError(f"{path}: not a {name} file (format {document.get('format')!r})")
+    found = document.get("format_version")
+    if found != version:
+        advice = (
+            "regenerate it with this harness (--force)"
+            if isinstance(found, int) and found < version
+            else "upgrade the harness to read it"
+        )
+        raise HarnessError(
+            f"{path}: format version {found}, this harness reads version {version}: {advice}"
+        )
