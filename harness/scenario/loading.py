@@ -58,7 +58,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         result.overridden = set(data.overridden)
     for text in overrides:
         parts, value = parse_override(text)
-        node = result
+        node: dict[str, Any] = result
         for depth, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.errors import ScenarioError
-from harness.scenario.model import LoadedScenario, Scenario
+from harness.scenario.model import CollageGenerate, LoadedScenario, Scenario
 
 # Workers beyond this many per core only queue for the CPU and take memory; the study's
 # platform ran 5 per core at most.
@@ -52,7 +52,7 @@ def memory_in_flight(scenario: Scenario) -> int:
     in_flight = max(1, pipeline.workers) * pipeline.prefetch_factor + 1
     total = in_flight * pipeline.batch_size * per_sample
     generate = scenario.dataset.generate
-    if generate is not None and scenario.dataset.kind == "image_collage":
+    if isinstance(generate, CollageGenerate):
         whole = generate.width * generate.height * 4
         if generate.format != "npy":
             total += max(1, pipeline.workers) * whole

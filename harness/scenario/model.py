@@ -2,16 +2,22 @@
 
 Every count and size has an upper bound that holds on any machine, with its reason in the message
 (CI validates scenarios on machines that will not run them); limits relative to the machine that
-runs a scenario are checked when the run starts (``harness.scenario.machine``).
+runs a scenario are checked when the run starts (``harness.scenario.machine``). Every field has a
+description: ``harness validate --schema`` prints them for editors, and docs/scenario-reference.md
+is generated from them (``harness.scenario.reference``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
 
 from harness.collect import KNOWN as COLLECTOR_NAMES
 from harness.errors import one_line
@@ -29,17 +35,37 @@ def _at_most(limit: float, reason: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def Count(limit: int, reason: str, minimum: int = 1) -> Any:
-    """An integer from ``minimum`` to ``limit``; ``reason`` says why the limit (in the message
-    and in the JSON Schema)."""
-    extra = {"maximum": limit, "x-limit-reason": reason}
-    return Annotated[int, Field(ge=minimum, json_schema_extra=extra), _at_most(limit, reason)]
+def _limit_schema(limit: float, reason: str) -> JsonDict:
+    # The upper bound is checked by _at_most (for its message, which names the reason); the schema
+    # states it for editors, with the reason beside it.
+    return {"maximum": limit, "x-limit-reason": reason}
 
 
-def Amount(limit: float, reason: str) -> Any:
-    """A float above zero, up to ``limit``."""
-    extra = {"maximum": limit, "x-limit-reason": reason}
-    return Annotated[float, Field(gt=0, json_schema_extra=extra), _at_most(limit, reason)]
+@dataclass(frozen=True)
+class Count(GroupedMetadata):
+    """Constraints of an integer from ``minimum`` to ``limit``, used as
+    ``Annotated[int, Count(limit, reason)]``; ``reason`` says why the limit (in the message and in
+    the JSON Schema)."""
+
+    limit: int
+    reason: str
+    minimum: int = 1
+
+    def __iter__(self) -> Iterator[FieldInfo | AfterValidator]:
+        yield Field(ge=self.minimum, json_schema_extra=_limit_schema(self.limit, self.reason))
+        yield _at_most(self.limit, self.reason)
+
+
+@dataclass(frozen=True)
+class Amount(GroupedMetadata):
+    """Constraints of a float above zero, up to ``limit``: ``Annotated[float, Amount(...)]``."""
+
+    limit: float
+    reason: str
+
+    def __iter__(self) -> Iterator[FieldInfo | AfterValidator]:
+        yield Field(gt=0, json_schema_extra=_limit_schema(self.limit, self.reason))
+        yield _at_most(self.limit, self.reason)
 
 
 PATH_MAX = 4096  # Linux's longest path
@@ -47,13 +73,16 @@ PathText = Annotated[str, Field(min_length=1, max_length=PATH_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=20_000)]
 Percent = Annotated[float, Field(ge=0, le=100)]
-Workers = Count(1024, "processes or threads on one host")
+Workers = Annotated[int, Count(1024, "processes or threads on one host")]
 MAX_SIDE = 65_535  # the largest side a JPEG can have; PNG and npy files here use the same bound
-Side = Count(MAX_SIDE, "the largest side a JPEG image can have")
-VideoSide = Count(8192, "the largest frame side of H.264 and HEVC levels (8192x4320)")
-Steps = Count(10**9, "a billion steps")
+Side = Annotated[int, Count(MAX_SIDE, "the largest side a JPEG image can have")]
+VideoSide = Annotated[
+    int, Count(8192, "the largest frame side of H.264 and HEVC levels (8192x4320)")
+]
+Steps = Annotated[int, Count(10**9, "a billion steps")]
 ClassCount = Annotated[int, Field(ge=2, le=255)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
+JpegQuality = Annotated[int, Field(ge=1, le=100)]
 
 ImageFormat = Literal["npy", "png", "jpeg"]
 VideoCodec = Literal["h264", "hevc", "vp9", "mjpeg"]
@@ -71,23 +100,48 @@ class Model(BaseModel):
 
 # --- dataset ------------------------------------------------------------------------------------
 
+_SEED = (
+    "Seed of every random choice of the generator: the same seed and settings give the same files."
+)
+_GENERATE_WORKERS = (
+    "Processes that generate files in parallel; unset: every core given to the harness."
+)
+_UNIQUE = (
+    "pool: a few distinct images or video segments, repeated, so that generating runs at the "
+    "disk's speed; full: every one unique, for storage whose deduplication or compression could "
+    "exploit the repetition (docs/datasets.md)."
+)
+_SIZE = (
+    "5x-ram sizes the dataset at five times the clients' RAM (MLPerf Storage's rule, so that the "
+    "page cache cannot hold it; set the RAM with datagen --client-ram and --hosts)"
+)
+
 
 class CollageGenerate(Model):
     """Parameters of the synthetic image collage (large images of textured objects)."""
 
-    images: Count(10_000_000, "ten million files; the study's collage has 1,300") | None = (
-        None  # or size: 5x-ram
+    images: (
+        Annotated[int, Count(10_000_000, "ten million files; the study's collage has 1,300")] | None
+    ) = Field(None, description="Number of images to generate; set this or size, not both.")
+    width: Side = Field(description="Width of each image, in pixels.")
+    height: Side = Field(description="Height of each image, in pixels.")
+    classes: ClassCount = Field(
+        5,
+        description="Number of classes, the background included: one hue and pattern family each.",
     )
-    width: Side
-    height: Side
-    classes: ClassCount = 5
-    objects_per_image: Count(100_000, "objects drawn on one image") = 40
-    format: ImageFormat = "npy"
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
-    seed: Seed = 0
-    workers: Workers | None = None  # processes; None: every core given to the harness
-    unique: Uniqueness = "pool"
-    size: DatasetSize | None = None  # picks the image count from the clients' RAM
+    objects_per_image: Annotated[int, Count(100_000, "objects drawn on one image")] = Field(
+        40, description="Textured objects drawn on each image, each with its exact class mask."
+    )
+    format: ImageFormat = Field(
+        "npy",
+        description="File format of the images: npy (raw uint8, read through a memory map so "
+        "that a crop reads only its rows), png or jpeg. Masks are always lossless.",
+    )
+    jpeg_quality: JpegQuality = Field(90, description="JPEG quality (1 to 100), for format jpeg.")
+    seed: Seed = Field(0, description=_SEED)
+    workers: Workers | None = Field(None, description=_GENERATE_WORKERS)
+    unique: Uniqueness = Field("pool", description=_UNIQUE)
+    size: DatasetSize | None = Field(None, description=_SIZE + " instead of images.")
 
     @model_validator(mode="after")
     def _count_or_size(self) -> CollageGenerate:
@@ -102,29 +156,57 @@ class CollageGenerate(Model):
 class VideoGenerate(Model):
     """Parameters of the synthetic surveillance videos (fixed background, moving objects)."""
 
-    videos: Count(1_000_000, "a million files")
-    frames: Count(10**9, "about a year at 30 fps") | None = None  # per video; or size: 5x-ram
-    width: VideoSide
-    height: VideoSide
-    fps: Annotated[int, Field(ge=1, le=240)] = 30
-    codec: VideoCodec = "h264"
-    gop: Count(100_000, "frames between keyframes") = (
-        60  # frames between keyframes; a random frame costs ~gop/2 decodes
+    videos: Annotated[int, Count(1_000_000, "a million files")] = Field(
+        description="Number of videos (cameras) to generate."
     )
-    crf: Annotated[int, Field(ge=0, le=63)] | None = 23
-    bitrate_kbps: Count(10_000_000, "10 Gb/s") | None = None  # when set, replaces crf
-    preset: Annotated[str, Field(min_length=1, max_length=32)] = (
-        "veryfast"  # x264/x265 preset; ignored by other codecs
+    frames: Annotated[int, Count(10**9, "about a year at 30 fps")] | None = Field(
+        None, description="Frames per video; set this or size, not both."
     )
-    classes: ClassCount = 5
-    objects: Count(10_000, "objects in view at once") = 4  # mean number of objects in view at once
-    noise: Annotated[int, Field(ge=0, le=32)] = 3  # sensor noise amplitude, in 8-bit levels
-    seed: Seed = 0
-    workers: Workers | None = None
-    unique: Uniqueness = "pool"  # pool: encode pool_segments, repeat them bit for bit
-    pool_segments: Count(10_000, "distinct segments encoded per camera") = 4
-    segment_gops: Count(10_000, "GOPs per segment: the unit of repetition") = 1
-    size: DatasetSize | None = None  # picks the frame count from the clients' RAM
+    width: VideoSide = Field(description="Frame width, in pixels; even (4:2:0 chroma).")
+    height: VideoSide = Field(description="Frame height, in pixels; even (4:2:0 chroma).")
+    fps: Annotated[int, Field(ge=1, le=240)] = Field(30, description="Frames per second.")
+    codec: VideoCodec = Field("h264", description="Video codec, encoded with PyAV.")
+    gop: Annotated[int, Count(100_000, "frames between keyframes")] = Field(
+        60,
+        description="Frames between keyframes: a random frame costs about gop/2 decodes, so this "
+        "sets the cost of a random seek.",
+    )
+    crf: Annotated[int, Field(ge=0, le=63)] | None = Field(
+        23,
+        description="Constant rate factor: quality, lower is better and larger; bitrate_kbps "
+        "replaces it.",
+    )
+    bitrate_kbps: Annotated[int, Count(10_000_000, "10 Gb/s")] | None = Field(
+        None, description="Target bitrate in kb/s (1000 bits a second); when set, replaces crf."
+    )
+    preset: Annotated[str, Field(min_length=1, max_length=32)] = Field(
+        "veryfast",
+        description="x264/x265 encoder preset (speed against size); ignored by other codecs.",
+    )
+    classes: ClassCount = Field(5, description="Number of classes, the background included.")
+    objects: Annotated[int, Count(10_000, "objects in view at once")] = Field(
+        4, description="Mean number of objects in view at once."
+    )
+    noise: Annotated[int, Field(ge=0, le=32)] = Field(
+        3,
+        description="Sensor noise amplitude, in 8-bit levels: noise makes frames less "
+        "compressible, as a real camera's are.",
+    )
+    seed: Seed = Field(0, description=_SEED)
+    workers: Workers | None = Field(None, description=_GENERATE_WORKERS)
+    unique: Uniqueness = Field(
+        "pool",
+        description="pool: encode pool_segments segments per camera and repeat them bit for "
+        "bit (remuxed), so that generating runs at the disk's speed; full: encode every frame, "
+        "for storage whose deduplication or compression could exploit the repetition.",
+    )
+    pool_segments: Annotated[int, Count(10_000, "distinct segments encoded per camera")] = Field(
+        4, description="Distinct segments encoded per camera under unique: pool."
+    )
+    segment_gops: Annotated[int, Count(10_000, "GOPs per segment: the unit of repetition")] = Field(
+        1, description="Closed GOPs per pooled segment: the unit of repetition under unique: pool."
+    )
+    size: DatasetSize | None = Field(None, description=_SIZE + " instead of frames.")
 
     @model_validator(mode="after")
     def _even_sizes(self) -> VideoGenerate:
@@ -141,11 +223,25 @@ def _one_of(params: CollageGenerate | VideoGenerate, count: str) -> None:
         raise ValueError(f"set either {count} or size (5x-ram), not both and not neither")
 
 
+_KIND = "The kind of data: image_collage (large images, random crops) or video (camera videos)."
+
+
 class _DatasetBase(Model):
-    kind: str  # narrowed by each dataset kind below; declared here so that it prints first
-    path: PathText  # where the dataset lives: the storage under test
-    classes: ClassCount | None = None  # bring-your-own only: number of classes in the masks
-    label_rule: LabelRule | None = None  # bring-your-own without masks: how labels are derived
+    kind: str = Field(description=_KIND)  # narrowed by each kind below; declared to print first
+    path: PathText = Field(
+        description="Folder the dataset lives in: the storage under test. A relative path "
+        "resolves against the working directory."
+    )
+    classes: ClassCount | None = Field(
+        None,
+        description="Bring-your-own data only (required there): the number of classes in its "
+        "masks, or produced by its label_rule.",
+    )
+    label_rule: LabelRule | None = Field(
+        None,
+        description="Bring-your-own data without masks: how labels are derived (luma_bins: from "
+        "brightness; reports say so).",
+    )
 
     @property
     def generated(self) -> bool:
@@ -168,14 +264,23 @@ class _DatasetBase(Model):
         return self
 
 
+_GENERATE = (
+    "How harness datagen generates the dataset; leave it out to bring your own data from path."
+)
+
+
 class ImageCollageDataset(_DatasetBase):
-    kind: Literal["image_collage"]
-    generate: CollageGenerate | None = None
+    """A collage of large images with per-pixel class masks, generated or your own."""
+
+    kind: Literal["image_collage"] = Field(description=_KIND)
+    generate: CollageGenerate | None = Field(None, description=_GENERATE)
 
 
 class VideoDataset(_DatasetBase):
-    kind: Literal["video"]
-    generate: VideoGenerate | None = None
+    """Camera videos with per-frame class masks, generated or your own."""
+
+    kind: Literal["video"] = Field(description=_KIND)
+    generate: VideoGenerate | None = Field(None, description=_GENERATE)
 
 
 Dataset = Annotated[ImageCollageDataset | VideoDataset, Field(discriminator="kind")]
@@ -187,72 +292,160 @@ Dataset = Annotated[ImageCollageDataset | VideoDataset, Field(discriminator="kin
 class FrameCache(Model):
     """Where and how the "cached" video mode stores decoded frames."""
 
-    path: PathText
-    format: ImageFormat = "npy"
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
-    segment_frames: Count(1_000_000, "frames per unit of work") = (
-        256  # unit of parallel work and of resume after a kill
+    path: PathText = Field(
+        description="Folder of the frame cache that harness cache builds: storage under test too. "
+        "A relative path resolves against the working directory."
     )
-    workers: Workers | None = None
+    format: ImageFormat = Field(
+        "npy", description="File format of the cached frames: npy (raw), png or jpeg."
+    )
+    jpeg_quality: JpegQuality = Field(90, description="JPEG quality (1 to 100), for format jpeg.")
+    segment_frames: Annotated[int, Count(1_000_000, "frames per unit of work")] = Field(
+        256,
+        description="Frames per segment: the unit of parallel work, and of resume after a kill.",
+    )
+    workers: Workers | None = Field(
+        None, description="Processes that build the cache; unset: every core given to the harness."
+    )
 
 
 class Pipeline(Model):
-    backend: Literal[BACKEND_NAMES] = "torch"  # type: ignore[valid-type]
-    mode: Literal["decoded", "cached"] | None = None  # video only
-    # Parallel fetchers: DataLoader worker processes (torch), pipeline threads (dali), decoder
-    # threads with their own NVDEC sessions (nvdec).
-    workers: Count(1024, "processes or threads on one host", minimum=0) = 2
-    batch_size: Count(65_536, "samples in one batch") = 8
-    crop: Side = 256  # square crops, in pixels
-    shuffle: bool = True
-    prefetch_factor: Count(1024, "batches in flight per worker") = 2
-    decoder_threads: Count(256, "decoding threads per worker") = 1  # per worker, for video decode
-    # Synchronous whole-file reads each worker keeps in flight (torch backend; frame caches and
-    # PNG/JPEG collages): threads stand in for the workers a client with more cores would run.
-    read_threads: Count(64, "reads in flight per worker") = 1
-    # Video: consecutive frames taken from each random position (1: every frame is a random
-    # seek). Longer sequences amortise the seek to the keyframe, as DALI's video reader does.
-    sequence_length: Count(65_536, "consecutive frames per seek") = 1
-    page_cache: Literal["cold", "warm"] = "cold"
-    on_corrupt: Literal["skip", "fail"] = "fail"
-    cache: FrameCache | None = None
+    """The input pipeline that feeds the training loop: backend, parallelism, batches, crops."""
+
+    backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
+        "torch",
+        description="Input pipeline: torch (a DataLoader), dali or nvdec, each imported only "
+        "when a scenario asks for it.",
+    )
+    mode: Literal["decoded", "cached"] | None = Field(
+        None,
+        description="Video only (required there): decoded (frames decoded on the fly) or cached "
+        "(frames read from the frame cache).",
+    )
+    workers: Annotated[int, Count(1024, "processes or threads on one host", minimum=0)] = Field(
+        2,
+        description="Parallel fetchers: DataLoader worker processes (torch; 0: in the training "
+        "process), pipeline threads (dali), decoder threads with their own NVDEC sessions (nvdec).",
+    )
+    batch_size: Annotated[int, Count(65_536, "samples in one batch")] = Field(
+        8, description="Samples per batch, per accelerator."
+    )
+    crop: Side = Field(256, description="Side of the square crops, in pixels.")
+    shuffle: bool = Field(
+        True, description="Random samples (true, the study's setting) or samples in file order."
+    )
+    prefetch_factor: Annotated[int, Count(1024, "batches in flight per worker")] = Field(
+        2, description="Batches each worker keeps in flight; needs workers > 0."
+    )
+    decoder_threads: Annotated[int, Count(256, "decoding threads per worker")] = Field(
+        1, description="Decoding threads per worker, for video decoded on the fly."
+    )
+    read_threads: Annotated[int, Count(64, "reads in flight per worker")] = Field(
+        1,
+        description="Synchronous whole-file reads each worker keeps in flight (torch backend; "
+        "frame caches and PNG/JPEG collages): threads stand in for the workers a client with more "
+        "cores would run, so that the storage, not the harness, sets the read rate.",
+    )
+    sequence_length: Annotated[int, Count(65_536, "consecutive frames per seek")] = Field(
+        1,
+        description="Video: consecutive frames taken from each random position (1: every frame "
+        "is a random seek). Longer sequences amortise the seek to the keyframe, as DALI's video "
+        "reader does.",
+    )
+    page_cache: Literal["cold", "warm"] = Field(
+        "cold",
+        description="cold: the dataset's files are evicted from the page cache before the run "
+        "(checked with mincore), so the storage serves the reads; warm: they are read first.",
+    )
+    on_corrupt: Literal["skip", "fail"] = Field(
+        "fail",
+        description="A corrupt file ends the run with one line (fail), or is counted per file in "
+        "the summary and skipped (skip).",
+    )
+    cache: FrameCache | None = Field(None, description="The frame cache; required by mode cached.")
 
 
 # --- training, collectors, thresholds -----------------------------------------------------------
 
 
 class UNetConfig(Model):
-    width: Count(4096, "channels of the first level") = (
-        16  # channels of the first level; doubles at each level down
+    """Size of the U-Net the loop trains (and that an emulated run's profile was measured on)."""
+
+    width: Annotated[int, Count(4096, "channels of the first level")] = Field(
+        16, description="Channels of the first level; doubles at each level down."
     )
-    depth: Annotated[int, Field(ge=1, le=7)] = 3
+    depth: Annotated[int, Field(ge=1, le=7)] = Field(
+        3, description="Levels of the U-Net (down and up again)."
+    )
 
 
 class Training(Model):
-    model: UNetConfig = UNetConfig()
-    steps: Steps | None = None
-    duration_s: Amount(31 * 86400, "31 days") | None = None
-    warmup_steps: Count(10**9, "a billion steps", minimum=0) = 5
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: Amount(100.0, "a learning rate") = 1e-3
-    eval_samples: Count(1_000_000, "held-out samples", minimum=0) = 32  # held-out samples for mIoU
-    # CPU training threads; None: the cores left after the DataLoader workers (at least one),
-    # so that the loop and the workers do not fight over the same cores.
-    cpu_threads: Count(4096, "threads on one host") | None = None
-    seed: Seed = 0
-    # Emulated accelerators: the step waits for its batch as a real one does, then spends a
-    # compute time drawn from a profile calibrated on real steps (harness calibrate) instead of
-    # running the U-Net, so that a machine without the GPUs loads the storage as they would.
-    compute: Literal["real", "emulated"] = "real"
-    profile: PathText | None = None  # a shipped profile's name (harness profiles) or a profile file
-    profile_scaling: Literal["none", "flops"] = "none"
-    # emulated accelerators on this host, one process each; None: 1, or torchrun's
-    # --nproc-per-node under torchrun
-    accelerators: Annotated[int, Field(ge=1, le=1024)] | None = None
-    sync: Literal["barrier", "none"] = "barrier"  # stands in for the all-reduce between them
-    collective_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    """The training loop: the model, when to stop, the device, and real or emulated compute."""
+
+    model: UNetConfig = Field(UNetConfig(), description="The U-Net's size.")
+    steps: Steps | None = Field(
+        None, description="Training steps to run, warm-up included; set this or duration_s."
+    )
+    duration_s: Annotated[float, Amount(31 * 86400, "31 days")] | None = Field(
+        None, description="Seconds to train for, after the warm-up; set this or steps."
+    )
+    warmup_steps: Annotated[int, Count(10**9, "a billion steps", minimum=0)] = Field(
+        5,
+        description="Steps run before measuring (busy %, data-wait % and rates leave them out); "
+        "less than steps.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Compute precision; auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train; auto: CUDA when a GPU is there, else the CPU."
+    )
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="The optimizer.")
+    lr: Annotated[float, Amount(100.0, "a learning rate")] = Field(
+        1e-3, description="Learning rate."
+    )
+    eval_samples: Annotated[int, Count(1_000_000, "held-out samples", minimum=0)] = Field(
+        32, description="Held-out samples the mIoU is measured on at the end (0: none)."
+    )
+    cpu_threads: Annotated[int, Count(4096, "threads on one host")] | None = Field(
+        None,
+        description="CPU training threads; unset: the cores left after the DataLoader workers "
+        "(at least one), so that the loop and the workers do not fight over the same cores.",
+    )
+    seed: Seed = Field(0, description="Seed of the model's weights and of the sample order.")
+    compute: Literal["real", "emulated"] = Field(
+        "real",
+        description="real: run the U-Net. emulated: each step waits for its batch as a real one "
+        "does, then spends a compute time drawn from profile, so that a machine without the GPUs "
+        "loads the storage as they would.",
+    )
+    profile: PathText | None = Field(
+        None,
+        description="Emulated compute (required there): a shipped profile's name (harness "
+        "profiles) or a profile file from harness calibrate.",
+    )
+    profile_scaling: Literal["none", "flops"] = Field(
+        "none",
+        description="none: a profile measured for another batch, crop or model is refused; "
+        "flops: its time is scaled by the ratio of training FLOPs per batch (optimistic for small "
+        "models).",
+    )
+    accelerators: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        None,
+        description="Emulated accelerators on this host, one process each; unset: 1, or "
+        "torchrun's --nproc-per-node under torchrun.",
+    )
+    sync: Literal["barrier", "none"] = Field(
+        "barrier",
+        description="barrier: the emulated accelerators vote on stopping with one all-reduce "
+        "after each step, standing in for the gradient all-reduce (timed as barrier_pct); none: "
+        "they do not wait for each other.",
+    )
+    collective_timeout_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        120.0,
+        description="Seconds after which a rank that died or stopped answering ends the run, "
+        "with one line naming it.",
+    )
 
     @model_validator(mode="after")
     def _one_stop_rule(self) -> Training:
@@ -276,38 +469,79 @@ class Training(Model):
 
 
 class Collectors(Model):
-    rate_hz: Annotated[float, Field(gt=0, le=1000)] = 10.0
+    """The samplers that record the machine's time series during a run."""
+
+    rate_hz: Annotated[float, Field(gt=0, le=1000)] = Field(
+        10.0, description="Samples a second (Hz) of every collector."
+    )
     enabled: Annotated[
         list[Literal[COLLECTOR_NAMES]],  # type: ignore[valid-type]
         Field(max_length=len(COLLECTOR_NAMES)),
-    ] = list(COLLECTOR_NAMES)
+    ] = Field(
+        list(COLLECTOR_NAMES),
+        description="Collectors to run: gpu (NVML), io (/proc I/O counters, the dataset's disk "
+        "and NFS mount), cpu (per core and process tree); latency is accepted and ignored (the "
+        "loop times every sample). A missing source is reported, never stops the run.",
+    )
 
 
 class Thresholds(Model):
     """Pass/fail limits a run is judged against, and tolerances for regression checks."""
 
-    min_busy_pct: Percent | None = None
-    min_gpu_util_pct: Percent | None = None
-    min_samples_per_s: Amount(1e9, "a billion samples a second") | None = None
-    max_data_wait_pct: Percent | None = None
-    max_fetch_latency_p99_ms: Amount(1e7, "about three hours") | None = None
+    min_busy_pct: Percent | None = Field(
+        None,
+        description="Lowest busy % (compute / wall time, MLPerf Storage's accelerator "
+        "utilisation) a run passes with; unset: not judged.",
+    )
+    min_gpu_util_pct: Percent | None = Field(
+        None,
+        description="Lowest mean GPU utilisation (NVML, %) a run passes with; unset: not judged.",
+    )
+    min_samples_per_s: Annotated[float, Amount(1e9, "a billion samples a second")] | None = Field(
+        None, description="Lowest training rate, in samples a second; unset: not judged."
+    )
+    max_data_wait_pct: Percent | None = Field(
+        None,
+        description="Highest data-wait % (time waiting for batches / wall time) a run passes "
+        "with; unset: not judged.",
+    )
+    max_fetch_latency_p99_ms: Annotated[float, Amount(1e7, "about three hours")] | None = Field(
+        None,
+        description="Highest 99th percentile of one sample's fetch time (read + decode + crop), "
+        "in milliseconds; unset: not judged.",
+    )
     tolerance_pct: Annotated[
-        dict[Annotated[str, Field(max_length=200)], Amount(10_000.0, "a hundredfold change")],
+        dict[
+            Annotated[str, Field(max_length=200)],
+            Annotated[float, Amount(10_000.0, "a hundredfold change")],
+        ],
         Field(max_length=100),
-    ] = {}
+    ] = Field(
+        {},
+        description="harness compare: per metric name, the change in % of the baseline median "
+        "that counts as large (e.g. samples_per_s: 5); a base name covers its [N] variants. "
+        "Unset metrics keep compare's defaults.",
+    )
 
 
 # --- scenario -----------------------------------------------------------------------------------
 
 
 class Scenario(Model):
-    name: Name
-    description: Description = ""
-    dataset: Dataset
-    pipeline: Pipeline = Pipeline()
-    training: Training
-    collectors: Collectors = Collectors()
-    thresholds: Thresholds = Thresholds()
+    """One experiment: the dataset, the input pipeline, the training loop, the collectors and
+    the pass/fail thresholds."""
+
+    name: Name = Field(description="The scenario's name, in results, reports and comparisons.")
+    description: Description = Field("", description="Free text: what the scenario measures.")
+    dataset: Dataset = Field(
+        description="The data to read: generated by harness datagen, or your own folder."
+    )
+    pipeline: Pipeline = Field(Pipeline(), description="The input pipeline.")
+    training: Training = Field(description="The training loop, real or emulated.")
+    collectors: Collectors = Field(Collectors(), description="The time-series collectors.")
+    thresholds: Thresholds = Field(
+        Thresholds(), description="Pass/fail limits and compare tolerances."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -343,20 +577,46 @@ class SuiteCapacity(Model):
     """``harness suite`` runs a capacity search of each scenario instead of fixed runs (see
     ``harness capacity``)."""
 
-    profile: PathText | None = None  # sets training.profile of every scenario
-    min_busy: Annotated[float, Field(gt=0, le=100)] = 90.0
-    min_busy_each: Annotated[float, Field(gt=0, le=100)] = 85.0
-    max_accelerators: Annotated[int, Field(ge=1, le=1024)] = 64
-    probe_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
-    repeat: Annotated[int, Field(ge=1, le=100)] = 3
-    ceiling_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # seconds of the read ceiling
+    profile: PathText | None = Field(
+        None,
+        description="Sets training.profile of every scenario: a shipped profile's name or a "
+        "profile file.",
+    )
+    min_busy: Annotated[float, Field(gt=0, le=100)] = Field(
+        90.0, description="Lowest mean busy % of the accelerators for a count to pass."
+    )
+    min_busy_each: Annotated[float, Field(gt=0, le=100)] = Field(
+        85.0, description="Lowest busy % of every single accelerator for a count to pass."
+    )
+    max_accelerators: Annotated[int, Field(ge=1, le=1024)] = Field(
+        64, description="Largest number of emulated accelerators the search tries."
+    )
+    probe_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        10.0, description="Seconds each probe is measured for, after its warm-up steps."
+    )
+    repeat: Annotated[int, Field(ge=1, le=100)] = Field(
+        3,
+        description="Probes of the last passing and first failing count, judged on their "
+        "median, so that one noisy probe cannot move the answer.",
+    )
+    ceiling_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        10.0, description="Seconds of the read-ceiling measurement (fio) before the search."
+    )
 
 
 class Suite(Model):
-    name: Name
-    description: Description = ""
-    scenarios: Annotated[list[PathText], Field(min_length=1, max_length=1000)]
-    capacity: SuiteCapacity | None = None
+    """A suite file: scenario files run together, into one report."""
+
+    name: Name = Field(description="The suite's name, in its report.")
+    description: Description = Field("", description="Free text: what the suite covers.")
+    scenarios: Annotated[list[PathText], Field(min_length=1, max_length=1000)] = Field(
+        description="Scenario files, relative to the suite file."
+    )
+    capacity: SuiteCapacity | None = Field(
+        None,
+        description="When set, harness suite runs a capacity search of each scenario instead of "
+        "fixed runs.",
+    )
 
 
 @dataclass(frozen=True)

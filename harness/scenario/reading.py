@@ -48,7 +48,7 @@ Path_ = tuple[Any, ...]  # a value's place in the document: keys and list indice
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
-class Document(dict):  # type: ignore[type-arg]
+class Document(dict[str, Any]):
     """A YAML mapping as a dict, with the position of each value (``marks``) and of each key
     (``key_marks``) by its path, as ``(line, column)`` counted from 1."""
 
@@ -285,7 +285,7 @@ def read_yaml(path: Path) -> Document:
     except UnicodeDecodeError as exc:
         raise ScenarioError([f"{path}: not UTF-8 text: {one_line(exc)}"]) from None
     data = parse_yaml(text, path)
-    if not isinstance(data, dict):
+    if not isinstance(data, Document):  # parse_yaml returns every mapping as a Document
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise ScenarioError([f"{path}: expected a mapping of fields, got {got}"])
     return data
