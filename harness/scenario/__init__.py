@@ -1,6 +1,6 @@
 """Scenarios: the typed, frozen model (``model``), safe YAML reading (``reading``), loading with
-``-o`` overrides and one-line errors (``loading``), and the checks against the machine that runs
-them (``machine``).
+``-o`` overrides and one-line errors (``loading``), the checks against the machine that runs
+them (``machine``), and the field reference generated from the schema (``reference``).
 
 A scenario file describes one experiment: the dataset (generated or brought by the user), the input
 pipeline, the training loop, the collectors and the pass/fail thresholds. A suite file lists
@@ -16,6 +16,7 @@ from harness.scenario.loading import (
     parse_override,
     scenario_json_schema,
     scenario_to_yaml,
+    suite_json_schema,
     validate_model,
 )
 from harness.scenario.model import (
@@ -37,6 +38,7 @@ from harness.scenario.model import (
     VideoGenerate,
 )
 from harness.scenario.reading import Document, read_yaml
+from harness.scenario.reference import field_reference_markdown
 
 __all__ = [
     "CollageGenerate",
@@ -57,6 +59,7 @@ __all__ = [
     "VideoDataset",
     "VideoGenerate",
     "apply_overrides",
+    "field_reference_markdown",
     "is_suite",
     "load_scenario",
     "load_scenarios",
@@ -65,5 +68,6 @@ __all__ = [
     "read_yaml",
     "scenario_json_schema",
     "scenario_to_yaml",
+    "suite_json_schema",
     "validate_model",
 ]

@@ -150,6 +150,14 @@ def scenario_json_schema() -> dict[str, Any]:
     return schema
 
 
+def suite_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a suite file (for the field reference, docs/scenario-reference.md)."""
+    schema = Suite.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "harness suite"
+    return schema
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 

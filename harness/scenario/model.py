@@ -106,11 +106,6 @@ _SEED = (
 _GENERATE_WORKERS = (
     "Processes that generate files in parallel; unset: every core given to the harness."
 )
-_UNIQUE = (
-    "pool: a few distinct images or video segments, repeated, so that generating runs at the "
-    "disk's speed; full: every one unique, for storage whose deduplication or compression could "
-    "exploit the repetition (docs/datasets.md)."
-)
 _SIZE = (
     "5x-ram sizes the dataset at five times the clients' RAM (MLPerf Storage's rule, so that the "
     "page cache cannot hold it; set the RAM with datagen --client-ram and --hosts)"
@@ -140,7 +135,13 @@ class CollageGenerate(Model):
     jpeg_quality: JpegQuality = Field(90, description="JPEG quality (1 to 100), for format jpeg.")
     seed: Seed = Field(0, description=_SEED)
     workers: Workers | None = Field(None, description=_GENERATE_WORKERS)
-    unique: Uniqueness = Field("pool", description=_UNIQUE)
+    unique: Uniqueness = Field(
+        "pool",
+        description="pool: each image is one of a few pooled canvases at an offset of its own plus "
+        "a few fresh objects, so that generating runs at the disk's speed; full: every object "
+        "drawn, for storage whose deduplication or compression could exploit the repetition "
+        "(docs/datasets.md).",
+    )
     size: DatasetSize | None = Field(None, description=_SIZE + " instead of images.")
 
     @model_validator(mode="after")
