@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.data import collage, repetition, video
+from harness.data import collage, repetition, video_generator
 from harness.data.manifest import (
     MANIFEST_NAME,
     fingerprint,
@@ -34,7 +34,7 @@ from harness.errors import HarnessError
 from harness.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
 from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
 
-GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video}
+GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video_generator}
 # Folders a generator writes in; removed by --force (never anything else in the folder).
 OUTPUT_FOLDERS = ("images", "masks", "videos")
 
@@ -114,7 +114,7 @@ def generate_dataset(
         _remove_outputs(root)
 
     count = generator.job_count(params)
-    per_job = unit * (video.frame_count(params) if isinstance(params, VideoGenerate) else 1)
+    per_job = unit * (video_generator.frame_count(params) if isinstance(params, VideoGenerate) else 1)
     planned = int(per_job * count)
     if planned * SPACE_MARGIN > Plan(root, planned, planned, exact).free_bytes():
         # Refused before anything is written (and before listing what is done: a size far too

@@ -43,6 +43,7 @@ from harness.pipeline.sources import (
     DecodedVideoSource,
     Source,
 )
+from harness.scenario import Scenario
 
 
 def unavailable() -> str | None:
@@ -52,6 +53,21 @@ def unavailable() -> str | None:
     except ImportError as exc:
         return f"NVIDIA DALI is not installed ({exc}); pip install nvidia-dali-cuda130"
     return None
+
+
+def ignored_settings(scenario: Scenario) -> dict[str, str]:
+    """The backend settings it does not act on for this scenario's data, each with why: DALI's
+    own readers pick, read and prefetch the files."""
+    ignored = {
+        "shuffle": "DALI's readers always shuffle",
+        "prefetch_factor": "DALI keeps its own prefetch queue",
+        "decoder_threads": "DALI decodes with its pipeline threads (pipeline.workers)",
+        "read_threads": "it reads through DALI's own readers",
+        "on_corrupt": "DALI stops at a file it cannot read",
+    }
+    if scenario.dataset.kind != "video" or scenario.pipeline.mode == "cached":
+        ignored["sequence_length"] = "DALI's file readers pick single pictures"
+    return ignored
 
 
 CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder takes

@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from harness.collect import KNOWN as COLLECTOR_NAMES
 from harness.errors import one_line
-from harness.pipeline import BACKEND_NAMES
+from harness.registry import BACKENDS, COLLECTOR_NAMES
 
 
 def _at_most(limit: float, reason: str) -> AfterValidator:
@@ -197,7 +196,7 @@ class FrameCache(Model):
 
 
 class Pipeline(Model):
-    backend: Literal[BACKEND_NAMES] = "torch"  # type: ignore[valid-type]
+    backend: Literal[BACKENDS.names] = "torch"  # type: ignore[valid-type]
     mode: Literal["decoded", "cached"] | None = None  # video only
     # Parallel fetchers: DataLoader worker processes (torch), pipeline threads (dali), decoder
     # threads with their own NVDEC sessions (nvdec).
