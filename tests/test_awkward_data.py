@@ -26,7 +26,7 @@ from harness.data.byo import index_dataset
 from harness.data.pictures import decode_mask, decode_rgb
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
-from harness.pipeline.loader import SegmentationSamples
+from harness.pipeline.torch_backend import SegmentationSamples
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import CollageSource, DecodedVideoSource
 from harness.scenario import ImageCollageDataset, VideoDataset

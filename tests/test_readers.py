@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from harness.errors import HarnessError
 from harness.pipeline.batch import INLINE_PIXEL_BYTES, Batch
-from harness.pipeline.loader import RankSampler, SegmentationSamples
+from harness.pipeline.torch_backend import RankSampler, SegmentationSamples
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import CollageSource, _array_from_npy_bytes
 

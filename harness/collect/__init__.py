@@ -1,10 +1,11 @@
 """Collectors: threads that sample real system counters at a fixed rate while a run trains.
 
-One registry, ``COLLECTORS``: name -> a factory that imports its module only when a scenario asks
-for it. Each collector (see ``sampler.Collector``) has ``start``/``stop``, ``frame()`` (the time
-series, column ``t`` = seconds since the run's ``t0`` on ``time.monotonic``) and
-``summary(start, end)`` (metrics over the measured window, each from ``harness.stats.metric``);
-``cpu_seconds`` is what its own thread cost; ``per_host`` says whether one process per machine
+One registry, ``COLLECTORS`` (``harness.registry``): name -> the module, imported only when a
+scenario asks for it, whose ``collector(context)`` makes the collector. Each collector (see
+``sampler.Collector``) has ``start``/``stop``, ``frame()`` (the time series, column ``t`` =
+seconds since the run's ``t0`` on ``time.monotonic``) and ``summary(start, end)`` (metrics over
+the measured window, each from ``harness.stats.metric``); ``cpu_seconds`` is what its own thread
+cost; ``per_host`` says whether one process per machine
 samples it (the GPUs: every rank would see all of them).
 
 * ``io``  - procio.IoCollector: bytes read by the run's process tree; the dataset's disk (iostat's
@@ -14,15 +15,18 @@ samples it (the GPUs: every rank would see all of them).
 
 "latency" is accepted and ignored here: latency is timed by the training loop, not sampled.
 The io and cpu collectors share one view of the process tree (see proctree), so that it is
-searched once for both. A new collector is one factory and one line here.
+searched once for both. A new collector is one module and one line in the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias, cast
+
+from harness import registry
+from harness.registry import CollectorFactory
 
 if TYPE_CHECKING:
     from harness.collect.proctree import ProcessTree
@@ -37,7 +41,7 @@ class CollectorContext:
     t0: float
     root_pid: int
     dataset_path: Path
-    _tree: Any = field(default=None, repr=False)
+    _tree: ProcessTree | None = field(default=None, repr=False)
 
     @property
     def tree(self) -> ProcessTree:
@@ -49,40 +53,11 @@ class CollectorContext:
         return self._tree
 
 
-def _io(context: CollectorContext) -> Collector:
-    from harness.collect.procio import IoCollector
+Factory: TypeAlias = "CollectorFactory[CollectorContext, Collector]"
 
-    return IoCollector(
-        rate_hz=context.rate_hz,
-        t0=context.t0,
-        root_pid=context.root_pid,
-        dataset_path=context.dataset_path,
-        tree=context.tree,
-    )
-
-
-def _cpu(context: CollectorContext) -> Collector:
-    from harness.collect.cpu import CpuCollector
-
-    return CpuCollector(
-        rate_hz=context.rate_hz, t0=context.t0, root_pid=context.root_pid, tree=context.tree
-    )
-
-
-def _gpu(context: CollectorContext) -> Collector:
-    from harness.collect.gpu import GpuCollector
-
-    return GpuCollector(rate_hz=context.rate_hz, t0=context.t0)
-
-
-# name -> factory; the order is the order a scenario's default lists them in
-COLLECTORS: dict[str, Callable[[CollectorContext], Collector]] = {
-    "gpu": _gpu,
-    "io": _io,
-    "cpu": _cpu,
-}
+COLLECTORS = registry.COLLECTORS  # name -> its module, whose collector(context) makes it
+KNOWN = registry.COLLECTOR_NAMES  # what collectors.enabled may list ("latency": the loop's)
 PER_HOST = frozenset({"gpu"})  # sampled by one process per machine (local rank 0)
-KNOWN = (*COLLECTORS, "latency")
 
 __all__ = ["COLLECTORS", "KNOWN", "PER_HOST", "CollectorContext", "make_collectors"]
 
@@ -100,4 +75,4 @@ def make_collectors(
             raise ValueError(f"unknown collector {name!r}; known: {', '.join(KNOWN)}")
     context = CollectorContext(rate_hz, t0, root_pid, dataset_path)
     wanted = dict.fromkeys(name for name in names if name in COLLECTORS)
-    return [COLLECTORS[name](context) for name in wanted]
+    return [cast(Factory, COLLECTORS.load(name)).collector(context) for name in wanted]

@@ -22,6 +22,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from harness.collect import CollectorContext
 from harness.collect.proctree import ProcessTree, TreeCounters
 from harness.collect.sampler import Collector, ProcFile, per_sample_rate, read_small
 from harness.stats import counter_rate, metric, window_mean
@@ -147,3 +148,10 @@ class CpuCollector(Collector):
         for name in self.columns[4:]:
             found[name] = metric(window_mean(t, frame[name].to_numpy(), start, end), "%", "context")
         return found
+
+
+def collector(context: CollectorContext) -> CpuCollector:
+    """The registry's entry (``harness.registry.COLLECTORS``: "cpu")."""
+    return CpuCollector(
+        rate_hz=context.rate_hz, t0=context.t0, root_pid=context.root_pid, tree=context.tree
+    )

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.collect import CollectorContext
 from harness.collect.sampler import Collector
 from harness.stats import metric, window_mean
 
@@ -271,3 +272,8 @@ def _num(value: Any, convert: Callable[[Any], float]) -> float:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def collector(context: CollectorContext) -> GpuCollector:
+    """The registry's entry (``harness.registry.COLLECTORS``: "gpu")."""
+    return GpuCollector(rate_hz=context.rate_hz, t0=context.t0)

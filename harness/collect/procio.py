@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.collect import diskstats, mountstats
+from harness.collect import CollectorContext, diskstats, mountstats
 from harness.collect.proctree import ProcessTree, TreeCounters
 from harness.collect.sampler import (
     Collector,
@@ -318,3 +318,14 @@ class IoCollector(Collector):
             ),
             **self.storage_metrics(start, end),
         }
+
+
+def collector(context: CollectorContext) -> IoCollector:
+    """The registry's entry (``harness.registry.COLLECTORS``: "io")."""
+    return IoCollector(
+        rate_hz=context.rate_hz,
+        t0=context.t0,
+        root_pid=context.root_pid,
+        dataset_path=context.dataset_path,
+        tree=context.tree,
+    )

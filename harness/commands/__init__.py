@@ -3,37 +3,24 @@
 A command module defines ``HELP`` (one line for ``harness --help``), ``configure(parser)`` (its
 arguments) and ``run(args) -> int`` (the exit code). Modules import their heavy dependencies
 inside ``run``, so ``harness --help`` and a command that needs no optional package never pay for
-(or break on) the others. A new command is one module plus one name here.
+(or break on) the others. A new command is one module plus its name in ``harness.registry``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
-from types import ModuleType
+from typing import cast
 
-# In the order ``harness --help`` lists them.
-COMMANDS = (
-    "validate",
-    "show",
-    "datagen",
-    "cache",
-    "run",
-    "suite",
-    "selfcheck",
-    "calibrate",
-    "profiles",
-    "capacity",
-    "report",
-    "compare",
-    "baseline",
-    "export",
-)
+from harness import registry
+from harness.registry import Command
+
+# The commands' registry (harness.registry.COMMANDS), in the order ``harness --help`` lists them.
+COMMANDS = registry.COMMANDS.names
 
 
-def command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"harness.commands.{name}")
+def command_module(name: str) -> Command:
+    return cast(Command, registry.COMMANDS.load(name))
 
 
 def scenario_args(parser: argparse.ArgumentParser) -> None:

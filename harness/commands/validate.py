@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from harness.commands import override_arg
@@ -24,8 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Every problem of every file, then exit 2; else one ``ok`` line per scenario."""
+    """Every problem of every file, then exit 2; else one ``ok`` line per scenario. A pipeline
+    setting its backend ignores is a warning on stderr (the exit code stays 0)."""
     from harness import scenario as scenarios
+    from harness.pipeline import ignored_settings
 
     if args.schema:
         if args.files:
@@ -57,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
                     except HarnessError as exc:
                         problems.append(f"{item.file}: {exc}")
                         continue
+                for line in ignored_settings(
+                    s
+                ):  # a setting that would do nothing: said, not refused
+                    print(f"warning: {item.file}: {line}", file=sys.stderr)
                 mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
                 lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
         except ScenarioError as exc:

@@ -17,27 +17,22 @@ cannot be decoded and mask values that are not class ids are named when first re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from harness.data.byo_layout import MASK_MARK, MASK_SUFFIXES, content_stamp, listed_files
 from harness.data.index import index_file, read_index
-from harness.data.manifest import fingerprint, new_manifest
+from harness.data.manifest import new_manifest
 from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.files import ensure_writable_dir, write_json_atomic
 from harness.scenario import ImageCollageDataset, VideoDataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".npy")
-MASK_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
-MASK_MARK = ".mask"
 HEAD_PACKETS = 512  # packets whose timestamps tell a constant frame rate from a variable one
 MAX_VARIABLE_RATE_FRAMES = 200_000  # their timestamps are kept in the index
-INDEX_VERSION = 2  # of what an index records per file; a new one re-indexes
 
 
 def index_dataset(
@@ -46,7 +41,7 @@ def index_dataset(
     """Check the bring-your-own folder at ``dataset.path`` and write its index in the state
     folder (``harness.data.index``): the dataset itself is only read."""
     root = Path(dataset.path)
-    candidates = _candidates(dataset)
+    candidates = listed_files(dataset)
     stamp = content_stamp(dataset, candidates)
     existing = read_index(root, stamp)
     if existing is not None and not force:
@@ -83,78 +78,6 @@ def index_dataset(
         f"{manifest['total_bytes'] / 1e6:.1f} MB, labels: {labels}; index: {target}"
     )
     return manifest
-
-
-def content_stamp(
-    dataset: ImageCollageDataset | VideoDataset, candidates: list[Path] | None = None
-) -> str:
-    """A fingerprint of the brought folder's content (names, sizes and modification times of its
-    files, masks included) and of the settings that shape its index."""
-    root = Path(dataset.path)
-    candidates = _candidates(dataset) if candidates is None else candidates
-    masks = _mask_candidates(root, dataset)
-    return fingerprint(
-        {
-            "index_version": INDEX_VERSION,
-            "kind": dataset.kind,
-            "label_rule": dataset.label_rule,
-            "classes": dataset.classes,
-            "files": [_stat(root, p) for p in candidates],
-            "masks": [_stat(root, p) for p in masks],
-        }
-    )
-
-
-def _candidates(dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
-    root = Path(dataset.path)
-    if not root.is_dir():
-        raise HarnessError(f"dataset.path {root}: no such folder (bring-your-own data)")
-    if dataset.kind == "image_collage":
-        candidates = _image_candidates(root)
-    else:
-        candidates = _video_candidates(root)
-    if not candidates:
-        expected = "images/ with images" if dataset.kind == "image_collage" else "video files"
-        raise HarnessError(f"{root}: no {expected} found ({', '.join(_suffixes(dataset))})")
-    return candidates
-
-
-def _mask_candidates(root: Path, dataset: ImageCollageDataset | VideoDataset) -> list[Path]:
-    if dataset.label_rule:
-        return []
-    if dataset.kind == "image_collage":
-        folder = root / "masks"
-        return sorted(folder.iterdir()) if folder.is_dir() else []
-    found = []
-    for folder, _dirs, names in os.walk(root):
-        found.extend(Path(folder) / n for n in names if Path(n).stem.endswith(MASK_MARK))
-    return sorted(found)
-
-
-def _suffixes(dataset: ImageCollageDataset | VideoDataset) -> tuple[str, ...]:
-    return IMAGE_SUFFIXES if dataset.kind == "image_collage" else VIDEO_SUFFIXES
-
-
-def _image_candidates(root: Path) -> list[Path]:
-    folder = root / "images"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _video_candidates(root: Path) -> list[Path]:
-    found = []
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            if path.suffix.lower() in VIDEO_SUFFIXES and not path.stem.endswith(MASK_MARK):
-                found.append(path)
-    return sorted(found)
-
-
-def _stat(root: Path, path: Path) -> list[Any]:
-    info = path.stat()
-    return [str(path.relative_to(root)), info.st_size, info.st_mtime_ns]
 
 
 def _image_size(path: Path) -> tuple[int, int, int, str]:

@@ -131,14 +131,7 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
         return existing
     sweep_temporaries(cache_dir)
 
-    jobs = []
-    for record in dataset["files"]:
-        for start in range(0, record["frames"], cache.segment_frames):
-            stop = min(start + cache.segment_frames, record["frames"])
-            if _segment_done(cache_dir, video_id(record["path"]), start, wanted) is None:
-                jobs.append(
-                    (str(dataset_dir), str(cache_dir), dataset, record, start, stop, cache, wanted)
-                )
+    jobs = _pending_segments(dataset_dir, cache_dir, dataset, cache, wanted)
     total_segments = sum(-(-r["frames"] // cache.segment_frames) for r in dataset["files"])
     if len(jobs) < total_segments:
         print(f"resuming: {total_segments - len(jobs)} of {total_segments} segments already built")
@@ -150,6 +143,45 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     sync_filesystem(cache_dir)
     elapsed = time.perf_counter() - started
 
+    decoded_now = sum(stop - start for *_head, start, stop, _cache, _fp in jobs)
+    build = {"seconds": round(elapsed, 3), "processes": processes, "frames_decoded": decoded_now}
+    manifest = _cache_manifest(dataset_dir, cache_dir, dataset, cache, wanted, build)
+    write_json_atomic(cache_dir / MANIFEST_NAME, manifest)
+    rate = decoded_now / elapsed if elapsed > 0 else 0.0
+    print(
+        f"built frame cache at {cache_dir}: {_describe(manifest)}; decoded {decoded_now} frames "
+        f"in {elapsed:.1f} s ({rate:.0f} frames/s, flushed to disk) with {processes} process(es)"
+    )
+    return manifest
+
+
+SegmentJob = tuple[str, str, dict[str, Any], dict[str, Any], int, int, FrameCache, str]
+
+
+def _pending_segments(
+    dataset_dir: Path, cache_dir: Path, dataset: dict[str, Any], cache: FrameCache, wanted: str
+) -> list[SegmentJob]:
+    """The ``build_segment`` arguments of every segment not yet in the cache."""
+    jobs = []
+    for record in dataset["files"]:
+        for start in range(0, record["frames"], cache.segment_frames):
+            stop = min(start + cache.segment_frames, record["frames"])
+            if _segment_done(cache_dir, video_id(record["path"]), start, wanted) is None:
+                jobs.append(
+                    (str(dataset_dir), str(cache_dir), dataset, record, start, stop, cache, wanted)
+                )
+    return jobs
+
+
+def _cache_manifest(
+    dataset_dir: Path,
+    cache_dir: Path,
+    dataset: dict[str, Any],
+    cache: FrameCache,
+    wanted: str,
+    build: dict[str, Any],
+) -> dict[str, Any]:
+    """The complete cache's manifest, totalled from its segments' records."""
     segments = [
         _segment_done(cache_dir, video_id(record["path"]), start, wanted)
         for record in dataset["files"]
@@ -160,8 +192,7 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     frame_bytes = sum(s["frame_bytes"] for s in segments)  # type: ignore[index]
     mask_bytes = sum(s["mask_bytes"] for s in segments)  # type: ignore[index]
     video_bytes = sum(record["bytes"] for record in dataset["files"])
-    decoded_now = sum(stop - start for *_head, start, stop, _cache, _fp in jobs)
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fingerprint": wanted,
@@ -189,20 +220,9 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
         "expansion_with_masks": round((frame_bytes + mask_bytes) / video_bytes, 3)
         if video_bytes
         else None,
-        "build": {
-            "seconds": round(elapsed, 3),
-            "processes": processes,
-            "frames_decoded": decoded_now,
-        },
+        "build": build,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json_atomic(cache_dir / MANIFEST_NAME, manifest)
-    rate = decoded_now / elapsed if elapsed > 0 else 0.0
-    print(
-        f"built frame cache at {cache_dir}: {_describe(manifest)}; decoded {decoded_now} frames "
-        f"in {elapsed:.1f} s ({rate:.0f} frames/s, flushed to disk) with {processes} process(es)"
-    )
-    return manifest
 
 
 def build_segment(

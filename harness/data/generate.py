@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.data import collage, repetition, video
+from harness.data import collage, repetition, video_generator
 from harness.data.manifest import (
     MANIFEST_NAME,
     fingerprint,
@@ -34,7 +34,7 @@ from harness.errors import HarnessError
 from harness.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
 from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
 
-GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video}
+GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video_generator}
 # Folders a generator writes in; removed by --force (never anything else in the folder).
 OUTPUT_FOLDERS = ("images", "masks", "videos")
 
@@ -94,27 +94,13 @@ def generate_dataset(
             f"({(clients or Clients.this_machine()).describe()})"
         )
     wanted = dataset_fingerprint(dataset, params)
-    existing = read_manifest(root)
-    if existing is not None and existing.get("fingerprint") == wanted and not force:
-        if existing.get("complete"):
-            print(f"{dataset.kind} dataset at {root} is up to date ({_size(existing)})")
-            return existing
-    elif existing is not None and not force:
-        raise HarnessError(
-            f"dataset at {root} was generated with other parameters "
-            f"({_differences(existing.get('params', {}), params.model_dump(mode='json'))}): "
-            "use --force to regenerate it, or choose another dataset.path"
-        )
-    elif existing is None and _has_foreign_files(root) and not force:
-        raise HarnessError(
-            f"{root} is not empty and holds no harness dataset: choose an empty folder for "
-            "dataset.path, or use --force to write beside what is there"
-        )
-    if force and existing is not None:
-        _remove_outputs(root)
+    existing = _up_to_date(dataset, params, wanted, force)
+    if existing is not None:
+        return existing
 
     count = generator.job_count(params)
-    per_job = unit * (video.frame_count(params) if isinstance(params, VideoGenerate) else 1)
+    frames = video_generator.frame_count(params) if isinstance(params, VideoGenerate) else 1
+    per_job = unit * frames
     planned = int(per_job * count)
     if planned * SPACE_MARGIN > Plan(root, planned, planned, exact).free_bytes():
         # Refused before anything is written (and before listing what is done: a size far too
@@ -138,21 +124,59 @@ def generate_dataset(
     if plan.todo_bytes >= MIN_BYTES_TO_PROBE:
         plan = Plan(root, plan.planned_bytes, plan.todo_bytes, exact, probe_write_rate(root))
     print(f"{dataset.kind} dataset at {root}: {plan.describe()}")
+    if len(todo) < count:
+        print(f"resuming: {count - len(todo)} of {count} files already generated")
+    generation, elapsed = _write_files(dataset.kind, root, params, todo, per_job, plan.todo_bytes)
+    return _finish(dataset.kind, root, params, manifest, todo, generation, elapsed)
+
+
+def _up_to_date(
+    dataset: ImageCollageDataset | VideoDataset, params: Params, wanted: str, force: bool
+) -> dict[str, Any] | None:
+    """The manifest of a complete dataset with fingerprint ``wanted`` already at
+    ``dataset.path``, or None when there is work to do (``force``: the folder's earlier outputs
+    are removed); refused when the folder holds another dataset or files of its own."""
+    root = Path(dataset.path)
+    existing = read_manifest(root)
+    if existing is not None and existing.get("fingerprint") == wanted and not force:
+        if existing.get("complete"):
+            print(f"{dataset.kind} dataset at {root} is up to date ({_size(existing)})")
+            return existing
+    elif existing is not None and not force:
+        raise HarnessError(
+            f"dataset at {root} was generated with other parameters "
+            f"({_differences(existing.get('params', {}), params.model_dump(mode='json'))}): "
+            "use --force to regenerate it, or choose another dataset.path"
+        )
+    elif existing is None and _has_foreign_files(root) and not force:
+        raise HarnessError(
+            f"{root} is not empty and holds no harness dataset: choose an empty folder for "
+            "dataset.path, or use --force to write beside what is there"
+        )
+    if force and existing is not None:
+        _remove_outputs(root)
+    return None
+
+
+def _write_files(
+    kind: str, root: Path, params: Params, todo: list[int], per_job: float, todo_bytes: int
+) -> tuple[dict[str, Any], float]:
+    """Write the files of jobs ``todo`` in parallel, flushed to disk; how (the manifest's
+    ``generation``: seconds, processes, threads) and the seconds it took."""
+    generator = GENERATORS[kind]
     cores = params.workers or available_cpus()
     processes = max(1, min(cores, len(todo)))
     threads = max(1, cores // processes)  # a few long videos still get every core
-    if len(todo) < count:
-        print(f"resuming: {count - len(todo)} of {count} files already generated")
     sys.stdout.flush()
     started = time.perf_counter()
-    progress = _progress(dataset.kind, root, params, todo, per_job, plan.todo_bytes)
+    progress = _progress(kind, root, params, todo, per_job, todo_bytes)
     generator.prepare(params)  # shared pools, built once before the workers fork
     try:
         run_parallel(
             generator.make,
             [(str(root), params, index, threads) for index in todo],
             processes=processes,
-            description=f"generating {dataset.kind}",
+            description=f"generating {kind}",
             unit="file",
             poll=progress.poll,
         )
@@ -160,22 +184,34 @@ def generate_dataset(
         progress.close()
     sync_filesystem(root)
     elapsed = time.perf_counter() - started
+    return {"seconds": round(elapsed, 3), "processes": processes, "threads": threads}, elapsed
 
-    files = generator.describe(root, params)
+
+def _finish(
+    kind: str,
+    root: Path,
+    params: Params,
+    manifest: dict[str, Any],
+    todo: list[int],
+    generation: dict[str, Any],
+    elapsed: float,
+) -> dict[str, Any]:
+    """Complete ``manifest`` from the files on disk, with the repetition they hold; write it."""
+    files = GENERATORS[kind].describe(root, params)
     manifest.update(
         complete=True,
         files=files,
         total_bytes=sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
-        generation={"seconds": round(elapsed, 3), "processes": processes, "threads": threads},
+        generation=generation,
     )
-    if dataset.kind == "video":
+    if kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
     written = sum(files[i]["bytes"] + files[i].get("mask_bytes", 0) for i in todo)
     rate = written / 1e6 / elapsed if elapsed > 0 else 0.0
     print(
-        f"generated {dataset.kind} dataset at {root}: {_size(manifest)}; wrote "
+        f"generated {kind} dataset at {root}: {_size(manifest)}; wrote "
         f"{written / 1e6:.1f} MB in {elapsed:.1f} s ({rate:.1f} MB/s, flushed to disk) "
-        f"with {processes} process(es) x {threads} thread(s)"
+        f"with {generation['processes']} process(es) x {generation['threads']} thread(s)"
     )
     paths = [root / f[key] for f in files for key in ("path", "mask") if key in f]
     manifest["repetition"] = repetition.measure(paths)

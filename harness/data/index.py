@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.data.byo_layout import content_stamp
 from harness.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -25,6 +26,7 @@ from harness.data.manifest import (
 )
 from harness.errors import HarnessError
 from harness.files import check_format, read_json
+from harness.scenario import ImageCollageDataset, VideoDataset
 
 INDEX_DIR_ENV = "HARNESS_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path(".harness") / "index"
@@ -61,14 +63,14 @@ def read_index(root: Path, stamp: str) -> dict[str, Any] | None:
     return None
 
 
-def dataset_manifest(dataset: Any, scenario_hint: str = "SCENARIO") -> dict[str, Any]:
+def dataset_manifest(
+    dataset: ImageCollageDataset | VideoDataset, scenario_hint: str = "SCENARIO"
+) -> dict[str, Any]:
     """The manifest a run reads: a generated dataset's own, or a brought one's up-to-date index
     (else an error that says which command makes it)."""
     root = Path(dataset.path)
     if dataset.generate is not None:
         return require_complete(root, scenario_hint)
-    from harness.data.byo import content_stamp
-
     stamp = content_stamp(dataset)
     found = read_index(root, stamp)
     if found is not None:

@@ -282,16 +282,6 @@ def encoder_options(params: VideoGenerate) -> dict[str, str]:
     return {} if params.bitrate_kbps else {"qmin": scale, "qmax": scale}
 
 
-def make(root: str, params: VideoGenerate, index: int, threads: int = 1) -> None:
-    """Generate camera ``index``: its tracks, then its video (from a pool, or every frame)."""
-    if params.unique == "pool":
-        from harness.data.remux import make_from_pool
-
-        make_from_pool(Path(root), params, index, threads)
-    else:
-        make_full(Path(root), params, index, threads)
-
-
 def open_encoder(container: Any, params: VideoGenerate, threads: int) -> Any:
     """The video stream of ``container``, set up to encode the scenario's parameters."""
     encoder, _format, _suffix, pix_fmt = CODECS[params.codec]

@@ -1,11 +1,12 @@
 """Exporters: runs taken to the tools teams already use (``harness export``, ``harness run
 --export``).
 
-One registry, ``EXPORTERS``: name -> the module that implements it, imported only when asked for,
-so a missing optional package (MLflow, ClearML: ``pip install 'harness[export]'``) stops that
-exporter alone, with its reason. A module defines ``export(runs, target, options) ->
-list[str]`` (what it did, a line each) and says with ``TEXT`` whether it writes a text format
-(then ``target`` None means stdout).
+One registry, ``EXPORTERS`` (``harness.registry``): name -> the module that implements it,
+imported only when asked for, so a missing optional package (MLflow, ClearML: ``pip install
+'harness[export]'``) stops that exporter alone, with its reason. A module (a
+``harness.registry.Exporter``) defines ``export(runs, target, options) -> list[str]`` (what it
+did, a line each) and says with ``TEXT`` whether it writes a text format (then ``target`` None
+means stdout).
 
 * ``mlflow``     - mlflow_exporter: a tracking-store run per harness run (scenario as params,
                    headline metrics, time series as metric histories, summary and report files)
@@ -14,32 +15,27 @@ list[str]`` (what it did, a line each) and says with ``TEXT`` whether it writes 
 * ``prometheus`` - prometheus: the Prometheus text format for node_exporter's textfile collector
 * ``dlio``       - dlio: a DLIO / MLPerf Storage-shaped summary.json, DLIO's key names
 
-A new exporter is one module and one line here.
+A new exporter is one module and one line in the registry.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
+from harness import registry
 from harness.errors import HarnessError
+from harness.registry import Exporter as ExporterProtocol
 
 if TYPE_CHECKING:  # the registry is read by `harness --help`: no pandas until an export runs
     from harness import results
 
-EXPORTERS: dict[str, str] = {
-    "mlflow": "harness.export.mlflow_exporter",
-    "clearml": "harness.export.clearml_exporter",
-    "prometheus": "harness.export.prometheus",
-    "dlio": "harness.export.dlio",
-}
+EXPORTERS = registry.EXPORTERS  # name -> its module
 INSTALL_HINT = {"mlflow": "harness[export]", "clearml": "harness[export]"}
 
 
@@ -53,12 +49,15 @@ class ExportOptions:
     force: bool = False
 
 
-def exporter(name: str) -> ModuleType:
+Exporter: TypeAlias = "ExporterProtocol[list[results.RunFolder], ExportOptions]"
+
+
+def exporter(name: str) -> Exporter:
     """The module of exporter ``name``; HarnessError naming the reason when it cannot load."""
     if name not in EXPORTERS:
         raise HarnessError(f"--to {name}: no such exporter; known: {', '.join(EXPORTERS)}")
     try:
-        return importlib.import_module(EXPORTERS[name])
+        return cast("Exporter", EXPORTERS.load(name))
     except ImportError as exc:
         hint = f" (pip install '{INSTALL_HINT[name]}')" if name in INSTALL_HINT else ""
         raise HarnessError(f"exporter {name} not available: {exc}{hint}") from None

@@ -43,6 +43,7 @@ from harness.pipeline.sources import (
     DecodedVideoSource,
     Source,
 )
+from harness.scenario import Scenario
 
 
 def unavailable() -> str | None:
@@ -52,6 +53,21 @@ def unavailable() -> str | None:
     except ImportError as exc:
         return f"NVIDIA DALI is not installed ({exc}); pip install nvidia-dali-cuda130"
     return None
+
+
+def ignored_settings(scenario: Scenario) -> dict[str, str]:
+    """The backend settings it does not act on for this scenario's data, each with why: DALI's
+    own readers pick, read and prefetch the files."""
+    ignored = {
+        "shuffle": "DALI's readers always shuffle",
+        "prefetch_factor": "DALI keeps its own prefetch queue",
+        "decoder_threads": "DALI decodes with its pipeline threads (pipeline.workers)",
+        "read_threads": "it reads through DALI's own readers",
+        "on_corrupt": "DALI stops at a file it cannot read",
+    }
+    if scenario.dataset.kind != "video" or scenario.pipeline.mode == "cached":
+        ignored["sequence_length"] = "DALI's file readers pick single pictures"
+    return ignored
 
 
 CPU_VIDEO_CODECS = ("vp8", "vp9", "mjpeg")  # what DALI's CPU video decoder takes
@@ -264,7 +280,6 @@ def build_dali_video_batches(
 ) -> Iterator[Batch]:
     """Batches of frames from random sequences decoded by DALI's video reader."""
     import numpy as np
-    from nvidia.dali import fn, pipeline_def
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     length = plan.sequence_length
@@ -277,6 +292,53 @@ def build_dali_video_batches(
         )
     )
     sequences = -(-batch_size // length)  # enough sequences for a batch; extra frames dropped
+    pipeline = _video_pipeline(
+        file_list, length, sequences, workers, seed, rank, world, device_index
+    )
+    iterator = DALIGenericIterator(
+        pipeline,
+        ["video", "label", "frame"],
+        reader_name="video",
+        auto_reset=True,
+        last_batch_policy=LastBatchPolicy.FILL,
+    )
+    crops = np.random.default_rng([seed, rank, 0xDA11])
+    tracks: dict[int, Any] = {}
+    for outputs in itertools.islice(_epochs(iterator), steps):  # steps None: no end
+        batch = outputs[0]
+        frames = batch["video"].flatten(0, 1)[:batch_size]  # (N, H, W, C)
+        files = batch["label"].reshape(-1).cpu().repeat_interleave(length)[:batch_size]
+        numbers = batch["frame"].reshape(-1).cpu()[:batch_size]
+        images, masks, refs = [], [], []
+        for frame, file, number in zip(frames, files.tolist(), numbers.tolist(), strict=True):
+            info = source.files[file]
+            top = int(crops.integers(info.height - crop + 1))
+            left = int(crops.integers(info.width - crop + 1))
+            ref = SampleRef(file, number, top, left)
+            refs.append(ref)
+            image = frame[top : top + crop, left : left + crop]
+            images.append(image.permute(2, 0, 1))
+            masks.append(_video_mask(source, tracks, ref, crop, image))
+        made = Batch.untimed(
+            torch.stack(images), torch.stack(masks).to(frames.device), time.monotonic_ns()
+        )
+        made.refs = refs  # which frame and crop each sample is (tests check them)
+        yield made
+
+
+def _video_pipeline(
+    file_list: Path,
+    length: int,
+    sequences: int,
+    workers: int,
+    seed: int,
+    rank: int,
+    world: int,
+    device_index: int | None,
+) -> Any:
+    """DALI's pipeline reading random sequences of ``length`` frames of the videos listed in
+    ``file_list`` (``sequences`` of them a batch), with each frame's video and number."""
+    from nvidia.dali import fn, pipeline_def
 
     @pipeline_def(
         batch_size=sequences,
@@ -301,35 +363,7 @@ def build_dali_video_batches(
         )
         return video, label, frame
 
-    iterator = DALIGenericIterator(
-        pipeline(),
-        ["video", "label", "frame"],
-        reader_name="video",
-        auto_reset=True,
-        last_batch_policy=LastBatchPolicy.FILL,
-    )
-    crops = np.random.default_rng([seed, rank, 0xDA11])
-    tracks: dict[int, Any] = {}
-    for outputs in itertools.islice(_epochs(iterator), steps):  # steps None: no end
-        batch = outputs[0]
-        frames = batch["video"].flatten(0, 1)[:batch_size]  # (N, H, W, C)
-        files = batch["label"].reshape(-1).cpu().repeat_interleave(length)[:batch_size]
-        numbers = batch["frame"].reshape(-1).cpu()[:batch_size]
-        images, masks, refs = [], [], []
-        for frame, file, number in zip(frames, files.tolist(), numbers.tolist(), strict=True):
-            info = source.files[file]
-            top = int(crops.integers(info.height - crop + 1))
-            left = int(crops.integers(info.width - crop + 1))
-            ref = SampleRef(file, number, top, left)
-            refs.append(ref)
-            image = frame[top : top + crop, left : left + crop]
-            images.append(image.permute(2, 0, 1))
-            masks.append(_video_mask(source, tracks, ref, crop, image))
-        batch = Batch.untimed(
-            torch.stack(images), torch.stack(masks).to(frames.device), time.monotonic_ns()
-        )
-        batch.refs = refs  # which frame and crop each sample is (tests check them)
-        yield batch
+    return pipeline()
 
 
 def _video_mask(
@@ -356,19 +390,30 @@ def _video_mask(
 
 def batches(request: BatchRequest) -> Iterator[Batch]:
     """The registry's entry: DALI's video reader for decoded video, else its image readers."""
-    options = {
-        "batch_size": request.batch_size,
-        "crop": request.crop,
-        "workers": request.workers,
-        "seed": request.seed,
-        "rank": request.rank,
-        "world": request.world,
-        "steps": request.steps,
-        "device_index": request.device_index,
-    }
     if isinstance(request.source, DecodedVideoSource):
         request.work_dir.mkdir(parents=True, exist_ok=True)  # ranks other than 0 may lack it
         return build_dali_video_batches(
-            request.source, request.plan, work_dir=request.work_dir, **options
+            request.source,
+            request.plan,
+            batch_size=request.batch_size,
+            crop=request.crop,
+            workers=request.workers,
+            seed=request.seed,
+            rank=request.rank,
+            world=request.world,
+            steps=request.steps,
+            device_index=request.device_index,
+            work_dir=request.work_dir,
         )
-    return build_dali_batches(request.source, request.plan, **options)
+    return build_dali_batches(
+        request.source,
+        request.plan,
+        batch_size=request.batch_size,
+        crop=request.crop,
+        workers=request.workers,
+        seed=request.seed,
+        rank=request.rank,
+        world=request.world,
+        steps=request.steps,
+        device_index=request.device_index,
+    )

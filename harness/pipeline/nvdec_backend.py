@@ -40,9 +40,10 @@ from harness.pipeline import BatchRequest
 from harness.pipeline.accounting import CountingFile, PageLedger, Reads
 from harness.pipeline.batch import NOT_MEASURED, Batch, FileError, Sample
 from harness.pipeline.codecs import check_nvdec_limits, refuse_awkward_video
-from harness.pipeline.loader import MAX_SKIPS
 from harness.pipeline.plan import SampleRef
 from harness.pipeline.sources import DecodedVideoSource, Source
+from harness.pipeline.torch_backend import MAX_SKIPS
+from harness.scenario import Scenario
 
 MAX_OPEN = 16  # decoder sessions per thread: the study's 12 cameras stay open
 # Read the videos through a counting Python file object (bytes cross-check per sample) rather
@@ -71,6 +72,15 @@ def unavailable() -> str | None:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"PyNvVideoCodec cannot start: {first_line}"
     return None
+
+
+def ignored_settings(scenario: Scenario) -> dict[str, str]:
+    """The backend settings it does not act on, each with why: its decoders are NVDEC sessions
+    that read the video themselves."""
+    return {
+        "decoder_threads": "NVDEC decodes in hardware; its decoders are pipeline.workers",
+        "read_threads": "its decoders read the video themselves",
+    }
 
 
 def check_scenario(source: Source, use_cuda: bool) -> None:

@@ -19,9 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 
-from harness.collect import KNOWN as COLLECTOR_NAMES
 from harness.errors import one_line
-from harness.pipeline import BACKEND_NAMES
+from harness.registry import BACKENDS, COLLECTOR_NAMES
 
 
 def _at_most(limit: float, reason: str) -> AfterValidator:
@@ -313,7 +312,7 @@ class FrameCache(Model):
 class Pipeline(Model):
     """The input pipeline that feeds the training loop: backend, parallelism, batches, crops."""
 
-    backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
+    backend: Literal[BACKENDS.names] = Field(  # type: ignore[valid-type]
         "torch",
         description="Input pipeline: torch (a DataLoader), dali or nvdec, each imported only "
         "when a scenario asks for it.",

@@ -98,7 +98,7 @@ def evaluate_model(
     (read through the torch backend: evaluation is not part of the timed loop). ``keep``
     receives the first held-out samples as read (up to ``harness.train.samples.SAMPLES``), so
     that the run's thumbnails need not read them again."""
-    from harness.pipeline.loader import SegmentationSamples
+    from harness.pipeline.torch_backend import SegmentationSamples
     from harness.train.samples import SAMPLES
 
     count = scenario.training.eval_samples

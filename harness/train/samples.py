@@ -115,7 +115,7 @@ def _keep(
     no_prediction: str | None,
     read: list[Any] | None,
 ) -> dict[str, Any]:
-    from harness.pipeline.loader import SegmentationSamples
+    from harness.pipeline.torch_backend import SegmentationSamples
 
     classes = int(dataset_manifest["classes"])
     held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)

@@ -29,6 +29,7 @@ from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
 from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
+from harness.scenario import CollageGenerate, Scenario
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
 
@@ -201,7 +202,7 @@ def build_loader(
     )
 
 
-# --- the "torch" entry of the backend registry (harness.pipeline.BACKENDS) -----------------------
+# --- the "torch" entry of the backend registry (harness.registry.BACKENDS) ------------------------
 
 
 def unavailable() -> str | None:
@@ -210,6 +211,24 @@ def unavailable() -> str | None:
 
 def check_scenario(source: Source, use_cuda: bool) -> None:
     """The torch backend reads every dataset kind."""
+
+
+def ignored_settings(scenario: Scenario) -> dict[str, str]:
+    """The backend settings it does not act on for this scenario's data, each with why."""
+    pipeline, dataset = scenario.pipeline, scenario.dataset
+    ignored = {}
+    if pipeline.workers == 0:
+        ignored["prefetch_factor"] = "with workers 0 the training process reads each batch itself"
+    decoded_video = dataset.kind == "video" and pipeline.mode != "cached"
+    if dataset.kind != "video":
+        ignored["decoder_threads"] = "an image collage has no video to decode"
+    elif not decoded_video:
+        ignored["decoder_threads"] = "the frame cache holds frames already decoded"
+    if decoded_video:
+        ignored["read_threads"] = "video is decoded from its file, not read whole"
+    elif isinstance(dataset.generate, CollageGenerate) and dataset.generate.format == "npy":
+        ignored["read_threads"] = "npy crops are read through a memory map, not as whole files"
+    return ignored
 
 
 def batches(request: BatchRequest) -> BackgroundBatches:
