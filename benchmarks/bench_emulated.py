@@ -181,7 +181,7 @@ def bare_pipeline(scenario_file: str) -> dict:
                     last = worker_schedstat(batches), samples, time.monotonic()
             ended = time.monotonic()
         finally:
-            iterator.close()
+            iterator.close()  # type: ignore[attr-defined]  # every backend's batches close
     out = {"samples_per_s": samples / (ended - started), "samples": samples}
     if first and last and last[0] and last[1]:
         (cpu_ns, wait_ns, workers), counted, at = last
