@@ -5,7 +5,7 @@
   a. the harness is not the bottleneck: with a near-zero compute profile (0.1 ms a step) on data
      in the page cache (``pipeline.page_cache: warm``), the samples/s of one emulated accelerator
      (``harness run``, collectors on) vs the same pipeline iterated without the training loop
-     around it (built as harness/run.py builds it: ``prepare_run`` then ``backend.batches``),
+     around it (built as harness/run/ builds it: ``prepare_run`` then ``backend.batches``),
      for the quick collage (npy crops) and the quick JPEG frame cache, 1 and 2 workers
      (target: >= 0.90);
   b. storage-bound: an npy frame cache of several GB, page cache dropped, the read rate of an
@@ -146,7 +146,7 @@ def value(summary: dict, name: str) -> float:
 
 
 def bare_pipeline(scenario_file: str) -> dict:
-    """The scenario's pipeline without the training loop: built as harness/run.py builds it, its
+    """The scenario's pipeline without the training loop: built as harness/run/ builds it, its
     page cache prepared the same way, iterated in this process; samples/s over the batches after
     the warm-up ones, timed like the run's measured window (from the moment the last warm-up
     batch arrived to the moment the last batch did).
@@ -181,7 +181,7 @@ def bare_pipeline(scenario_file: str) -> dict:
                     last = worker_schedstat(batches), samples, time.monotonic()
             ended = time.monotonic()
         finally:
-            iterator.close()
+            iterator.close()  # type: ignore[attr-defined]  # every backend's batches close
     out = {"samples_per_s": samples / (ended - started), "samples": samples}
     if first and last and last[0] and last[1]:
         (cpu_ns, wait_ns, workers), counted, at = last

@@ -201,7 +201,7 @@ class Hosts:
         """A fresh rendezvous for the next launch of all hosts' ranks (None: this host only)."""
         if self.count == 1:
             return None
-        from harness.accelerators import Nodes
+        from harness.run import Nodes
 
         self.launches += 1
         address, port = self.master.rsplit(":", 1)
@@ -305,8 +305,7 @@ def _probe_here(
     item: Any, args: argparse.Namespace, prepared: Any, count: int, hosts: Hosts
 ) -> Any:
     """This host's share of one probe: ``count`` emulated accelerators, a real run folder."""
-    from harness.accelerators import run_accelerators
-    from harness.run import prepare_run
+    from harness.run import prepare_run, run_accelerators
     from harness.scenario import load_scenario
 
     probe_item = load_scenario(item.file, [*_overrides(args), f"training.accelerators={count}"])

@@ -7,6 +7,9 @@ DataLoader worker, so I/O and CPU are the host's), launches the ranks, and when 
 merges the files they left (``harness.train.emulated``) into the run's tables and summary. A rank
 that fails makes the launcher stop the others; their results are kept, the run is marked
 incomplete, and the reason names the rank.
+
+The launcher spawns each rank with ``accelerator_rank`` and a ``RankJob``, pickled by their
+module path (``harness.run.accelerators``): both stay at this module's top level.
 """
 
 from __future__ import annotations
@@ -21,23 +24,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
 from harness import results
+from harness.collect.sampler import Collector
 from harness.errors import one_line
 from harness.pipeline.accounting import ledger_path
-from harness.run import (
-    PreparedRun,
-    RunContext,
+from harness.run.finish import (
     RunOutcome,
-    collectors_for,
     keep_thumbnails,
     note_resident_at_end,
-    prepare_page_cache,
-    prepare_run,
     rank_records,
-    train_and_collect,
     write_manifest,
     write_results,
 )
+from harness.run.prepare import (
+    PreparedRun,
+    RunContext,
+    collectors_for,
+    prepare_page_cache,
+    prepare_run,
+)
+from harness.run.single import train_and_collect
 from harness.scenario import LoadedScenario
 from harness.summary import RankRecords
 from harness.train.distributed import Ranks
@@ -55,6 +67,8 @@ from harness.train.emulated import (
 from harness.train.loop import LoopRecords
 
 LAUNCHER_GRACE_S = 10  # how long the launcher lets ranks write their results after a failure
+# The launcher installs handlers for these that raise its own exception and leaves them.
+LAUNCHER_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 @dataclass(frozen=True)
@@ -89,28 +103,64 @@ def run_accelerators(
 ) -> RunOutcome:
     """Launch ``accelerators`` emulated ranks on this host (with ``nodes``, as this host's share
     of a job across several) and merge them into one run folder for this host."""
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     scenario = prepared.scenario
     folder = results_root / results.new_run_id(scenario.name)
     write_manifest(prepared, folder, accelerators, command, repeat)
-    host = Ranks()
-    context = RunContext(
-        scenario,
+    context = _host_context(prepared, folder, quiet)
+    ledger = ledger_path(folder.name)  # the host's: its ranks and their workers count a page once
+    prepared.source.share_ledger(ledger, create=True)
+    config = _launch_config(folder, accelerators, nodes)
+    _quiet_launcher_logs()
+    t0 = time.monotonic()
+    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, context.ranks)
+    # Ours come back afterwards, and nothing interrupts the merge of what the ranks measured.
+    saved = {sig: signal.getsignal(sig) for sig in LAUNCHER_SIGNALS}
+    for collector in collectors:
+        collector.start()
+    try:
+        launch_failure, exit_code = _launch(config, RankJob(prepared.loaded, folder, t0, quiet))
+    finally:
+        for sig in LAUNCHER_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        for collector in collectors:
+            collector.stop()
+        ledger.unlink(missing_ok=True)
+    if nodes is None:  # every rank on this host: the page cache saw all their reads
+        note_resident_at_end(prepared, context.page_cache)
+    first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
+    ranks = range(first, first + accelerators)
+    found = read_rank_results(folder, ranks)
+    parts = _merge_host(found, collectors)
+    complete, reason, exit_code = _verdict(found, ranks, launch_failure, exit_code)
+    try:
+        summary = write_results(context, parts, None, complete, reason, prepared)
+        shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
+        if complete:
+            keep_thumbnails(context, prepared, None)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return RunOutcome(folder, complete, reason, exit_code, summary)
+
+
+def _host_context(prepared: PreparedRun, folder: Path, quiet: bool) -> RunContext:
+    """The controller's context: the host as one rank, its page cache prepared once for all."""
+    return RunContext(
+        prepared.scenario,
         folder,
-        host,
+        Ranks(),
         prepared.device,
         prepared.dataset_manifest,
         prepared.cache_manifest,
         quiet,
         prepare_page_cache(prepared, act=True),
     )
-    ledger = ledger_path(folder.name)  # the host's: its ranks and their workers count a page once
-    prepared.source.share_ledger(ledger, create=True)
-    rendezvous = (
+
+
+def _launch_config(folder: Path, accelerators: int, nodes: Nodes | None) -> LaunchConfig:
+    """One launch of this host's ranks: a rendezvous of its own on this host alone, or the
+    static one of every host's controller with ``nodes``."""
+    rendezvous: dict[str, Any] = (
         {"rdzv_backend": "c10d", "rdzv_endpoint": "127.0.0.1:0"}
         if nodes is None
         else {
@@ -119,7 +169,7 @@ def run_accelerators(
             "rdzv_configs": {"rank": nodes.rank},
         }
     )
-    config = LaunchConfig(
+    return LaunchConfig(
         min_nodes=1 if nodes is None else nodes.count,
         max_nodes=1 if nodes is None else nodes.count,
         nproc_per_node=accelerators,
@@ -132,67 +182,49 @@ def run_accelerators(
         # its per-launch log folders go with the ranks' files (removed after the merge)
         logs_specs=DefaultLogsSpecs(log_dir=str(folder / RANKS_FOLDER / "logs")),
     )
-    # The launcher logs each failure as a traceback; the run reports it in one line instead.
+
+
+def _quiet_launcher_logs() -> None:
+    """The launcher logs each failure as a traceback; the run reports it in one line instead."""
     for name in (
         "torch.distributed.elastic",
         "torch.distributed.launcher",
         "torch.multiprocessing",
     ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    t0 = time.monotonic()
-    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, host)
-    launch_failure, exit_code = None, 0
-    # The launcher installs handlers that raise its own exception and leaves them; ours come
-    # back afterwards, and nothing interrupts the merge of what the ranks measured.
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    saved = {sig: signal.getsignal(sig) for sig in handled}
-    for collector in collectors:
-        collector.start()
+
+
+def _launch(config: LaunchConfig, job: RankJob) -> tuple[str | None, int]:
+    """Run the ranks until they have all stopped: why the launch failed (None: it did not) and
+    its exit code."""
     try:
-        elastic_launch(config, accelerator_rank)(RankJob(prepared.loaded, folder, t0, quiet))
+        elastic_launch(config, accelerator_rank)(job)
     except ChildFailedError as exc:
-        launch_failure, exit_code = _describe_failures(exc), 1
+        return _describe_failures(exc), 1
     except SignalException as exc:
-        launch_failure = f"interrupted by {exc.sigval.name}"
-        exit_code = 143 if exc.sigval == signal.SIGTERM else 130
+        return f"interrupted by {exc.sigval.name}", 143 if exc.sigval == signal.SIGTERM else 130
     except KeyboardInterrupt:
-        launch_failure, exit_code = "interrupted by SIGINT", 130
+        return "interrupted by SIGINT", 130
     except Exception as exc:  # the rendezvous or the launcher itself: one line, results kept
-        launch_failure, exit_code = f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", 1
-    finally:
-        for sig in handled:
-            signal.signal(sig, signal.SIG_IGN)
-        for collector in collectors:
-            collector.stop()
-        ledger.unlink(missing_ok=True)
-    if nodes is None:  # every rank on this host: the page cache saw all their reads
-        note_resident_at_end(prepared, context.page_cache)
-    first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
-    found = read_rank_results(folder, range(first, first + accelerators))
-    parts = _merge_host(found, collectors)
-    complete = launch_failure is None and len(found) == accelerators
+        return f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", 1
+    return None, 0
+
+
+def _verdict(
+    found: dict[int, RankResult], ranks: range, launch_failure: str | None, exit_code: int
+) -> tuple[bool, str | None, int]:
+    """Whether every rank of this host finished, why not, and the run's exit code."""
+    complete = launch_failure is None and len(found) == len(ranks)
     complete = complete and all(r.complete for r in found.values())
-    reason = (
-        None if complete else _reason(found, range(first, first + accelerators), launch_failure)
-    )
+    reason = None if complete else _reason(found, ranks, launch_failure)
     if not complete and exit_code in (0, 1):  # the ranks' own verdict (2: refused input)
         exit_code = max((r.exit_code for r in found.values()), default=1) or 1
-    try:
-        summary = write_results(context, parts, None, complete, reason, prepared)
-        shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
-        if complete:
-            keep_thumbnails(context, prepared, None)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-    return RunOutcome(folder, complete, reason, exit_code, summary)
+    return complete, reason, exit_code
 
 
 def accelerator_rank(job: RankJob) -> None:
     """One emulated accelerator (a process the launcher spawned): its share of the samples,
     emulated steps, a stop vote after each; its records go to the run folder however it ends."""
-    import torch
-
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     training = job.loaded.scenario.training
@@ -247,7 +279,7 @@ def accelerator_rank(job: RankJob) -> None:
         raise SystemExit(result.exit_code)
 
 
-def _merge_host(found: dict[int, RankResult], collectors: list[Any]) -> list[RankRecords]:
+def _merge_host(found: dict[int, RankResult], collectors: list[Collector]) -> list[RankRecords]:
     """The ranks' records in rank order; the host's collectors (their series, and their metrics
     over the ranks' measured window) are given to the first of them."""
     parts = [found[rank].records for rank in sorted(found)]
@@ -277,7 +309,7 @@ def _reason(found: dict[int, RankResult], ranks: range, launch_failure: str | No
     return "; ".join(parts) or "an accelerator rank failed"
 
 
-def _describe_failures(error: Any) -> str:
+def _describe_failures(error: ChildFailedError) -> str:
     """The launcher's view: which rank ended how (a signal that the launcher did not send
     first, since it stops the others with SIGTERM)."""
     lines = []

@@ -1,0 +1,204 @@
+"""Finishing a run: the files of its folder.
+
+The manifest is written before the first step; after the loop, every rank's records are
+gathered and written as the run's tables and summary (``complete: false`` with the reason when
+the loop did not finish), and the held-out thumbnails are kept. What the numbers mean is decided
+in ``harness.summary`` (pure); this module only writes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness import pagecache, results
+from harness.collect.sampler import Collector
+from harness.env import environment
+from harness.errors import HarnessError, one_line
+from harness.run.prepare import PreparedRun, RunContext
+from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
+from harness.train import distributed
+from harness.train.loop import LoopRecords
+from harness.train.model import cpu_threads_for
+from harness.train.samples import keep_held_out_samples, model_predictor
+
+
+@dataclass
+class RunOutcome:
+    folder: Path | None  # None on ranks other than 0
+    complete: bool
+    reason: str | None
+    exit_code: int  # 0 complete, 1 run failed, 2 bad input, 130/143 interrupted
+    summary: Summary | None
+
+
+def write_manifest(
+    prepared: PreparedRun,
+    folder: Path,
+    ranks: int,
+    command: list[str],
+    repeat: tuple[int, int] | None,
+) -> None:
+    """Create the run folder and write its manifest (before the first step)."""
+    scenario, device = prepared.scenario, prepared.device
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise HarnessError(f"cannot create the run folder {folder}: {exc.strerror}") from None
+    times = prepared.compute_times
+    results.write_document(
+        folder,
+        results.MANIFEST,
+        {
+            "run_id": folder.name,
+            "scenario": scenario.model_dump(mode="json"),
+            "scenario_file": str(prepared.loaded.file),
+            "command": command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ranks": ranks,
+            "device": str(device.torch_device),
+            "precision": device.precision,
+            "cpu_threads": cpu_threads_for(scenario) if times is None else 1,
+            "repeat": None if repeat is None else {"index": repeat[0], "of": repeat[1]},
+            "emulation": None if times is None else times.document(),
+            **environment(Path(scenario.dataset.path)),
+        },
+    )
+
+
+def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> None:
+    """The dataset's bytes in the page cache once the loop has ended (before evaluation reads
+    more), so that the summary can tell the dataset's pages the run brought in from the other
+    files its processes read."""
+    page_cache["resident_page_bytes_at_end"] = pagecache.resident_page_bytes(
+        prepared.source.data_files()
+    )
+
+
+def gather_and_write_results(
+    context: RunContext,
+    records: LoopRecords,
+    collectors: list[Collector],
+    evaluation: dict[str, Any] | None,
+    complete: bool,
+    reason: str | None,
+    prepared: PreparedRun,
+) -> Summary | None:
+    """Gather every rank's records on rank 0 and write the tables and the summary."""
+    local = rank_records(context.ranks.rank, records, collectors)
+    try:
+        gathered = distributed.gather(local, context.ranks)
+    except RuntimeError as exc:  # a partner rank is gone: keep this rank's own records
+        gathered = [local]
+        reason = reason or f"run failed: {one_line(exc, 300)}"
+        complete = False
+    if not context.ranks.is_main or gathered is None:
+        return None
+    shutil.rmtree(context.folder / "ranks", ignore_errors=True)  # emulated ranks' pid files
+    return write_results(context, gathered, evaluation, complete, reason, prepared)
+
+
+def write_results(
+    context: RunContext,
+    parts: list[RankRecords],
+    evaluation: dict[str, Any] | None,
+    complete: bool,
+    reason: str | None,
+    prepared: PreparedRun,
+) -> Summary:
+    """The run's tables and summary from every rank's records (rank 0's first)."""
+    folder = context.folder
+    results.write_table(folder, "steps", step_table(parts))
+    results.write_table(folder, "samples", sample_table(parts))
+    for name in sorted({n for part in parts for n in part.series}):
+        frames = [part.series[name].assign(rank=part.rank) for part in parts if name in part.series]
+        results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
+    times = prepared.compute_times
+    summary = build_summary(
+        run_id=folder.name,
+        scenario=context.scenario,
+        emulation=None if times is None else times.document(),
+        parts=parts,
+        page_cache=context.page_cache,
+        dataset_manifest=context.dataset_manifest,
+        cache_manifest=context.cache_manifest,
+        evaluation=evaluation,
+        complete=complete,
+        reason=reason,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    results.write_document(folder, results.SUMMARY, dict(summary))
+    return summary
+
+
+def keep_thumbnails(
+    context: RunContext,
+    prepared: PreparedRun,
+    model: torch.nn.Module | None,
+    read: list[Any] | None = None,
+) -> None:
+    """The first held-out samples as pictures (``harness.train.samples``), listed in the
+    manifest: after the run, outside every measurement; the prediction is the model's after
+    the held-out evaluation (None: an emulated run, or no evaluation asked for). ``read``: the
+    samples where the evaluation read them already."""
+    if model is not None:
+        no_prediction = None
+    elif prepared.compute_times is not None:
+        no_prediction = "emulated run: no model was trained, so there is no prediction"
+    else:
+        no_prediction = "training.eval_samples is 0: no held-out evaluation, so no prediction"
+    entry = keep_held_out_samples(
+        context.folder,
+        source=prepared.source,
+        plan=prepared.plan,
+        crop=context.scenario.pipeline.crop,
+        dataset_manifest=context.dataset_manifest,
+        predict=None if model is None else model_predictor(model, context.device),
+        no_prediction=no_prediction,
+        read=read,
+    )
+    results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
+
+
+def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
+    """What this rank measured: the loop's records and its collectors' series and metrics over
+    the measured window (the steps after warm-up)."""
+    working = [c for c in collectors if c.unavailable is None]
+    measured = [s for s in records.steps if not s["warmup"]]
+    metrics: dict[str, dict[str, Any]] = {}
+    if measured:
+        start = min(s["t_start"] for s in measured)
+        end = max(s["t_end"] for s in measured)
+        for collector in working:
+            metrics.update(collector.summary(start, end))
+    io = next((c for c in collectors if c.name == "io"), None)
+    read_bytes = None
+    if io is not None and io.unavailable is None:
+        frame = io.frame()
+        if len(frame) >= 2:
+            read_bytes = int(frame["read_bytes"].iloc[-1] - frame["read_bytes"].iloc[0])
+    return RankRecords(
+        rank=rank,
+        steps=records.steps,
+        samples=records.samples,
+        errors=records.errors,
+        series={c.name: c.frame() for c in working},
+        collector_metrics=metrics,
+        unavailable={
+            **{c.name: c.unavailable for c in collectors if c.unavailable is not None},
+            **{
+                c.name: f"stopped sampling: {c.error}"
+                for c in collectors
+                if getattr(c, "error", None)
+            },
+        },
+        sampler_cpu_s={c.name: c.cpu_seconds for c in collectors},
+        io_read_bytes=read_bytes,
+        io_device=getattr(io, "device", None),
+    )

@@ -1,0 +1,168 @@
+"""Preparing a run: everything that can refuse it, checked before any work.
+
+The backend, the device, the dataset, the frame cache, the backend's limits and the emulation
+profile are checked here; ``PreparedRun`` carries what they gave to the drivers
+(``harness.run.single``, ``harness.run.accelerators``), and ``RunContext`` what every stage of one
+run needs to know about it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from harness import pagecache
+from harness.collect import PER_HOST, make_collectors
+from harness.collect.sampler import Collector
+from harness.data.cache import read_cache_manifest
+from harness.data.index import dataset_manifest as dataset_index
+from harness.errors import HarnessError
+from harness.pipeline import BatchRequest, require_backend
+from harness.pipeline.batch import Batch
+from harness.pipeline.plan import SamplePlan
+from harness.pipeline.sources import Source, build_source
+from harness.scenario import LoadedScenario, Scenario
+from harness.train.distributed import Ranks
+from harness.train.loop import Device, resolve_device
+from harness.train.profiles import ComputeTimes, compute_times
+
+
+class Backend(Protocol):
+    """What a run asks of a backend module (``harness.pipeline`` describes the contract)."""
+
+    def check_scenario(self, source: Source, use_cuda: bool) -> None: ...
+
+    def batches(self, request: BatchRequest) -> Iterable[Batch]: ...
+
+
+@dataclass
+class RunContext:
+    """What every stage of one run needs to know about it, passed explicitly."""
+
+    scenario: Scenario
+    folder: Path
+    ranks: Ranks
+    device: Device
+    dataset_manifest: dict[str, Any]
+    cache_manifest: dict[str, Any] | None
+    quiet: bool
+    page_cache: dict[str, Any]
+
+
+@dataclass
+class PreparedRun:
+    """A scenario checked against this machine and its data, before any work."""
+
+    loaded: LoadedScenario
+    backend: Backend
+    device: Device
+    dataset_manifest: dict[str, Any]
+    cache_manifest: dict[str, Any] | None
+    source: Source
+    plan: SamplePlan
+    compute_times: ComputeTimes | None  # emulated runs: where step times come from
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.loaded.scenario
+
+    def batch_request(self, ranks: Ranks, folder: Path) -> BatchRequest:
+        pipeline = self.scenario.pipeline
+        return BatchRequest(
+            source=self.source,
+            plan=self.plan,
+            batch_size=pipeline.batch_size,
+            crop=pipeline.crop,
+            workers=pipeline.workers,
+            prefetch_factor=pipeline.prefetch_factor,
+            read_threads=pipeline.read_threads,
+            on_corrupt=pipeline.on_corrupt,
+            seed=self.scenario.training.seed,
+            rank=ranks.rank,
+            world=ranks.world,
+            steps=self.scenario.training.steps,
+            device=self.device.torch_device,
+            work_dir=folder,
+        )
+
+
+def prepare_run(loaded: LoadedScenario, local_rank: int = 0) -> PreparedRun:
+    """Everything that can refuse the run, checked before any work: backend, device, dataset,
+    frame cache, the backend's limits, the emulation profile."""
+    scenario = loaded.scenario
+    backend: Backend = require_backend(scenario.pipeline.backend)
+    emulated = scenario.training.compute == "emulated"
+    if emulated and scenario.training.device != "cpu":
+        # More emulated accelerators than GPUs share them for their host-to-device copies.
+        local_rank = _shared_gpu(local_rank)
+    device = resolve_device(scenario.training.device, scenario.training.precision, local_rank)
+    dataset_manifest = dataset_index(scenario.dataset, str(loaded.file))
+    cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
+    source = build_source(scenario, dataset_manifest, cache_manifest)
+    backend.check_scenario(source, device.is_cuda)
+    plan = SamplePlan(
+        source.files,
+        scenario.pipeline.crop,
+        scenario.training.seed,
+        scenario.pipeline.shuffle,
+        scenario.pipeline.sequence_length,
+    )
+    times = None
+    if emulated:
+        times = compute_times(scenario, int(dataset_manifest["classes"]))
+    return PreparedRun(
+        loaded, backend, device, dataset_manifest, cache_manifest, source, plan, times
+    )
+
+
+def _shared_gpu(local_rank: int) -> int:
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return local_rank % count if count else local_rank
+
+
+def local_accelerators(scenario: Scenario) -> int:
+    """Emulated accelerators this process launches: 1 under torchrun (torchrun launched them:
+    ``accelerators`` must then match --nproc-per-node) and for real runs."""
+    training = scenario.training
+    if training.compute != "emulated":
+        return 1
+    per_node = os.environ.get("LOCAL_WORLD_SIZE")
+    if per_node is not None:
+        if training.accelerators not in (None, int(per_node)):
+            raise HarnessError(
+                f"training.accelerators {training.accelerators}: under torchrun each process is "
+                f"one accelerator and --nproc-per-node is {per_node}; leave accelerators unset "
+                "or make them equal"
+            )
+        return 1
+    return training.accelerators or 1
+
+
+def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> dict[str, Any]:
+    scenario = prepared.scenario
+    return pagecache.prepare(
+        scenario.pipeline.page_cache,
+        prepared.source.data_files(),
+        Path(scenario.dataset.path),
+        act=act,
+    )
+
+
+def collectors_for(
+    scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks
+) -> list[Collector]:
+    names = scenario.collectors.enabled
+    if ranks.local_rank != 0:  # one process per machine samples what the whole machine shares
+        names = [n for n in names if n not in PER_HOST]
+    return make_collectors(
+        names,
+        rate_hz=scenario.collectors.rate_hz,
+        root_pid=os.getpid(),
+        dataset_path=dataset_dir,
+        t0=t0,
+    )

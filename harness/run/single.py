@@ -1,0 +1,269 @@
+"""The single-process driver: one process, one rank (or one of torchrun's ranks), from the run
+folder to its results.
+
+Order matters: the manifest is written before the first step; whatever happens after that
+(Ctrl-C, SIGTERM, a dead worker, a corrupt file under ``fail``), the finished steps and collected
+series are written, marked ``"complete": false`` with the reason, and no worker is left behind.
+``train_and_collect`` is the timed loop with its collectors and signal handling, which every
+emulated accelerator (``harness.run.accelerators``) runs too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+
+from harness import results
+from harness.collect.sampler import Collector
+from harness.errors import HarnessError
+from harness.pipeline.accounting import ledger_path
+from harness.pipeline.batch import Batch, worker_error
+from harness.run.finish import (
+    RunOutcome,
+    gather_and_write_results,
+    keep_thumbnails,
+    note_resident_at_end,
+    write_manifest,
+)
+from harness.run.prepare import PreparedRun, RunContext, collectors_for, prepare_page_cache
+from harness.train import distributed
+from harness.train.emulated import emulated_step, stop_vote, write_pid
+from harness.train.loop import (
+    LoopRecords,
+    RunFailed,
+    StepFunction,
+    progress_printer,
+    real_step,
+    train,
+)
+from harness.train.model import build_model, evaluate_model, page_in, set_cpu_threads
+
+Synchronise = Callable[[bool], bool]  # the per-step stop vote of emulated ranks
+
+
+class Interrupted(BaseException):
+    """SIGTERM, or SIGINT (Ctrl-C): stop, keep what was collected."""
+
+
+def run_single(
+    prepared: PreparedRun,
+    *,
+    results_root: Path,
+    command: list[str],
+    repeat: tuple[int, int] | None,
+    quiet: bool,
+) -> RunOutcome:
+    """Run the prepared scenario's training loop in this process with its collectors and write
+    ``results/<run-id>/`` (on rank 0)."""
+    scenario = prepared.scenario
+    context, ledger = _start(prepared, results_root, command, repeat, quiet)
+    ranks = context.ranks
+    torch.manual_seed(scenario.training.seed)
+    model, step_function, synchronise = _training_step(context, prepared)
+    batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder))
+    records = LoopRecords()
+    t0 = time.monotonic()
+    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, ranks)
+    complete, reason, exit_code = train_and_collect(
+        context, step_function, batches, t0, records, collectors, synchronise
+    )
+    if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
+        note_resident_at_end(prepared, context.page_cache)  # every rank on this host
+    evaluation = None
+    held_out: list[Any] = []  # the first held-out samples, as the evaluation read them
+    if complete and model is not None:
+        classes = int(prepared.dataset_manifest["classes"])
+        evaluation = evaluate_model(
+            model, scenario, prepared.source, prepared.plan, classes, context.device, held_out
+        )
+    summary = gather_and_write_results(
+        context, records, collectors, evaluation, complete, reason, prepared
+    )
+    distributed.shutdown(ranks)
+    if ranks.local_rank == 0:
+        ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
+    if ranks.is_main and complete:
+        keep_thumbnails(context, prepared, model if evaluation else None, held_out)
+    folder = context.folder if ranks.is_main else None
+    return RunOutcome(folder, complete, reason, exit_code, summary)
+
+
+def _start(
+    prepared: PreparedRun,
+    results_root: Path,
+    command: list[str],
+    repeat: tuple[int, int] | None,
+    quiet: bool,
+) -> tuple[RunContext, Path]:
+    """Join the ranks, create the run folder with its manifest, share the page ledger and set
+    the page cache: the run's context, and its ledger's path."""
+    scenario, device = prepared.scenario, prepared.device
+    emulated = prepared.compute_times is not None
+    ranks = distributed.init_ranks(
+        device.is_cuda and not emulated, scenario.training.collective_timeout_s
+    )
+    folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
+    if ranks.is_main:
+        write_manifest(prepared, folder, ranks.world, command, repeat)
+    ledger = ledger_path(folder.name)  # one per host: its ranks and workers count a page once
+    if ranks.local_rank == 0:
+        prepared.source.share_ledger(ledger, create=True)
+    context = RunContext(
+        scenario,
+        folder,
+        ranks,
+        device,
+        prepared.dataset_manifest,
+        prepared.cache_manifest,
+        quiet,
+        prepare_page_cache(prepared, act=ranks.local_rank == 0),
+    )
+    distributed.barrier(ranks)
+    if ranks.local_rank != 0:
+        prepared.source.share_ledger(ledger, create=False)
+    return context, ledger
+
+
+def _training_step(
+    context: RunContext, prepared: PreparedRun
+) -> tuple[torch.nn.Module | None, StepFunction, Synchronise | None]:
+    """The model (None when emulated), the step the loop times, and the emulated ranks' stop
+    vote where they wait for each other."""
+    if prepared.compute_times is None:
+        model, step_function = _real_training(context)
+        return model, step_function, None
+    scenario, ranks = context.scenario, context.ranks
+    torch.set_num_threads(1)  # no model: the cores are the pipeline's
+    times = prepared.compute_times.sampler(scenario.training.seed * 7919 + ranks.rank)
+    synchronise = None
+    if ranks.distributed and scenario.training.sync == "barrier":
+        write_pid(context.folder, ranks.rank)  # so that a partner that stops answering is named
+        synchronise = stop_vote(scenario.training.collective_timeout_s, context.folder)
+    return None, emulated_step(times, context.device), synchronise
+
+
+def _real_training(context: RunContext) -> tuple[torch.nn.Module, StepFunction]:
+    """The U-Net, paged in before the collectors start, and its training step."""
+    scenario, device = context.scenario, context.device
+    set_cpu_threads(scenario, device)
+    classes = int(context.dataset_manifest["classes"])
+    model, optimizer = build_model(scenario, classes, device, context.ranks)
+    page_in(model, scenario, device)
+    return model, real_step(model, optimizer, device)
+
+
+def train_and_collect(
+    context: RunContext,
+    step_function: StepFunction,
+    batches: Iterable[Batch],
+    t0: float,
+    records: LoopRecords,
+    collectors: list[Collector],
+    synchronise: Synchronise | None = None,
+) -> tuple[bool, str | None, int]:
+    """The timed loop with the collectors around it; Ctrl-C, SIGTERM and failures end it with
+    what was measured kept, as (complete, reason, exit code)."""
+    scenario, ranks, quiet = context.scenario, context.ranks, context.quiet
+    steps = scenario.training.steps
+    signals = _HeldSignals()
+    iterator = None
+    complete, reason, exit_code = False, None, 1
+    try:
+        for collector in collectors:
+            collector.start()
+        iterator = iter(batches)
+        signals.arm()
+        train(
+            step_function,
+            iterator,
+            context.device,
+            t0=t0,
+            warmup_steps=scenario.training.warmup_steps,
+            steps=steps,
+            duration_s=scenario.training.duration_s,
+            records=records,
+            synchronise=synchronise,
+            progress=None if quiet or not ranks.is_main else progress_printer(steps),
+        )
+        complete, exit_code = True, 0
+    except (Interrupted, Exception) as exc:
+        reason, exit_code = _ending(exc)
+    finally:
+        # Ignore further signals while shutting down, so that a second Ctrl-C cannot lose data.
+        signals.ignore()
+        for collector in collectors:
+            collector.stop()
+        _stop_batches(iterator)
+        signals.restore()
+        if sys.stderr.isatty() and not quiet:
+            print(file=sys.stderr)
+    return complete, reason, exit_code
+
+
+class _HeldSignals:
+    """SIGINT and SIGTERM raise ``Interrupted`` once armed. A signal that lands while the
+    DataLoader starts its workers is held until they are up: raising in the middle of that would
+    leave a half-built iterator that cannot shut down."""
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._armed = False
+        self._previous = {
+            s: signal.signal(s, self._interrupt) for s in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _interrupt(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self._armed:
+            self._pending.append(name)
+            return
+        raise Interrupted(name)
+
+    def arm(self) -> None:
+        """From now on a signal interrupts at once; one held meanwhile interrupts now."""
+        self._armed = True
+        if self._pending:
+            raise Interrupted(self._pending[0])
+
+    def ignore(self) -> None:
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _ending(exc: BaseException) -> tuple[str, int]:
+    """Why the loop ended early, and the exit code that says so."""
+    if isinstance(exc, Interrupted):
+        return f"interrupted by {exc}", 143 if str(exc) == "SIGTERM" else 130
+    if isinstance(exc, RunFailed):
+        return str(exc), 1
+    if isinstance(exc, HarnessError):
+        return str(exc), 2
+    if isinstance(exc, RuntimeError):
+        # PyTorch's SIGCHLD handler raises this wherever the loop is when a worker dies; a
+        # collective raises it when another rank died.
+        text = worker_error(exc)
+        what = "the data pipeline failed" if "DataLoader worker" in str(exc) else "run failed"
+        return f"{what}: {text}", 1
+    # a backend library's own error: one line, results kept
+    return f"run failed: {worker_error(exc)}", 1
+
+
+def _stop_batches(iterator: Iterator[Batch] | None) -> None:
+    """Stop the backend's workers now, not at garbage collection."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:  # a DataLoader's iterator
+        shutdown()
+    elif callable(getattr(iterator, "close", None)):  # generators, background threads
+        iterator.close()  # type: ignore[union-attr]
