@@ -9,10 +9,9 @@ run needs to know about it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -22,22 +21,13 @@ from harness.collect.sampler import Collector
 from harness.data.cache import read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
 from harness.errors import HarnessError
-from harness.pipeline import BatchRequest, require_backend
-from harness.pipeline.batch import Batch
+from harness.pipeline import Backend, BatchRequest, require_backend
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
 from harness.train.distributed import Ranks
 from harness.train.loop import Device, resolve_device
 from harness.train.profiles import ComputeTimes, compute_times
-
-
-class Backend(Protocol):
-    """What a run asks of a backend module (``harness.pipeline`` describes the contract)."""
-
-    def check_scenario(self, source: Source, use_cuda: bool) -> None: ...
-
-    def batches(self, request: BatchRequest) -> Iterable[Batch]: ...
 
 
 @dataclass
