@@ -137,6 +137,21 @@ def test_validate_warns_on_stderr_and_exits_0(cli: Any, write_scenario: Any) -> 
     )
 
 
+def test_run_warns_before_it_starts(cli: Any, write_scenario: Any, tmp_path: Path) -> None:
+    # the same warning from `harness run`, before anything is read (here: no dataset, exit 2)
+    document = scenario({"read_threads": 4}).model_dump(mode="json", exclude_defaults=True)
+    document["dataset"]["path"] = str(tmp_path / "absent")
+    path = write_scenario(document)
+    result = cli("run", str(path), "--results", str(tmp_path / "results"))
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2
+    assert lines[0] == (
+        f"warning: {path}: pipeline.read_threads: ignored by the torch backend (npy crops are "
+        "read through a memory map, not as whole files)"
+    )
+    assert "no dataset" in lines[-1]
+
+
 def test_whole_file_scenario_validates_without_warning(cli: Any, write_scenario: Any) -> None:
     document = scenario({"read_threads": 4}, image_format="png").model_dump(
         mode="json", exclude_defaults=True

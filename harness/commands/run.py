@@ -61,6 +61,7 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
 
         for name in args.export:  # a missing package stops the command before any work
             exporter(name)
+    from harness.pipeline import ignored_settings
     from harness.run import run_scenario
     from harness.scenario import load_scenarios
     from harness.scenario.machine import check_machine
@@ -68,6 +69,9 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
 
     loaded = load_scenarios(args.files, args.override)
     check_machine(loaded, force=args.force)
+    for item in loaded:  # a setting that would do nothing: said, not refused (as in validate)
+        for line in ignored_settings(item.scenario):
+            print(f"warning: {item.file}: {line}", file=sys.stderr)
     if report is not None:
         from harness.data import prepare_datasets
         from harness.data.cache import build_caches

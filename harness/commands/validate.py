@@ -60,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
                     except HarnessError as exc:
                         problems.append(f"{item.file}: {exc}")
                         continue
-                for line in ignored_settings(
-                    s
-                ):  # a setting that would do nothing: said, not refused
+                # a setting that would do nothing: said, not refused
+                for line in ignored_settings(s):
                     print(f"warning: {item.file}: {line}", file=sys.stderr)
                 mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
                 lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
