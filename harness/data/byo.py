@@ -125,9 +125,9 @@ def _mask_candidates(root: Path, dataset: ImageCollageDataset | VideoDataset) ->
     if dataset.kind == "image_collage":
         folder = root / "masks"
         return sorted(folder.iterdir()) if folder.is_dir() else []
-    found = []
-    for folder, _dirs, names in os.walk(root):
-        found.extend(Path(folder) / n for n in names if Path(n).stem.endswith(MASK_MARK))
+    found: list[Path] = []
+    for directory, _dirs, names in os.walk(root):
+        found.extend(Path(directory) / n for n in names if Path(n).stem.endswith(MASK_MARK))
     return sorted(found)
 
 
