@@ -258,7 +258,7 @@ class CountingFile(io.FileIO):
             return 0
         return self.ledger.note(self.key, np.arange(first, first + run), self.size)
 
-    def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int | None:
         offset = self.tell()
         count = super().readinto(buffer)
         if count:
