@@ -67,7 +67,7 @@ def counter_rate(
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator in (None, 0):
         return None
-    return numerator / denominator  # type: ignore[operator]
+    return numerator / denominator
 
 
 def mean_gpu_util(metrics: Mapping[str, Mapping[str, object]]) -> float | None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.scenario import Scenario, Thresholds
-from harness.stats import mean_gpu_util, metric, percentiles, ratio
+from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
 
 STEP_COLUMNS = (
     "step",
@@ -109,8 +109,8 @@ def build_summary(
     if evaluation:
         metrics["miou"] = metric(evaluation["miou"], "", "higher")
         metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
-    read_parts = [part.io_read_bytes for part in parts]
-    read_bytes = None if any(b is None for b in read_parts) else sum(read_parts)  # type: ignore[misc]
+    read_parts = [part.io_read_bytes for part in parts if part.io_read_bytes is not None]
+    read_bytes = sum(read_parts) if len(read_parts) == len(parts) else None  # a rank unknown: None
     requested = samples["first_time_bytes"].sum(min_count=1) if len(samples) else None
     requested = None if requested is None or pd.isna(requested) else int(requested)
     cross_checks = [
@@ -247,11 +247,12 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
         "steps": metric(len(steps), "steps", "context"),
     }
     if window is None:
-        for name, unit, direction in (
+        unmeasured: tuple[tuple[str, str, Direction], ...] = (
             ("samples_per_s", "samples/s", "higher"),
             ("busy_pct", "%", "higher"),
             ("data_wait_pct", "%", "lower"),
-        ):
+        )
+        for name, unit, direction in unmeasured:
             metrics[name] = metric(None, unit, direction)
         return metrics
     measured = steps[~steps["warmup"]]

@@ -32,14 +32,15 @@ import pandas as pd
 
 from harness.collect import CollectorContext
 from harness.collect.sampler import Collector
-from harness.stats import metric, window_mean
+from harness.stats import Direction, metric, window_mean
 
 MiB = 2**20
 # GPM derives its metrics from two snapshots; NVIDIA's samples space them at least 100 ms apart.
 GPM_MIN_INTERVAL_S = 0.09
 
 # column, summary unit, direction
-FIELDS = (
+ColumnSpec = tuple[str, str, Direction]
+FIELDS: tuple[ColumnSpec, ...] = (
     ("gpu_util_pct", "%", "higher"),
     ("mem_util_pct", "%", "context"),
     ("mem_used_MiB", "MiB", "context"),
@@ -49,7 +50,7 @@ FIELDS = (
     ("power_W", "W", "context"),
     ("dec_util_pct", "%", "context"),
 )
-GPM_FIELDS = (
+GPM_FIELDS: tuple[ColumnSpec, ...] = (
     ("sm_util_pct", "%", "higher"),
     ("sm_occupancy_pct", "%", "context"),
 )
@@ -69,7 +70,7 @@ class GpuCollector(Collector):
         self.indices: list[int] = []  # NVML index of each GPU sampled
         self.gpus: list[str] = []  # and its name
         self.gpm: list[bool] = []
-        self.fields: tuple[tuple[str, str, str], ...] = ()
+        self.fields: tuple[ColumnSpec, ...] = ()
         self.query_errors: dict[str, str] = {}
         self.pcie_every = 1
         self._nvml: Any = None

@@ -53,6 +53,15 @@ class NfsMount:
         return self.byte_counters[4] if len(self.byte_counters) > 4 else None
 
 
+def _op_counters(numbers: list[int]) -> OpCounters:
+    """The counters of one per-op line: 8 numbers, or 9 where the kernel prints errors."""
+    ops, transmissions, major_timeouts, sent, received, queue_ms, rtt_ms, execute_ms = numbers[:8]
+    errors = numbers[8] if len(numbers) > 8 else None
+    return OpCounters(
+        ops, transmissions, major_timeouts, sent, received, queue_ms, rtt_ms, execute_ms, errors
+    )
+
+
 def _unescape(path: str) -> str:
     """Mount points are printed with octal escapes for space, tab, newline and backslash."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
@@ -94,9 +103,7 @@ def parse_mountstats(text: str) -> dict[str, NfsMount]:
                 current["byte_counters"] = tuple(int(v) for v in values)
             elif label.isupper() and len(values) >= 8 and values[0].isdigit():
                 numbers = [int(v) for v in values[:9]]
-                current["ops"][label] = OpCounters(
-                    *numbers[:8], errors=numbers[8] if len(numbers) > 8 else None
-                )
+                current["ops"][label] = _op_counters(numbers)
         except ValueError as exc:
             raise ValueError(f"mountstats line {number}: {line.strip()!r}: {exc}") from exc
     close()

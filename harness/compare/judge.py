@@ -78,7 +78,7 @@ def _scenario_notes(baseline: ScenarioRuns, current: ScenarioRuns, alpha: float)
 
 def totals(compared: list[ScenarioComparison]) -> dict[str, int]:
     """How many metrics got each verdict, over all scenarios (every outcome, zero where none)."""
-    counts = dict.fromkeys(stats.OUTCOMES, 0)
+    counts: dict[str, int] = dict.fromkeys(stats.OUTCOMES, 0)
     for item in compared:
         for outcome, count in stats.count_outcomes(item.metrics).items():
             counts[outcome] += count

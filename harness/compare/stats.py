@@ -391,7 +391,7 @@ def _replace_reason(found: Verdict, reason: str) -> Verdict:
 
 def count_outcomes(comparisons: Sequence[MetricComparison]) -> dict[str, int]:
     """How many metrics got each verdict (every outcome present, zero where none)."""
-    counts = dict.fromkeys(OUTCOMES, 0)
+    counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
     for item in comparisons:
         counts[item.verdict.outcome] += 1
     return counts

@@ -232,7 +232,7 @@ def make(root: str, params: CollageGenerate, index: int, threads: int = 1) -> No
 def describe(root: Path, params: CollageGenerate) -> list[dict[str, Any]]:
     """The manifest records of every image, from what is on disk."""
     records = []
-    for index in range(params.images):
+    for index in range(job_count(params)):
         image, mask = outputs(params, index)
         records.append(
             {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -53,15 +53,18 @@ def write_image(
             array = np.ascontiguousarray(array)
             header = np.lib.format.header_data_from_array_1_0(array)
             np.lib.format.write_array_header_1_0(sink, header)
-            sink.write(memoryview(array).cast("B"))  # one write, no intermediate copy
+            sink.write(array.data.cast("B"))  # one write, no intermediate copy
         else:
             from PIL import Image
 
             picture = Image.fromarray(array)
+            # Pillow's hint asks for a whole IO[bytes]; writing PNG and JPEG it only calls
+            # write and flush (and fileno, guarded), which the wrapper has.
+            target = cast(IO[bytes], sink)
             if image_format == "png":
-                picture.save(sink, format="PNG", compress_level=1)
+                picture.save(target, format="PNG", compress_level=1)
             else:
-                picture.save(sink, format="JPEG", quality=quality)
+                picture.save(target, format="JPEG", quality=quality)
     return sink.crc
 
 

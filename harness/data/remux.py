@@ -111,16 +111,21 @@ def read_pool(path: Path, schedule: Schedule) -> tuple[Any, list[list[Packet]], 
     container = av.open(str(path))
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.guessed_rate
+    if not rate or stream.time_base is None:
+        raise HarnessError(f"{path}: frame rate or time base unknown: cannot split the pool")
     ticks = 1 / (rate * stream.time_base)
     if ticks.denominator != 1:
         raise HarnessError(f"{path}: frame duration is not a whole number of ticks ({ticks})")
     tick = int(ticks)
     start = stream.start_time or 0
-    packets = [
-        Packet(bytes(p), p.pts - start, None if p.dts is None else p.dts - start, p.is_keyframe)
-        for p in container.demux(stream)
-        if p.size
-    ]
+    packets: list[Packet] = []
+    for p in container.demux(stream):
+        if not p.size:
+            continue
+        if p.pts is None:
+            raise HarnessError(f"{path}: packet without a timestamp: cannot split the pool")
+        dts = None if p.dts is None else p.dts - start
+        packets.append(Packet(bytes(p), p.pts - start, dts, p.is_keyframe))
     bounds = list(schedule.pool_starts)
     if schedule.tail_start is not None:
         bounds.append(schedule.tail_start)

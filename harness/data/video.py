@@ -213,7 +213,7 @@ class SceneRenderer:
         height, width = self.backgrounds.shape[1:]
         frame = av.VideoFrame(width, height, "rgba")
         pitch = frame.planes[0].line_size // 4
-        canvas = np.frombuffer(frame.planes[0], dtype=np.uint32).reshape(height, pitch)
+        canvas = np.frombuffer(memoryview(frame.planes[0]), dtype=np.uint32).reshape(height, pitch)
         canvas = canvas[:, :width]
         for t in frames:
             self.draw(t, canvas)

@@ -44,7 +44,7 @@ class VideoReader:
 
         self.path = Path(path)
         try:
-            self._container = av.open(file if file is not None else str(path))
+            self._container = av.open(file if file is not None else str(path), mode="r")
         except (av.error.FFmpegError, OSError) as exc:
             raise HarnessError(f"{path}: cannot open video: {_reason(exc)}") from None
         if not self._container.streams.video:
@@ -61,7 +61,10 @@ class VideoReader:
             self._container.close()
             raise HarnessError(f"{path}: frame rate unknown: cannot index frames")
         self.fps = Fraction(rate)
-        self._time_base = self._stream.time_base
+        if self._stream.time_base is None:
+            self._container.close()
+            raise HarnessError(f"{path}: stream has no time base: cannot index frames")
+        self._time_base: Fraction = self._stream.time_base
         self._start = self._stream.start_time or 0
         self.width, self.height = self._stream.width, self._stream.height
         self.codec = self._stream.codec_context.name

@@ -61,8 +61,9 @@ NO_AUTO_CONNECT = dict.fromkeys(
 def export(runs: list[results.RunFolder], target: str | None, options: ExportOptions) -> list[str]:
     # ClearML reports from a forked subprocess by default on Linux (its configuration's
     # sdk.development.report_use_subprocess); closing a task then polls it for seconds. An export
-    # is a short command that reports everything at once: report from this process.
-    Task._report_subprocess_enabled = False
+    # is a short command that reports everything at once: report from this process. (ClearML
+    # types the flag by its lazily read default, a LazyEvalWrapper; what it reads is a bool.)
+    Task._report_subprocess_enabled = False  # type: ignore[assignment]
     offline_dir = None if target is None else Path(target)
     if offline_dir is None and not Task.is_offline() and not _server_configured():
         raise HarnessError(
@@ -103,7 +104,7 @@ def _server_configured() -> bool:
 
 def _export_run(run: results.RunFolder, options: ExportOptions) -> Task:
     tags = [run.scenario_name] + ([] if run.complete else ["incomplete"])
-    task = Task.init(
+    task: Task = Task.init(  # its hint returns a type variable that no argument binds
         project_name=options.experiment,
         task_name=run.run_id,
         task_type=Task.TaskTypes.testing,

@@ -96,7 +96,7 @@ class SharedPageLedger(PageLedger):
         """Create the host's ledger for ``files`` at ``path`` (or join one that another process
         of this host created first, for the same run) and open it."""
         remove_stale_ledgers(path.parent)
-        sizes = [[str(file), file.stat().st_size] for file in files]
+        sizes = [(str(file), file.stat().st_size) for file in files]
         table = json.dumps(sizes).encode()
         start = -(-(_HEADER.size + len(table)) // PAGE) * PAGE
         pages = sum(-(-size // PAGE) for _, size in sizes)
@@ -258,7 +258,7 @@ class CountingFile(io.FileIO):
             return 0
         return self.ledger.note(self.key, np.arange(first, first + run), self.size)
 
-    def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int | None:
         offset = self.tell()
         count = super().readinto(buffer)
         if count:

@@ -29,7 +29,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -182,6 +182,15 @@ def _training_files(source: Source, plan: SamplePlan) -> tuple[list[str], list[s
     return images, masks, Path(images[0]).suffix, Path(masks[0]).suffix
 
 
+class _ReaderOptions(TypedDict):
+    """What the image and mask readers share, so that their n-th files pair up."""
+
+    random_shuffle: bool
+    seed: int
+    shard_id: int
+    num_shards: int
+
+
 def build_dali_batches(
     source: Source,
     plan: SamplePlan,
@@ -208,7 +217,12 @@ def build_dali_batches(
     is_image = isinstance(source, CollageSource)
     top_room = (height - 2 * crop) / (height - crop) if is_image else 1.0
     decoder_device = "mixed" if device_index is not None else "cpu"
-    reader = {"random_shuffle": True, "seed": seed, "shard_id": rank, "num_shards": world}
+    reader: _ReaderOptions = {
+        "random_shuffle": True,
+        "seed": seed,
+        "shard_id": rank,
+        "num_shards": world,
+    }
 
     def read(files: list[str], suffix: str, name: str, y: Any, x: Any, gray: bool) -> Any:
         if suffix == ".npy":
@@ -216,21 +230,23 @@ def build_dali_batches(
             return fn.readers.numpy(
                 files=files,
                 name=name,
-                roi_start=fn.cast(start, dtype=types.INT32),
+                roi_start=fn.cast(start, dtype=types.DALIDataType.INT32),
                 roi_shape=[crop, crop],
                 roi_axes=[0, 1],
                 **reader,
             )
         encoded, _label = fn.readers.file(files=files, name=name, **reader)
         decoded = fn.decoders.image(
-            encoded, device=decoder_device, output_type=types.GRAY if gray else types.RGB
+            encoded,
+            device=decoder_device,
+            output_type=types.DALIImageType.GRAY if gray else types.DALIImageType.RGB,
         )
         return fn.crop(decoded, crop=(crop, crop), crop_pos_y=y, crop_pos_x=x)
 
     @pipeline_def(
         batch_size=batch_size,
         num_threads=max(1, workers),
-        device_id=device_index,
+        device_id=device_index,  # type: ignore[arg-type]  # None: CPU only; the hint says int
         seed=seed + 7919 * rank,
     )
     def pipeline() -> tuple[Any, Any]:
@@ -343,11 +359,12 @@ def _video_pipeline(
     @pipeline_def(
         batch_size=sequences,
         num_threads=max(1, workers),
-        device_id=device_index,
+        device_id=device_index,  # type: ignore[arg-type]  # None: CPU only; the hint says int
         seed=seed + 7919 * rank,
     )
     def pipeline() -> tuple[Any, Any, Any]:
-        video, label, frame = fn.experimental.readers.video(
+        # three outputs (label and frame numbers asked for); the hint's union cannot say so
+        video, label, frame = fn.experimental.readers.video(  # type: ignore[misc]
             file_list=str(file_list),
             file_list_format="frames",
             file_list_include_end=False,

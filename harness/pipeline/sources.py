@@ -138,7 +138,7 @@ class CollageSource(_DatasetSource):
         self._reset()
 
     def _reset(self) -> None:
-        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._maps: OrderedDict[str, np.memmap] = OrderedDict()
 
     def whole_files(self, ref: SampleRef) -> list[Path]:
         record = self.records[ref.file]

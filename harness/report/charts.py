@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Patch
+from matplotlib.typing import RcKeyType
 
 from harness.report.runs import Run
 
@@ -50,7 +52,7 @@ WARMUP_COLOR = "#e8e8e8"
 INK = "#222222"
 MUTED = "#666666"
 
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
     "font.size": 9,
@@ -119,7 +121,9 @@ def downsample(t: Sequence[float], y: Sequence[float], max_points: int = MAX_POI
     )
 
 
-def cdf_points(values: Sequence[float], max_points: int = CDF_POINTS) -> tuple[np.ndarray, ...]:
+def cdf_points(
+    values: Sequence[float] | np.ndarray, max_points: int = CDF_POINTS
+) -> tuple[np.ndarray, ...]:
     """(x, fraction of samples <= x) for an empirical CDF, from all the data; when there are
     more than ``max_points`` samples, points are picked evenly in rank plus densely in the tail
     (the last 10 %, 1 %, 0.1 % ...), where storage latency lives."""
@@ -187,8 +191,8 @@ def byte_exponent(unit: str) -> int:
 def titled_figure(title: str, height_in: float, width_in: float = WIDTH_IN) -> Figure:
     """An empty figure with the chart's title at its top left; constrained layout, so that
     panel titles and legends beside the panels are never cut."""
-    figure = Figure(figsize=(width_in, height_in), layout="constrained")
-    figure.get_layout_engine().set(h_pad=0.06, w_pad=0.08, hspace=0.06, wspace=0.04)
+    layout = ConstrainedLayoutEngine(h_pad=0.06, w_pad=0.08, hspace=0.06, wspace=0.04)
+    figure = Figure(figsize=(width_in, height_in), layout=layout)
     figure.suptitle(title, x=0.01, ha="left")
     return figure
 

@@ -75,7 +75,8 @@ def held_out_strip(run: Run) -> Figure:
     rows = max(1, -(-len(samples) // STRIP_COLUMNS))
     figure = titled_figure(f"Held-out samples: {plain(run.label)}", 0.85 + rows * (PANEL_IN + 0.55))
     # a row of subfigures per STRIP_COLUMNS samples, and a thin one at the bottom for the legend
-    bands = figure.subfigures(rows + 1, 1, height_ratios=[1.0] * rows + [0.22])
+    grid = figure.subfigures(rows + 1, 1, squeeze=False, height_ratios=[1.0] * rows + [0.22])
+    bands = grid[:, 0]
     outer = [band.subfigures(1, STRIP_COLUMNS, wspace=0.03) for band in bands[:rows]]
     shown: set[int] = set()
     for index, sub in enumerate(np.ravel(outer)):

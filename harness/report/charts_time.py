@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -46,8 +47,8 @@ def _window(run: Run) -> tuple[float, float] | None:
 def _mean(
     summary_value: float | None,
     window: tuple[float, float] | None,
-    t: Sequence[float],
-    y: Sequence[float],
+    t: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
 ) -> float | None:
     """The summary's mean where it has one, else the series' own over the measured window."""
     if summary_value is not None or window is None:

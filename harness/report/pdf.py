@@ -388,12 +388,17 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
         page = writer.add_page(reader.pages[index])
         drawing = []
         resources = page[NameObject("/Resources")].get_object()
+        if not isinstance(resources, DictionaryObject):  # matplotlib writes one on every page
+            raise RuntimeError(f"{path}: page {index + 1} as drawn has no resource dictionary")
         forms = resources.get(NameObject("/XObject"))
         forms = DictionaryObject() if forms is None else forms.get_object()
         for offset, item in enumerate(charts, start=1):
             chart = reader.pages[index + offset]
+            chart_drawing = chart.get_contents()
+            if chart_drawing is None:  # matplotlib draws every figure into a content stream
+                raise RuntimeError(f"{path}: chart page {index + offset + 1} has no content")
             form = DecodedStreamObject()
-            form.set_data(chart.get_contents().get_data())
+            form.set_data(chart_drawing.get_data())
             form[NameObject("/Type")] = NameObject("/XObject")
             form[NameObject("/Subtype")] = NameObject("/Form")
             corners = (0.0, 0.0, item.width * 72, item.height * 72)
@@ -408,7 +413,8 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
             stream = DecodedStreamObject()
             stream.set_data(("\n".join(drawing) + "\n").encode())
             contents = page[NameObject("/Contents")]
-            parts = contents.get_object() if isinstance(contents.get_object(), list) else [contents]
+            resolved = contents.get_object()
+            parts = resolved if isinstance(resolved, list) else [contents]
             page[NameObject("/Contents")] = ArrayObject([*parts, writer._add_object(stream)])
         index += 1 + len(charts)
     if reader.metadata:

@@ -22,6 +22,8 @@ from pydantic.json_schema import JsonDict
 from harness.errors import one_line
 from harness.registry import BACKENDS, COLLECTOR_NAMES
 
+BACKEND_NAMES = BACKENDS.names  # the schema's choices; the backends themselves load lazily
+
 
 def _at_most(limit: float, reason: str) -> AfterValidator:
     shown = str(int(limit)) if float(limit).is_integer() else str(limit)
@@ -312,7 +314,7 @@ class FrameCache(Model):
 class Pipeline(Model):
     """The input pipeline that feeds the training loop: backend, parallelism, batches, crops."""
 
-    backend: Literal[BACKENDS.names] = Field(  # type: ignore[valid-type]
+    backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
         "torch",
         description="Input pipeline: torch (a DataLoader), dali or nvdec, each imported only "
         "when a scenario asks for it.",

@@ -37,7 +37,8 @@ def build_model(
         classes, scenario.training.model.width, scenario.training.model.depth
     ).to(device.torch_device)
     if device.is_cuda:
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to documents and accepts memory_format; torch's overloads leave it out.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # Crops have one fixed size: let cuDNN pick its fastest kernels (in the blank warm-up
         # pass before the collectors start, not in measured steps).
         torch.backends.cudnn.benchmark = True
