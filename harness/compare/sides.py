@@ -76,7 +76,7 @@ def side_from_path(
                 f"{path}: not a run summary ({results.SUMMARY.file}) or a saved baseline "
                 f"(format {document.get('format')!r})"
             )
-        runs, warnings = [results.RunFolder.from_summary_file(path)], []
+        runs, warnings = [results.RunFolder.from_summary_file(path)], list[str]()
     elif path.is_dir():
         runs, warnings = _read_runs(path, label)
     else:
