@@ -220,9 +220,7 @@ def test_summary_lines_tell_the_storage_story() -> None:
             "collectors": {"io_device": "nvme0n1"},
         }
     )
-    assert storage_lines(summary) == [
-        "  disk nvme0n1: r/s 45.0, rkB/s 1200 KiB/s, %util 0.6 %"
-    ]
+    assert storage_lines(summary) == ["  disk nvme0n1: r/s 45.0, rkB/s 1200 KiB/s, %util 0.6 %"]
     summary.metrics["nfs_read_rtt_ms"] = Metric(value=1.25, unit="ms", direction="context")
     assert storage_lines(summary)[-1] == "  nfs mount: avg RTT 1.25 ms"
 
