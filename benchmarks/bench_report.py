@@ -171,20 +171,21 @@ def write_run(root: Path, index: int, spec: tuple, seconds: float, hz: float) ->
         "collectors": {"rate_hz": hz, "enabled": ["gpu", "io", "cpu", "latency"]},
         "thresholds": {"min_gpu_util_pct": 90.0, "max_data_wait_pct": 10.0},
     }
-    results.write_document(
+    results.write_manifest_file(
         folder,
-        results.MANIFEST,
-        {
-            "run_id": folder.name,
-            "scenario": scenario,
-            "command": ["harness", "suite", "scenarios/paper/suite.yaml"],
-            "started": "2026-01-01T00:00:00+0000",
-            "ranks": 1,
-            "device": "cuda:0",
-            "precision": "bf16",
-            "hardware": _hardware(),
-            "software": {"os": "Ubuntu 24.04", "torch": "2.11.0", "harness": "0.1.0"},
-        },
+        results.RunManifest.model_validate(
+            {
+                "run_id": folder.name,
+                "scenario": scenario,
+                "command": ["harness", "suite", "scenarios/paper/suite.yaml"],
+                "started": "2026-01-01T00:00:00+0000",
+                "ranks": 1,
+                "device": "cuda:0",
+                "precision": "bf16",
+                "hardware": _hardware(),
+                "software": {"os": "Ubuntu 24.04", "torch": "2.11.0", "harness": "0.1.0"},
+            }
+        ),
     )
     results.write_table(folder, "steps", steps)
     results.write_table(folder, "samples", samples)
@@ -220,22 +221,23 @@ def write_run(root: Path, index: int, spec: tuple, seconds: float, hz: float) ->
         max_data_wait_pct = 10.0
         max_fetch_latency_p99_ms = None
 
-    results.write_document(
+    results.write_summary(
         folder,
-        results.SUMMARY,
-        {
-            "run_id": folder.name,
-            "scenario": name,
-            "complete": True,
-            "reason": None,
-            "ranks": 1,
-            "page_cache": {"condition": "cold"},
-            "metrics": metrics,
-            "cross_checks": [],
-            "thresholds": threshold_verdicts(Limits(), metrics),  # type: ignore[arg-type]
-            "collectors": {"rate_hz": hz, "unavailable": {}},
-            "warnings": [],
-        },
+        results.SummaryFile.model_validate(
+            {
+                "run_id": folder.name,
+                "scenario": name,
+                "complete": True,
+                "reason": None,
+                "ranks": 1,
+                "page_cache": {"condition": "cold"},
+                "metrics": metrics,
+                "cross_checks": [],
+                "thresholds": threshold_verdicts(Limits(), metrics),  # type: ignore[arg-type]
+                "collectors": {"rate_hz": hz, "unavailable": {}},
+                "warnings": [],
+            }
+        ),
     )
     return folder
 

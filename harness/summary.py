@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
 
@@ -50,26 +51,8 @@ class RankRecords:
     io_device: str | None = None  # the dataset's block device
 
 
-class Summary(TypedDict):
-    """``summary.json`` (see README "Runs"); metrics are ``{value, unit, direction}``."""
-
-    run_id: str
-    scenario: str
-    complete: bool
-    reason: str | None
-    ranks: int
-    page_cache: dict[str, Any]
-    labels: str
-    metrics: dict[str, dict[str, Any]]
-    cross_checks: list[dict[str, Any]]
-    thresholds: list[dict[str, Any]]
-    collectors: dict[str, Any]
-    corrupt_files: dict[str, int]
-    corrupt_samples: list[dict[str, str]]
-    iou_per_class: list[float | None] | None
-    warnings: list[str]
-    finished: str
-    emulation: dict[str, Any] | None  # emulated runs: the profile and its scaling
+# ``summary.json``'s model; run.py knows it by this name.
+Summary = SummaryFile
 
 
 def step_table(parts: list[RankRecords]) -> pd.DataFrame:
@@ -98,7 +81,7 @@ def build_summary(
     complete: bool,
     reason: str | None,
     finished: str,
-) -> Summary:
+) -> SummaryFile:
     """The run's summary from what every rank measured (``parts``, rank 0's first)."""
     steps, samples = step_table(parts), sample_table(parts)
     metrics = loop_metrics(steps, samples)
@@ -128,7 +111,7 @@ def build_summary(
         for part in parts
         for name, why in part.unavailable.items()
     }
-    return Summary(
+    return SummaryFile(
         run_id=run_id,
         scenario=scenario.name,
         complete=complete,
@@ -136,15 +119,18 @@ def build_summary(
         ranks=len(parts),
         page_cache=page_cache,
         labels=dataset_manifest["labels"],
-        metrics=metrics,
+        metrics={name: Metric.model_validate(entry) for name, entry in metrics.items()},
         cross_checks=cross_checks,
-        thresholds=threshold_verdicts(scenario.thresholds, metrics),
-        collectors={
-            "rate_hz": scenario.collectors.rate_hz,
-            "unavailable": unavailable,
-            "sampler_cpu_s": parts[0].sampler_cpu_s,
-            "io_device": parts[0].io_device,
-        },
+        thresholds=[
+            ThresholdVerdict.model_validate(verdict)
+            for verdict in threshold_verdicts(scenario.thresholds, metrics)
+        ],
+        collectors=CollectorsRecord(
+            rate_hz=scenario.collectors.rate_hz,
+            unavailable=unavailable,
+            sampler_cpu_s=parts[0].sampler_cpu_s,
+            io_device=parts[0].io_device,
+        ),
         corrupt_files=corrupt,
         corrupt_samples=[{"file": p, "error": m} for p, m in errors[:100]],
         iou_per_class=(evaluation or {}).get("iou_per_class"),
@@ -433,25 +419,25 @@ SHOWN_METRICS = (
 )
 
 
-def summary_lines(summary: Summary, folder: Path) -> list[str]:
+def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
     """The headline numbers, the cross-checks and the thresholds, a line each (what a run
     prints)."""
-    metrics = summary["metrics"]
-    status = "complete" if summary["complete"] else f"INCOMPLETE ({summary['reason']})"
-    lines = [f"{summary['scenario']}: {status} -> {folder}"]
+    metrics = summary.metrics
+    status = "complete" if summary.complete else f"INCOMPLETE ({summary.reason})"
+    lines = [f"{summary.scenario}: {status} -> {folder}"]
     shown = [*SHOWN_METRICS, *sorted(k for k in metrics if k.startswith("gpu_util_pct["))]
     for name in shown:
         entry = metrics.get(name)
-        if entry is None or entry["value"] is None:
+        if entry is None or entry.value is None:
             continue
-        lines.append(f"  {name:24s} {entry['value']:12.3f} {entry['unit']}")
+        lines.append(f"  {name:24s} {entry.value:12.3f} {entry.unit}")
     lines.extend(storage_lines(summary))
-    for check in summary["cross_checks"]:
+    for check in summary.cross_checks:
         lines.append(f"  check: {check['name']}: {check['verdict']}")
-    for verdict in summary["thresholds"]:
-        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict["pass"]]
-        lines.append(f"  threshold {verdict['threshold']} {verdict['limit']}: {state}")
-    lines.extend(f"  warning: {warning}" for warning in summary["warnings"])
+    for verdict in summary.thresholds:
+        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict.passed]
+        lines.append(f"  threshold {verdict.threshold} {verdict.limit}: {state}")
+    lines.extend(f"  warning: {warning}" for warning in summary.warnings)
     return lines
 
 
@@ -473,17 +459,16 @@ NFS_FIGURES = (
 )
 
 
-def storage_lines(summary: Summary) -> list[str]:
+def storage_lines(summary: SummaryFile) -> list[str]:
     """The storage's own view of the measured window, as iostat -x and nfsiostat would print it:
     one line for the dataset's block device, one for its NFS mount (each only when measured)."""
-    metrics = summary["metrics"]
     lines = []
-    device = summary["collectors"].get("io_device") or "all disks"
+    device = summary.collectors.io_device or "all disks"
     for title, figures in ((f"disk {device}", DISK_FIGURES), ("nfs mount", NFS_FIGURES)):
         shown = [
-            f"{label} {form.format(metrics[name]['value'])}"
+            f"{label} {form.format(value)}"
             for name, label, form in figures
-            if metrics.get(name, {}).get("value") is not None
+            if (value := summary.value(name)) is not None
         ]
         if shown:
             lines.append(f"  {title}: {', '.join(shown)}")

@@ -200,6 +200,8 @@ def test_read_figures_arithmetic() -> None:
 
 
 def test_summary_lines_tell_the_storage_story() -> None:
+    from harness.results import SummaryFile
+    from harness.results.summary_file import Metric
     from harness.stats import metric
     from harness.summary import storage_lines
 
@@ -209,12 +211,18 @@ def test_summary_lines_tell_the_storage_story() -> None:
         "disk_r_await_ms": metric(None, "ms", "context"),  # not measured: left out
         "disk_util_pct": metric(0.6, "%", "context"),
     }
-    summary = {"metrics": metrics, "collectors": {"io_device": "nvme0n1"}}
-    assert storage_lines(summary) == [  # type: ignore[arg-type]
-        "  disk nvme0n1: r/s 45.0, rkB/s 1200 KiB/s, %util 0.6 %"
-    ]
-    metrics["nfs_read_rtt_ms"] = metric(1.25, "ms", "context")
-    assert storage_lines(summary)[-1] == "  nfs mount: avg RTT 1.25 ms"  # type: ignore[arg-type]
+    summary = SummaryFile.model_validate(
+        {
+            "run_id": "run-1",
+            "scenario": "s",
+            "complete": True,
+            "metrics": metrics,
+            "collectors": {"io_device": "nvme0n1"},
+        }
+    )
+    assert storage_lines(summary) == ["  disk nvme0n1: r/s 45.0, rkB/s 1200 KiB/s, %util 0.6 %"]
+    summary.metrics["nfs_read_rtt_ms"] = Metric(value=1.25, unit="ms", direction="context")
+    assert storage_lines(summary)[-1] == "  nfs mount: avg RTT 1.25 ms"
 
 
 def test_the_report_storage_section_has_the_device_table(tmp_path: Path) -> None:

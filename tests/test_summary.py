@@ -335,15 +335,15 @@ def test_build_summary_sums_ranks_and_judges_thresholds() -> None:
     # 1 + 2 + 0 (+ the warm-up's 100) + 3 MB = 106 MB, read 60 + 46 MB.
     parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, other, other_samples, 46_000_000)]
     summary = _build(parts, _page_cache())
-    assert summary["ranks"] == 2 and summary["complete"] and summary["reason"] is None
-    check = summary["cross_checks"][0]
+    assert summary.ranks == 2 and summary.complete and summary.reason is None
+    check = summary.cross_checks[0]
     assert check["read_bytes"] == 106_000_000 and check["first_requested_bytes"] == 106_000_000
     assert check["verdict"] == "agree within 5%" and check["ok"] is True
-    assert summary["metrics"]["busy_pct"]["value"] == pytest.approx((60.0 + 100.0) / 2)
-    verdicts = {v["threshold"]: v["pass"] for v in summary["thresholds"]}
+    assert summary.metrics["busy_pct"].value == pytest.approx((60.0 + 100.0) / 2)
+    verdicts = {v.threshold: v.passed for v in summary.thresholds}
     assert verdicts == {"min_busy_pct": True, "max_data_wait_pct": True}  # 80 %, 20 %
-    assert summary["corrupt_files"] == {"/data/bad.npy": 1}
-    assert summary["collectors"]["unavailable"] == {
+    assert summary.corrupt_files == {"/data/bad.npy": 1}
+    assert summary.collectors.unavailable == {
         "gpu": "not available: no NVML",
         "gpu[rank1]": "not available: no NVML",
     }
@@ -358,13 +358,13 @@ def test_build_summary_of_an_incomplete_partly_warm_run() -> None:
 
     parts = [_rank(0, STEPS[STEPS["warmup"]], SAMPLES.iloc[:1], 1_000_000)]
     summary = _build(parts, _page_cache("partly warm", 0.4), False, "interrupted by SIGINT")
-    assert not summary["complete"] and summary["reason"] == "interrupted by SIGINT"
-    assert summary["metrics"]["busy_pct"]["value"] is None
-    assert [v["pass"] for v in summary["thresholds"]] == [None, None]  # not measured, not FAIL
-    check = summary["cross_checks"][0]
+    assert not summary.complete and summary.reason == "interrupted by SIGINT"
+    assert summary.metrics["busy_pct"].value is None
+    assert [v.passed for v in summary.thresholds] == [None, None]  # not measured, not FAIL
+    check = summary.cross_checks[0]
     assert check["page_cache"] == "partly warm" and check["expected"] is False
     assert check["ok"] is None  # a start that was not cold is not judged
-    warnings = " | ".join(summary["warnings"])
+    warnings = " | ".join(summary.warnings)
     assert "not a cold start: 40.0% of the dataset" in warnings and "3 eviction(s)" in warnings
     assert "no step after warm-up was measured" in warnings
     lines = summary_lines(summary, Path("r"))
@@ -375,7 +375,7 @@ def test_build_summary_of_an_incomplete_partly_warm_run() -> None:
 
 def test_a_rank_whose_reads_were_not_counted_leaves_the_check_not_available() -> None:
     parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, STEPS.assign(rank=1), SAMPLES, None)]
-    check = _build(parts, _page_cache())["cross_checks"][0]
+    check = _build(parts, _page_cache()).cross_checks[0]
     assert check["read_bytes"] is None and check["verdict"] == "not available"
 
 

@@ -321,15 +321,15 @@ def _probe_here(
 
 
 def _host_result(outcome: Any) -> dict[str, Any]:
-    summary = outcome.summary or {}
+    summary = outcome.summary
     return {
         "host": socket.gethostname(),
         "exit_code": outcome.exit_code,
         "complete": outcome.complete,
         "reason": outcome.reason,
         "run": str(outcome.folder) if outcome.folder else None,
-        "metrics": {n: _value(summary.get("metrics", {}), n) for n in PROBE_METRICS},
-        "page_cache": summary.get("page_cache") or {},
+        "metrics": {n: summary.value(n) if summary else None for n in PROBE_METRICS},
+        "page_cache": summary.page_cache if summary else {},
     }
 
 
@@ -412,11 +412,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         f"training.duration_s={args.probe_s}",
         "pipeline.page_cache=cold",
     ]
-
-
-def _value(metrics: dict[str, Any], name: str) -> float | None:
-    entry = metrics.get(name) or {}
-    return entry.get("value")
 
 
 def _hit_share(metrics: dict[str, float | None]) -> float | None:

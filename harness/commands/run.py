@@ -101,8 +101,8 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
                 _report(folders, report)
                 _export(folders, args, report)
                 return outcome.exit_code
-            verdicts = outcome.summary["thresholds"] if outcome.summary is not None else []
-            if args.strict and any(v["pass"] is False for v in verdicts):
+            verdicts = outcome.summary.thresholds if outcome.summary is not None else []
+            if args.strict and any(v.passed is False for v in verdicts):
                 worst = 1
     _report(folders, report)
     _export(folders, args, report)

@@ -128,6 +128,41 @@ def relative_change_pct(baseline: float, current: float) -> float | None:
     return (current - baseline) / abs(baseline) * 100.0
 
 
+@dataclass(frozen=True)
+class _Judging:
+    """What every verdict on one metric carries besides its outcome: the tolerance and floor it
+    was judged by and how many values each side had."""
+
+    tolerance_pct: float
+    min_change: float
+    n_base: int
+    n_cur: int
+
+    def judged(
+        self,
+        outcome: Outcome,
+        reason: str,
+        *,
+        method: str = METHOD_NONE,
+        p_value: float | None = None,
+        centre: tuple[float | None, float | None, float | None] = (None, None, None),
+    ) -> Verdict:
+        b, c, pct = centre
+        return Verdict(
+            outcome,
+            b,
+            c,
+            pct,
+            self.tolerance_pct,
+            self.min_change,
+            p_value,
+            method,
+            self.n_base,
+            self.n_cur,
+            reason,
+        )
+
+
 def verdict(
     baseline_values: Sequence[float | None],
     current_values: Sequence[float | None],
@@ -145,95 +180,94 @@ def verdict(
     ``min_change`` counts as large (a relative change from 0 is undefined, so it is reported as
     None). A large change then needs a two-sided Mann-Whitney p <= ``alpha`` when both sides have
     two or more values; with one value on either side the tolerance alone decides."""
+    _check_arguments(direction, alpha, tolerance_pct, min_change)
+    base, cur = finite_values(baseline_values), finite_values(current_values)
+    judging = _Judging(tolerance_pct, min_change, len(base), len(cur))
+    if not base or not cur:
+        sides = [name for name, found in (("baseline", base), ("current", cur)) if not found]
+        return judging.judged(
+            "missing",
+            f"not measured in {' and '.join(sides)}",
+            centre=(_median(base), _median(cur), None),
+        )
+    b, c = float(np.median(base)), float(np.median(cur))
+    centre = (b, c, relative_change_pct(b, c))
+    testable = len(base) >= 2 and len(cur) >= 2
+    p_value = mann_whitney_u(base, cur).p_value if testable else None
+    if direction == "context":
+        return judging.judged(
+            "context", "context metric: reported, not judged", p_value=p_value, centre=centre
+        )
+    small = _small_change(c - b, centre[2], tolerance_pct, min_change)
+    if small is not None:
+        return judging.judged("ok", small, method=_method(testable), p_value=p_value, centre=centre)
+    return _large_change(judging, direction, centre, p_value, alpha)
+
+
+def _check_arguments(direction: str, alpha: float, tolerance_pct: float, min_change: float) -> None:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     if not (0.0 < alpha < 1.0):
         raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
     if tolerance_pct < 0 or min_change < 0:
         raise ValueError("tolerance_pct and min_change must be >= 0")
-    base, cur = finite_values(baseline_values), finite_values(current_values)
-    n_base, n_cur = len(base), len(cur)
 
-    def judged(
-        outcome: Outcome,
-        reason: str,
-        *,
-        method: str = METHOD_NONE,
-        p_value: float | None = None,
-        centre: tuple[float | None, float | None, float | None] = (None, None, None),
-    ) -> Verdict:
-        b, c, pct = centre
-        return Verdict(
-            outcome, b, c, pct, tolerance_pct, min_change, p_value, method, n_base, n_cur, reason
-        )
 
-    if not base or not cur:
-        sides = [name for name, found in (("baseline", base), ("current", cur)) if not found]
-        return judged(
-            "missing",
-            f"not measured in {' and '.join(sides)}",
-            centre=(_median(base), _median(cur), None),
-        )
-    b, c = float(np.median(base)), float(np.median(cur))
-    change = c - b
-    change_pct = relative_change_pct(b, c)
-    centre = (b, c, change_pct)
-    testable = n_base >= 2 and n_cur >= 2
-    p_value = mann_whitney_u(base, cur).p_value if testable else None
-    if direction == "context":
-        return judged(
-            "context", "context metric: reported, not judged", p_value=p_value, centre=centre
-        )
-
+def _small_change(
+    change: float, change_pct: float | None, tolerance_pct: float, min_change: float
+) -> str | None:
+    """Why a change is too small to judge (within the floor or the tolerance); None when it is
+    large."""
     if abs(change) <= min_change:
-        reason = (
-            "no change"
-            if change == 0
-            else f"change of {abs(change):.3g} is within the floor of {min_change:g}"
-        )
-        return judged("ok", reason, method=_method(testable), p_value=p_value, centre=centre)
+        if change == 0:
+            return "no change"
+        return f"change of {abs(change):.3g} is within the floor of {min_change:g}"
     if change_pct is not None and abs(change_pct) <= tolerance_pct:
-        return judged(
-            "ok",
-            f"within the tolerance of {tolerance_pct:g} %",
-            method=_method(testable),
-            p_value=p_value,
-            centre=centre,
-        )
+        return f"within the tolerance of {tolerance_pct:g} %"
+    return None
 
-    worse = change < 0 if direction == "higher" else change > 0
+
+def _large_change(
+    judging: _Judging,
+    direction: str,
+    centre: tuple[float, float, float | None],
+    p_value: float | None,
+    alpha: float,
+) -> Verdict:
+    """A change beyond the floor and the tolerance: regressed or improved when significant (or
+    single runs), inconclusive when it is not or cannot be."""
+    b, c, change_pct = centre
+    n_base, n_cur, tolerance_pct = judging.n_base, judging.n_cur, judging.tolerance_pct
+    worse = c < b if direction == "higher" else c > b
     moved: Outcome = "regressed" if worse else "improved"
     size = "from a baseline of 0" if change_pct is None else f"{change_pct:+.1f} %"
-    if not testable:
+    if p_value is None:  # a single run on a side: nothing to test
         runs = "single runs" if n_base == 1 and n_cur == 1 else f"{n_base} vs {n_cur} runs"
-        return judged(
+        return judging.judged(
             moved,
             f"{size}, beyond the tolerance of {tolerance_pct:g} % ({runs}: the tolerance alone "
             "decides)",
             method=METHOD_TOLERANCE,
             centre=centre,
         )
-    assert p_value is not None
     floor = smallest_p_value(n_base, n_cur)
     if floor > alpha:
-        return judged(
-            "inconclusive",
+        reason = (
             f"{size}, beyond the tolerance, but {n_base} vs {n_cur} runs can never be significant "
             f"at alpha {alpha:g} (the smallest possible p is {floor:.3g}): run at least "
-            f"{repeats_needed(alpha)} repeats on each side",
-            method=METHOD_TEST,
-            p_value=p_value,
-            centre=centre,
+            f"{repeats_needed(alpha)} repeats on each side"
+        )
+        return judging.judged(
+            "inconclusive", reason, method=METHOD_TEST, p_value=p_value, centre=centre
         )
     if p_value > alpha:
-        return judged(
-            "inconclusive",
-            f"{size}, beyond the tolerance, but not significant (p = {p_value:.3g} > {alpha:g})",
-            method=METHOD_TEST,
-            p_value=p_value,
-            centre=centre,
+        reason = (
+            f"{size}, beyond the tolerance, but not significant (p = {p_value:.3g} > {alpha:g})"
         )
-    return judged(
+        return judging.judged(
+            "inconclusive", reason, method=METHOD_TEST, p_value=p_value, centre=centre
+        )
+    return judging.judged(
         moved,
         f"{size}, beyond the tolerance of {tolerance_pct:g} % and significant "
         f"(p = {p_value:.3g} <= {alpha:g})",

@@ -187,9 +187,9 @@ def epoch_s(stamp: object) -> float | None:
 
 def started_epoch_s(run: results.RunFolder) -> float | None:
     """When the run started (its manifest's ``started``), in seconds since the epoch."""
-    return epoch_s((run.manifest or {}).get("started"))
+    return epoch_s(run.started)
 
 
 def finished_epoch_s(run: results.RunFolder) -> float | None:
     """When the run finished (its summary's ``finished``), in seconds since the epoch."""
-    return epoch_s((run.summary or {}).get("finished"))
+    return epoch_s(run.finished)

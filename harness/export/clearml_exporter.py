@@ -117,7 +117,7 @@ def _export_run(run: results.RunFolder, options: ExportOptions) -> Task:
     )
     try:
         task.connect(flat_settings(run), name="scenario")
-        hardware = (run.manifest or {}).get("hardware") or {}
+        hardware = run.hardware_table
         task.connect({k: str(v) for k, v in hardware.items()}, name="hardware")
         logger = task.get_logger()
         for name, (value, _unit, _direction) in headline_metrics(run).items():

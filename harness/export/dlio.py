@@ -62,9 +62,10 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
     au_mean, au_stdev = _stats(au)
     rate_mean, rate_stdev = _stats(rate)
     io_mean, io_stdev = _stats(io)
-    hardware = (first.manifest or {}).get("hardware") or {}
-    accelerators = first.metrics.get("accelerators", {}).get("value") or (first.summary or {}).get(
-        "ranks", 1
+    hardware = first.hardware_table
+    ranks = None if first.summary is None else first.summary.ranks
+    accelerators = first.metrics.get("accelerators", {}).get("value") or (
+        1 if ranks is None else ranks
     )
     metric: dict[str, Any] = {
         "train_au_percentage": au,
@@ -80,8 +81,8 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
         "train_io_stdev_MB_per_second": io_stdev,
     }
     return {
-        "start": (first.manifest or {}).get("started"),
-        "end": (last.summary or {}).get("finished"),
+        "start": first.started,
+        "end": last.finished,
         "num_accelerators": int(accelerators),
         "num_hosts": 1,
         "hostname": hardware.get("hostname"),

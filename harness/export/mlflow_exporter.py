@@ -91,7 +91,7 @@ def _export_run(
 ) -> str:
     started = started_epoch_s(run)
     start_ms = None if started is None else int(started * 1000)
-    hardware = (run.manifest or {}).get("hardware") or {}
+    hardware = run.hardware_table
     tags = {
         "harness.run_id": run.run_id,
         "harness.scenario": run.scenario_name,

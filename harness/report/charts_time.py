@@ -149,5 +149,5 @@ def _cores(run: Run, frame: pd.DataFrame) -> int:
     per_core = [c for c in frame.columns if c.startswith("cpu_core_pct[")]
     if per_core:
         return len(per_core)
-    cores = (run.manifest.get("hardware") or {}).get("cpu_logical_cores")
+    cores = run.hardware.get("cpu_logical_cores")
     return cores if isinstance(cores, int) and cores > 0 else 1

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from harness import results
 from harness.report.capacity_data import CapacityResults, load_capacity, split_inputs
+from harness.results.summary_file import ThresholdVerdict
 from harness.stats import mean_gpu_util
 
 # The study's categories (its Figure 7), in the order the report shows them.
@@ -47,14 +48,28 @@ class Run:
         return self.source.folder
 
     @property
-    def manifest(self) -> dict[str, Any]:
-        """The manifest; empty when the run has none (a note says so)."""
-        return self.source.manifest or {}
+    def manifest(self) -> results.RunManifest | None:
+        """The manifest; None when the run has none (a note says so)."""
+        return self.source.manifest
 
     @property
-    def summary(self) -> dict[str, Any]:
-        """The summary; empty when the run has none (a note says so)."""
-        return self.source.summary or {}
+    def summary(self) -> results.SummaryFile | None:
+        """The summary; None when the run has none (a note says so)."""
+        return self.source.summary
+
+    @property
+    def hardware(self) -> dict[str, Any]:
+        """The hardware table of the manifest; empty when none was recorded."""
+        return self.environment("hardware") or {}
+
+    @property
+    def thresholds(self) -> list[ThresholdVerdict]:
+        """The thresholds the summary judged; none without a summary."""
+        return [] if self.summary is None else self.summary.thresholds
+
+    def environment(self, table: Literal["hardware", "software"]) -> dict[str, Any] | None:
+        """The manifest's hardware or software table; None when none was recorded."""
+        return None if self.manifest is None else self.manifest.environment(table)
 
     @property
     def has_summary(self) -> bool:
@@ -96,9 +111,8 @@ class Run:
 
     @property
     def page_cache(self) -> str | None:
-        return (self.summary.get("page_cache") or {}).get("condition") or (
-            self.scenario.get("pipeline") or {}
-        ).get("page_cache")
+        condition = None if self.summary is None else self.summary.page_cache.get("condition")
+        return condition or (self.scenario.get("pipeline") or {}).get("page_cache")
 
     @property
     def condition(self) -> str:
@@ -110,11 +124,12 @@ class Run:
             parts.append(f"{pipeline['backend']} backend")
         if self.page_cache:
             parts.append(f"{self.page_cache} page cache")
-        device = self.manifest.get("device")
+        manifest, summary = self.manifest, self.summary
+        device = None if manifest is None else manifest.device
         if device:
-            precision = self.manifest.get("precision")
+            precision = None if manifest is None else manifest.precision
             parts.append(f"{device} {precision}" if precision else str(device))
-        ranks = self.manifest.get("ranks") or self.summary.get("ranks")
+        ranks = (manifest.ranks if manifest else None) or (summary.ranks if summary else None)
         if isinstance(ranks, int) and ranks > 1:
             parts.append(f"{ranks} ranks")
         return " · ".join(parts)
@@ -147,7 +162,7 @@ class Run:
     def unavailable(self, name: str) -> str:
         """Why a table (``series_gpu``, say) is not there, in the collector's own words."""
         collector = name.removeprefix("series_")
-        reasons = (self.summary.get("collectors") or {}).get("unavailable") or {}
+        reasons = {} if self.summary is None else self.summary.collectors.unavailable
         if collector in reasons:
             return str(reasons[collector])
         if not self.source.has_table(name):
@@ -159,7 +174,7 @@ class Run:
 
     @property
     def rate_hz(self) -> float | None:
-        rate = (self.summary.get("collectors") or {}).get("rate_hz") or (
+        rate = (None if self.summary is None else self.summary.collectors.rate_hz) or (
             self.scenario.get("collectors") or {}
         ).get("rate_hz")
         return float(rate) if rate else None
@@ -267,7 +282,7 @@ def label_runs(runs: list[Run]) -> None:
     """Give each run its label, machine and colour (stable across every chart and table)."""
     short: dict[str, set[str]] = {}
     for run in runs:
-        hardware = run.manifest.get("hardware") or {}
+        hardware = run.hardware
         run.machine = machine_name(hardware)
         short.setdefault(machine_short(hardware), set()).add(run.machine)
     names = {full: name for name, fulls in short.items() for full in fulls if len(fulls) == 1}
@@ -288,8 +303,8 @@ def label_runs(runs: list[Run]) -> None:
         if len(backends[(run.scenario_name, run.machine)]) > 1:
             label += f" ({_backend(run)})"
         if counts[key] > 1:
-            repeat = run.manifest.get("repeat")
-            number = repeat["index"] if isinstance(repeat, dict) else seen[key]
+            repeat = None if run.manifest is None else run.manifest.repeat
+            number = seen[key] if repeat is None else repeat.index
             label += f" #{number}"
         if len(machines) > 1:
             label += f" on {names.get(run.machine, run.machine)}"
@@ -298,7 +313,7 @@ def label_runs(runs: list[Run]) -> None:
 
 
 def _backend(run: Run) -> str:
-    return str((run.manifest.get("scenario") or {}).get("pipeline", {}).get("backend", "torch"))
+    return str(run.scenario.get("pipeline", {}).get("backend", "torch"))
 
 
 # Colour-blind-safe (Okabe-Ito, then Tableau), one per run, in the order runs are given.

@@ -126,7 +126,7 @@ def storage_tables(runs: list[Run]) -> list[Block]:
         rows, styles = [], []
         for run in ordered:
             values = [run.value(name) for name, _, _ in columns]
-            device = (run.summary.get("collectors") or {}).get("io_device") or "all disks"
+            device = (run.summary and run.summary.collectors.io_device) or "all disks"
             first = [run.label, device] if key == "table-device" else [run.label]
             rows.append(
                 [*first, *(fmt(v, unit) for v, (_, _, unit) in zip(values, columns, strict=True))]

@@ -7,7 +7,7 @@ as a dash (never 0), and a run that stopped early says so in its status cell.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from harness.report.content import (
     NOT_MEASURED,
@@ -30,16 +30,16 @@ def _status(run: Run) -> tuple[str, str]:
         return "complete", "pass"
     if not run.has_summary:
         return "INCOMPLETE (no summary)", "fail"
-    return f"INCOMPLETE: {run.summary.get('reason') or 'no reason recorded'}", "fail"
+    return f"INCOMPLETE: {run.source.reason or 'no reason recorded'}", "fail"
 
 
 def _threshold_cell(run: Run) -> tuple[str, str]:
     """A run's thresholds in one cell (text, style): the failed ones first, then unmeasured."""
-    verdicts = run.summary.get("thresholds") or []
+    verdicts = run.thresholds
     if not verdicts:
         return "no thresholds set", "muted"
-    failed = [v["threshold"] for v in verdicts if v.get("pass") is False]
-    unmeasured = [v["threshold"] for v in verdicts if v.get("pass") is None]
+    failed = [v.threshold for v in verdicts if v.passed is False]
+    unmeasured = [v.threshold for v in verdicts if v.passed is None]
     if failed:
         return "FAIL: " + ", ".join(failed), "fail"
     if unmeasured:
@@ -58,7 +58,7 @@ def runs_section(runs: list[Run]) -> Section:
                 run.scenario_name,
                 run.condition,
                 run.machine,
-                str(run.manifest.get("started") or NOT_MEASURED).replace("T", " "),
+                str((run.manifest and run.manifest.started) or NOT_MEASURED).replace("T", " "),
                 fmt(measured, "steps"),
                 status,
                 run.run_id,
@@ -141,26 +141,27 @@ def summary_section(runs: list[Run]) -> Section:
     )
     verdict_rows, verdict_styles = [], []
     for run in runs:
-        for verdict in run.summary.get("thresholds") or []:
-            state = {True: ("pass", "pass"), False: ("FAIL", "fail")}.get(
-                verdict.get("pass"), ("not measured", "muted")
-            )
-            unit = "%" if str(verdict.get("metric", "")).endswith("pct") else ""
-            if str(verdict.get("metric", "")).endswith("_ms"):
+        for verdict in run.thresholds:
+            states: dict[bool | None, tuple[str, str]] = {
+                True: ("pass", "pass"),
+                False: ("FAIL", "fail"),
+                None: ("not measured", "muted"),
+            }
+            state = states[verdict.passed]
+            unit = "%" if verdict.metric.endswith("pct") else ""
+            if verdict.metric.endswith("_ms"):
                 unit = "ms"
             verdict_rows.append(
                 [
                     run.label,
-                    str(verdict.get("threshold")),
-                    str(verdict.get("metric")),
-                    fmt(verdict.get("limit"), unit),
-                    fmt(verdict.get("value"), unit),
+                    verdict.threshold,
+                    verdict.metric,
+                    fmt(verdict.limit, unit),
+                    fmt(verdict.value, unit),
                     state[0],
                 ]
             )
-            verdict_styles.append(
-                ["", "", "muted", "num", num_style(verdict.get("value")), state[1]]
-            )
+            verdict_styles.append(["", "", "muted", "num", num_style(verdict.value), state[1]])
     blocks: list[Block] = [metrics]
     if verdict_rows:
         blocks.append(
@@ -186,9 +187,9 @@ def summary_section(runs: list[Run]) -> Section:
 def checks_section(runs: list[Run]) -> Section:
     rows, styles = [], []
     for run in runs:
-        for check in run.summary.get("cross_checks") or []:
+        for check in [] if run.summary is None else run.summary.cross_checks:
             ok = check.get("ok")
-            style = {True: "pass", False: "fail"}.get(ok, "")
+            style = "pass" if ok is True else "fail" if ok is False else ""
             rows.append([run.label, str(check.get("name", "")), str(check.get("verdict", ""))])
             styles.append(["", "", style])
     blocks: list[Block] = []
@@ -206,7 +207,7 @@ def checks_section(runs: list[Run]) -> Section:
         )
     warnings: dict[str, list[str]] = {}  # one row per warning, naming every run that gave it
     for run in runs:
-        for warning in [*run.notes, *(run.summary.get("warnings") or [])]:
+        for warning in [*run.notes, *([] if run.summary is None else run.summary.warnings)]:
             warnings.setdefault(str(warning), []).append(run.label)
     if warnings:
         blocks.append(
@@ -247,20 +248,22 @@ def environment_section(runs: list[Run]) -> Section:
     )
 
 
-def environment_table(runs: list[Run], key: str, title: str, like: str) -> Table | Note:
+def environment_table(
+    runs: list[Run], key: Literal["hardware", "software"], title: str, like: str
+) -> Table | Note:
     """One column per machine (side by side), one row per field; a field that differs between
     runs on one machine (the dataset's path, say) gives each value with the runs that had it.
     One machine's long list is shown as two lists side by side."""
     machines: dict[str, list[Run]] = {}
     for run in runs:
-        if isinstance(run.manifest.get(key), dict):
+        if run.environment(key) is not None:
             machines.setdefault(run.machine, []).append(run)
     if not machines:
         return Note("warning", f"No run recorded its {key}.")
     fields: list[str] = []
     for members in machines.values():
         for run in members:
-            table = run.manifest[key]
+            table = run.environment(key) or {}
             for name in table:
                 if name not in fields and not _redundant(name, table):
                     fields.append(name)
@@ -285,10 +288,11 @@ def environment_table(runs: list[Run], key: str, title: str, like: str) -> Table
 TWO_UP_ROWS = 12  # a one-machine table longer than this: two lists side by side
 
 
-def _environment_cell(members: list[Run], key: str, name: str) -> str:
+def _environment_cell(members: list[Run], key: Literal["hardware", "software"], name: str) -> str:
     values: dict[str, list[str]] = {}
     for run in members:
-        values.setdefault(fmt_field(run.manifest[key].get(name)), []).append(run.label)
+        value = (run.environment(key) or {}).get(name)
+        values.setdefault(fmt_field(value), []).append(run.label)
     if len(values) == 1:
         return next(iter(values))
     return "; ".join(f"{value} ({', '.join(labels)})" for value, labels in values.items())

@@ -14,7 +14,9 @@ that runs started in the same second never collide. JSON files carry ``format_ve
 files carry it in their schema metadata. Readers refuse other versions with a clear message, and
 accept additive changes within a version: fields they do not know are kept and ignored.
 
-Every command that reads runs (compare, report, selfcheck) reads them with :class:`RunFolder`.
+Every command that reads runs (compare, report, selfcheck) reads them with :class:`RunFolder`;
+``summary.json`` and ``manifest.json`` are typed models (``harness.results.summary_file``,
+``harness.results.manifest_file``) with one reader each.
 """
 
 from __future__ import annotations
@@ -24,27 +26,38 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
 from harness.env import hardware_identity
 from harness.errors import HarnessError, one_line
 from harness.files import check_format, read_json, write_json_atomic
+from harness.results.document import FORMAT_VERSION, MANIFEST, SUMMARY, DocumentKind
+from harness.results.manifest_file import (
+    RepeatRecord,
+    RunManifest,
+    read_manifest,
+    write_manifest_file,
+)
+from harness.results.summary_file import SummaryFile, read_summary, write_summary
 
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "SUMMARY",
+    "DocumentKind",
+    "RepeatRecord",
+    "RunFolder",
+    "RunManifest",
+    "SummaryFile",
+    "read_manifest",
+    "read_summary",
+    "write_manifest_file",
+    "write_summary",
+]
+
 PARQUET_KEY = b"harness_format_version"
-
-
-class DocumentKind(NamedTuple):
-    """A JSON document the harness writes: its file name and the format name inside it."""
-
-    file: str
-    format: str
-
-
-MANIFEST = DocumentKind("manifest.json", "harness-run-manifest")
-SUMMARY = DocumentKind("summary.json", "harness-run-summary")
 # The tables a run writes, in the order a reader usually wants them.
 TABLES = ("steps", "samples", "series_io", "series_cpu", "series_gpu")
 
@@ -129,12 +142,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
 class RunFolder:
     """One run as ``harness run`` wrote it: both documents read (None where the file is not
     there: a run killed before its summary, a summary copied without its manifest), tables read
-    on first use. Readers look up the fields they know; newer fields of the same format version
-    are kept in the documents untouched."""
+    on first use. Newer fields of the same format version are kept in the models untouched."""
 
     folder: Path
-    manifest: dict[str, Any] | None
-    summary: dict[str, Any] | None
+    manifest: RunManifest | None
+    summary: SummaryFile | None
     _tables: dict[str, pd.DataFrame | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -142,9 +154,9 @@ class RunFolder:
     @classmethod
     def read(cls, folder: Path) -> RunFolder:
         """Read a run folder. HarnessError when it holds neither document, or when a document
-        is unreadable or of another format version."""
-        manifest = cls._optional(folder, MANIFEST)
-        summary = cls._optional(folder, SUMMARY)
+        is unreadable, malformed or of another format version."""
+        manifest = cls._manifest(folder)
+        summary = read_summary(folder / SUMMARY.file) if (folder / SUMMARY.file).exists() else None
         if manifest is None and summary is None:
             raise HarnessError(f"{folder}: holds no run (no {MANIFEST.file} or {SUMMARY.file})")
         return cls(folder, manifest, summary)
@@ -153,18 +165,16 @@ class RunFolder:
     def from_summary_file(cls, path: Path) -> RunFolder:
         """A run from its summary file, wherever it was copied; the manifest beside it counts
         only when it belongs to the same run."""
-        summary = read_json(path)
-        if summary is None:
-            raise HarnessError(f"{path}: missing")
-        check_format(path, summary, SUMMARY.format, FORMAT_VERSION)
-        manifest = cls._optional(path.parent, MANIFEST)
-        if manifest is not None and manifest.get("run_id") != summary.get("run_id"):
+        summary = read_summary(path)
+        manifest = cls._manifest(path.parent)
+        if manifest is not None and manifest.run_id != summary.run_id:
             manifest = None
         return cls(path.parent, manifest, summary)
 
     @staticmethod
-    def _optional(folder: Path, kind: DocumentKind) -> dict[str, Any] | None:
-        return read_document(folder, kind) if (folder / kind.file).exists() else None
+    def _manifest(folder: Path) -> RunManifest | None:
+        path = folder / MANIFEST.file
+        return read_manifest(path) if path.exists() else None
 
     # --- the documents --------------------------------------------------------------------------
 
@@ -174,60 +184,75 @@ class RunFolder:
 
     @property
     def run_id(self) -> str:
-        return str(
-            (self.summary or {}).get("run_id")
-            or (self.manifest or {}).get("run_id")
-            or self.folder.name
-        )
+        if self.summary is not None and self.summary.run_id:
+            return self.summary.run_id
+        if self.manifest is not None and self.manifest.run_id:
+            return self.manifest.run_id
+        return self.folder.name
 
     @property
     def settings(self) -> dict[str, Any] | None:
         """The resolved scenario the run ran, as its manifest recorded it."""
-        return (self.manifest or {}).get("scenario")
+        return None if self.manifest is None else self.manifest.scenario
 
     @property
     def scenario_name(self) -> str:
-        return str(
-            (self.summary or {}).get("scenario")
-            or (self.settings or {}).get("name")
-            or self.folder.name
-        )
+        if self.summary is not None and self.summary.scenario:
+            return self.summary.scenario
+        return str((self.settings or {}).get("name") or self.folder.name)
 
     @property
     def complete(self) -> bool:
         """Whether the run finished: its summary says so (a run without one did not)."""
-        return (self.summary or {}).get("complete") is True
+        return self.summary is not None and self.summary.complete
 
     @property
     def reason(self) -> str | None:
         """Why an incomplete run stopped, as its summary recorded it."""
-        return (self.summary or {}).get("reason")
+        return None if self.summary is None else self.summary.reason
 
     @property
     def metrics(self) -> dict[str, dict[str, Any]]:
-        """The summary's metrics, ``{name: {"value", "unit", "direction"}}``; empty without a
+        """The summary's metrics, ``{name: {"value", "unit", "direction"}}`` (the shape
+        ``harness.stats`` and the report's recomputed metrics share); empty without a
         summary."""
-        return dict((self.summary or {}).get("metrics") or {})
+        return {} if self.summary is None else self.summary.metric_table()
 
     @property
     def repeat_index(self) -> int:
         """Which repeat of ``--repeat N`` this run was (1-based); 0 when not recorded."""
-        repeat = (self.manifest or {}).get("repeat") or {}
-        index = repeat.get("index") if isinstance(repeat, dict) else None
-        return index if isinstance(index, int) else 0
+        repeat = None if self.manifest is None else self.manifest.repeat
+        return 0 if repeat is None else repeat.index
 
     @property
     def hardware(self) -> dict[str, object] | None:
         """The run's hardware identity (``harness.env.hardware_identity``); None when no
         manifest recorded it."""
-        return hardware_identity(self.manifest) if self.manifest else None
+        if self.manifest is None:
+            return None
+        return hardware_identity({"hardware": self.manifest.hardware or {}})
+
+    @property
+    def hardware_table(self) -> dict[str, Any]:
+        """The hardware the manifest recorded, every field (``harness.env``); empty without
+        one."""
+        return {} if self.manifest is None else dict(self.manifest.hardware or {})
+
+    @property
+    def started(self) -> str | None:
+        """When the run started (its manifest's local time, ISO 8601)."""
+        return None if self.manifest is None else self.manifest.started
+
+    @property
+    def finished(self) -> str | None:
+        """When the run finished (its summary's local time, ISO 8601)."""
+        return None if self.summary is None else self.summary.finished
 
     @property
     def thumbnails(self) -> dict[str, Any] | None:
         """The held-out samples the run kept as pictures (``harness.train.samples``): None when
         it kept none (an incomplete run, a run folder written before they were kept)."""
-        entry = (self.manifest or {}).get("thumbnails")
-        return entry if isinstance(entry, dict) else None
+        return None if self.manifest is None else self.manifest.thumbnails
 
     def picture(self, name: str) -> Path | None:
         """A file the thumbnails entry names, inside the run folder; None when it is absent or

@@ -52,24 +52,23 @@ def write_manifest(
     except OSError as exc:
         raise HarnessError(f"cannot create the run folder {folder}: {exc.strerror}") from None
     times = prepared.compute_times
-    results.write_document(
-        folder,
-        results.MANIFEST,
-        {
-            "run_id": folder.name,
-            "scenario": scenario.model_dump(mode="json"),
-            "scenario_file": str(prepared.loaded.file),
-            "command": command,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ranks": ranks,
-            "device": str(device.torch_device),
-            "precision": device.precision,
-            "cpu_threads": cpu_threads_for(scenario) if times is None else 1,
-            "repeat": None if repeat is None else {"index": repeat[0], "of": repeat[1]},
-            "emulation": None if times is None else times.document(),
-            **environment(Path(scenario.dataset.path)),
-        },
+    found = environment(Path(scenario.dataset.path))
+    manifest = results.RunManifest(
+        run_id=folder.name,
+        scenario=scenario.model_dump(mode="json"),
+        scenario_file=str(prepared.loaded.file),
+        command=command,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        ranks=ranks,
+        device=str(device.torch_device),
+        precision=device.precision,
+        cpu_threads=cpu_threads_for(scenario) if times is None else 1,
+        repeat=None if repeat is None else results.RepeatRecord(index=repeat[0], of=repeat[1]),
+        emulation=None if times is None else times.document(),
+        hardware=found["hardware"],
+        software=found["software"],
     )
+    results.write_manifest_file(folder, manifest)
 
 
 def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> None:
@@ -133,7 +132,7 @@ def write_results(
         reason=reason,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    results.write_document(folder, results.SUMMARY, dict(summary))
+    results.write_summary(folder, summary)
     return summary
 
 

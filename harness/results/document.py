@@ -1,0 +1,99 @@
+"""The JSON documents of a run folder as typed models: one base for all, one reader, one writer.
+
+Each document (``summary.json``, ``manifest.json``) is described by one pydantic model that the
+writer fills and every reader gets back. A reader refuses, in one line naming the file and the
+field, a file that is truncated, of another format or version, or that holds a value of the wrong
+type; it never lets a traceback through.
+
+Validation is strict (a number written as a string, or ``true`` where a count is expected, is
+refused rather than converted) and open (fields a newer harness added within the same format
+version are kept and written back untouched, after the known ones). Fields a file does not have
+stay unset and are not written back, so a document read and written again keeps its bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import HarnessError
+from harness.files import check_format, read_json, write_json_atomic
+
+FORMAT_VERSION = 1
+
+
+class DocumentKind(NamedTuple):
+    """A JSON document the harness writes: its file name and the format name inside it."""
+
+    file: str
+    format: str
+
+
+MANIFEST = DocumentKind("manifest.json", "harness-run-manifest")
+SUMMARY = DocumentKind("summary.json", "harness-run-summary")
+
+
+class OpenRecord(BaseModel):
+    """A part of a document: strict types, unknown fields kept (additive changes within a
+    version), fields by their JSON names (``pass``) or their Python ones (``passed``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+
+
+class RunDocument(OpenRecord):
+    """A whole document: its format name and version come first in the file. The writer sets
+    them from the document's kind (:func:`write_model`); a reader has checked them before the
+    fields (:func:`read_model`)."""
+
+    format: str = ""
+    format_version: int = FORMAT_VERSION
+
+
+Document = TypeVar("Document", bound=RunDocument)
+
+
+def document_fields(document: RunDocument) -> dict[str, Any]:
+    """The fields a document holds, as JSON values, in its order, without format and version:
+    unset fields are left out, so that a file read and written again keeps its bytes."""
+    return document.model_dump(
+        mode="json", by_alias=True, exclude_unset=True, exclude={"format", "format_version"}
+    )
+
+
+def write_model(folder: Path, kind: DocumentKind, document: RunDocument) -> Path:
+    """Write ``document`` as ``folder/<kind.file>`` (atomically, fsynced), format first."""
+    path = folder / kind.file
+    header = {"format": kind.format, "format_version": FORMAT_VERSION}
+    write_json_atomic(path, {**header, **document_fields(document)})
+    return path
+
+
+def read_model(path: Path, kind: DocumentKind, model: type[Document]) -> Document:
+    """The document in ``path``; a one-line HarnessError naming the file (and the field) when it
+    is missing, unreadable, of another format or version, or holds a wrong value."""
+    document = read_json(path)
+    if document is None:
+        raise HarnessError(f"{path}: missing")
+    check_format(path, document, kind.format, FORMAT_VERSION)
+    return validate_model(path, document, model)
+
+
+def validate_model(path: Path, document: dict[str, Any], model: type[Document]) -> Document:
+    """``document`` as ``model``; a one-line HarnessError naming the file and the first field
+    that is wrong (and how many more are)."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise HarnessError(validation_line(path, exc)) from None
+
+
+def validation_line(path: Path, exc: ValidationError) -> str:
+    """``results/x/summary.json: metrics.samples_per_s.value: input should be a valid number``"""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(the document)"
+    message = first["msg"][:1].lower() + first["msg"][1:]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {where}: {message}{more}"

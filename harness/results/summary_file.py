@@ -1,0 +1,97 @@
+"""``summary.json``: a run's results, one model for the writer (``harness.summary``) and every
+reader (``RunFolder``, report, compare, export, self-check).
+
+A run that stopped early still writes its summary: ``complete`` is then false and ``reason``
+says why in the words the run printed. A run killed before it could write one has no
+``summary.json`` at all; readers say so (``RunFolder.has_summary``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from harness.results.document import (
+    SUMMARY,
+    OpenRecord,
+    RunDocument,
+    read_model,
+    write_model,
+)
+from harness.stats import Direction
+
+
+class Metric(OpenRecord):
+    """One number of the summary; ``value`` None means "not measured", never zero."""
+
+    value: float | None
+    unit: str
+    direction: Direction  # which way is better; "context" for figures that are neither
+
+
+class ThresholdVerdict(OpenRecord):
+    """One threshold the scenario set, the value measured and whether it passed."""
+
+    threshold: str  # the scenario's setting, "min_busy_pct"
+    metric: str  # the metric it judges, "busy_pct"
+    limit: float
+    value: float | None
+    passed: bool | None = Field(alias="pass")  # None: not measured
+
+
+class CollectorsRecord(OpenRecord):
+    """How the collectors ran: their rate, the ones not available (and why), their own cost."""
+
+    rate_hz: float | None = None
+    # collector (``gpu``, ``io[rank1]``) -> why it was not available
+    unavailable: dict[str, str] = Field(default_factory=dict)
+    sampler_cpu_s: dict[str, float] = Field(default_factory=dict)
+    io_device: str | None = None  # the dataset's block device
+
+
+class SummaryFile(RunDocument):
+    """``summary.json`` (see README "Runs"). Open records that another module owns keep their
+    JSON shape: ``page_cache`` (``harness.pagecache.prepare``), ``cross_checks`` (one shape per
+    check, ``harness.summary``) and ``emulation`` (``harness.train.profiles``)."""
+
+    run_id: str
+    scenario: str  # the scenario's name
+    complete: bool = Field(description="whether the run finished every step it was asked for")
+    reason: str | None = Field(
+        default=None, description="why an incomplete run stopped; None for a complete one"
+    )
+    ranks: int | None = None
+    page_cache: dict[str, Any] = Field(default_factory=dict)
+    labels: str | None = None  # how the dataset's masks were given ("exact", "derived:...")
+    metrics: dict[str, Metric]
+    cross_checks: list[dict[str, Any]] = Field(default_factory=list)
+    thresholds: list[ThresholdVerdict] = Field(default_factory=list)
+    collectors: CollectorsRecord = Field(default_factory=CollectorsRecord)
+    corrupt_files: dict[str, int] = Field(default_factory=dict)  # file -> samples skipped from it
+    # the first samples skipped: {"file", "error"}
+    corrupt_samples: list[dict[str, str]] = Field(default_factory=list)
+    iou_per_class: list[float | None] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    finished: str | None = None  # local time, ISO 8601
+    emulation: dict[str, Any] | None = None  # emulated runs: the profile and its scaling
+
+    def value(self, name: str) -> float | None:
+        """Metric ``name``'s value; None when it was not measured or is not there."""
+        entry = self.metrics.get(name)
+        return None if entry is None else entry.value
+
+    def metric_table(self) -> dict[str, dict[str, Any]]:
+        """The metrics as plain ``{name: {"value", "unit", "direction"}}`` mappings, the shape
+        ``harness.stats`` and the report's recomputed metrics share."""
+        return {name: entry.model_dump(mode="json") for name, entry in self.metrics.items()}
+
+
+def read_summary(path: Path) -> SummaryFile:
+    """A ``summary.json``; a one-line HarnessError naming the file and the field otherwise."""
+    return read_model(path, SUMMARY, SummaryFile)
+
+
+def write_summary(folder: Path, summary: SummaryFile) -> Path:
+    return write_model(folder, SUMMARY, summary)
