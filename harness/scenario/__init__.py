@@ -7,6 +7,7 @@ pipeline, the training loop, the collectors and the pass/fail thresholds. A suit
 scenario files.
 """
 
+from harness.scenario.capacity_settings import CapacitySettings
 from harness.scenario.loading import (
     apply_overrides,
     is_suite,
@@ -29,7 +30,6 @@ from harness.scenario.model import (
     Pipeline,
     Scenario,
     Suite,
-    SuiteCapacity,
     Thresholds,
     Training,
     UNetConfig,
@@ -39,6 +39,7 @@ from harness.scenario.model import (
 from harness.scenario.reading import Document, read_yaml
 
 __all__ = [
+    "CapacitySettings",
     "CollageGenerate",
     "Collectors",
     "Dataset",
@@ -50,7 +51,6 @@ __all__ = [
     "Pipeline",
     "Scenario",
     "Suite",
-    "SuiteCapacity",
     "Thresholds",
     "Training",
     "UNetConfig",

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from harness.collect import KNOWN as COLLECTOR_NAMES
 from harness.errors import one_line
 from harness.pipeline import BACKEND_NAMES
+from harness.scenario.capacity_settings import CapacitySettings
 
 
 def _at_most(limit: float, reason: str) -> AfterValidator:
@@ -339,24 +340,11 @@ class Scenario(Model):
         return self
 
 
-class SuiteCapacity(Model):
-    """``harness suite`` runs a capacity search of each scenario instead of fixed runs (see
-    ``harness capacity``)."""
-
-    profile: PathText | None = None  # sets training.profile of every scenario
-    min_busy: Annotated[float, Field(gt=0, le=100)] = 90.0
-    min_busy_each: Annotated[float, Field(gt=0, le=100)] = 85.0
-    max_accelerators: Annotated[int, Field(ge=1, le=1024)] = 64
-    probe_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
-    repeat: Annotated[int, Field(ge=1, le=100)] = 3
-    ceiling_s: Annotated[float, Field(gt=0, le=86400)] = 10.0  # seconds of the read ceiling
-
-
 class Suite(Model):
     name: Name
     description: Description = ""
     scenarios: Annotated[list[PathText], Field(min_length=1, max_length=1000)]
-    capacity: SuiteCapacity | None = None
+    capacity: CapacitySettings | None = None
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,35 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import pagecache
 from harness.errors import one_line
+from harness.scenario import Scenario
 
 REQUEST = 2**20  # bytes per read
+# The ceiling is read with the readers of at most this many accelerators: enough to find the
+# device's rate, few enough that a search up to 64 does not start thousands of fio jobs.
+CEILING_ACCELERATORS = 8
 
 
 @dataclass(frozen=True)
 class Ceiling:
     MBps: float
     how: str
+
+
+def ceiling_readers(scenario: Scenario) -> int:
+    """The reads one accelerator's pipeline keeps in flight: its workers, each reading files
+    whole in ``pipeline.read_threads`` threads (the torch backend's count)."""
+    return max(1, scenario.pipeline.workers) * scenario.pipeline.read_threads
+
+
+def search_ceiling(
+    scenario: Scenario, files: list[Path], max_accelerators: int, seconds: float
+) -> Ceiling:
+    """The read ceiling a capacity search sets its probes against: the scenario's files read by
+    as many readers as the probes will have (up to ``CEILING_ACCELERATORS`` accelerators)."""
+    accelerators = max(1, min(max_accelerators, CEILING_ACCELERATORS))
+    return read_ceiling(files, ceiling_readers(scenario) * accelerators, seconds)
 
 
 def read_ceiling(files: list[Path], readers: int, seconds: float = 10.0) -> Ceiling:
@@ -124,8 +144,6 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
 
 
 def _read_file(path: Path, buffer: mmap.mmap, direct: list[bool]) -> int:
-    from harness import pagecache
-
     fd = -1
     if direct[0]:
         try:
