@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # The scenario sections' base (``harness.scenario.model.Model``) has the same configuration; that
 # module imports this one, so the base is not shared.
 _CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
+ProfileName = Annotated[str, Field(min_length=1, max_length=4096)]  # 4096: Linux's longest path
 
 
 class CapacitySettings(BaseModel):
@@ -23,18 +24,10 @@ class CapacitySettings(BaseModel):
 
     model_config = _CONFIG
 
-    profile: (
-        Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=4096,
-                description="sets training.profile of every scenario (a shipped profile's name "
-                "or a profile file)",
-            ),
-        ]
-        | None
-    ) = None
+    profile: Annotated[
+        ProfileName | None,
+        Field(description="sets training.profile of every scenario (a shipped profile or a file)"),
+    ] = None
     min_busy: Annotated[
         float, Field(gt=0, le=100, description="mean busy % a count must reach to pass")
     ] = 90.0
