@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.commands import capacity as capacity_command
 from harness.commands import run as run_command
 from harness.errors import HarnessError
-
-if TYPE_CHECKING:
-    from harness.scenario import CapacitySettings
+from harness.scenario import CapacitySettings
 
 HELP = (
     "prepare the data of a suite (datagen, cache), then run all its scenarios (or search their "
@@ -52,7 +50,6 @@ def _capacity(args: argparse.Namespace, settings: CapacitySettings, report: Path
     """The suite's capacity search: its data prepared, then a search of each of its scenarios
     with the suite's settings, capacity.json and the report in ``report``."""
     from harness.capacity.orchestrate import search_capacity
-    from harness.commands import capacity
     from harness.data import prepare_datasets
     from harness.data.cache import build_caches
     from harness.scenario import load_scenarios
@@ -71,5 +68,5 @@ def _capacity(args: argparse.Namespace, settings: CapacitySettings, report: Path
         quiet=args.quiet,
     )
     if result.is_first_host:
-        capacity.finish(result, report, print)
+        capacity_command.finish(result, report, print)
     return result.exit_code
