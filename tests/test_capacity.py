@@ -245,3 +245,24 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
     assert [p["accelerators"] for p in probes] == [1, 2]  # the first kept, the second partial
     assert probes[0]["verdict"] == "pass" and probes[1]["complete"] is False
     assert Path(probes[1]["run"], "summary.json").exists()  # the partial run is kept too
+
+
+def test_json_dash_prints_capacity_json_on_stdout(tmp_path: Path, write_scenario) -> None:
+    """``--json -``: the document on stdout, the progress lines on stderr, the file kept in the
+    default place."""
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = emulated_training(profile)
+    file = write_scenario(scenario)
+    assert run_harness("datagen", str(file)).returncode == 0
+    done = run_harness(
+        "capacity", str(file), "--probe-s", "2", "--repeat", "1", "--ceiling-s", "1",
+        "--max-accelerators", "1", "--min-busy", "10", "--min-busy-each", "5", "--quiet",
+        "--results", str(tmp_path / "results"), "--json", "-", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    (kept,) = (tmp_path / "reports").glob("*-capacity/capacity.json")
+    assert json.loads(kept.read_text()) == document and document["complete"]
+    assert f"capacity: {kept.relative_to(tmp_path)}" in done.stderr
+    assert "feed at least 1 emulated test accelerator(s)" in done.stderr

@@ -1,10 +1,27 @@
-"""The capacity search and the limiter, pure: scripted probe results, no runs."""
+"""The capacity search and the limiter, pure: scripted probe results, no runs; the settings
+model behind the CLI, the suite key and the schema; capacity.json's model as written and read."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from conftest import Result
 
 from harness.capacity import Probe, Search, name_limiter
+from harness.capacity.probes import HostResult, combine
+from harness.cli import build_parser
+from harness.commands.capacity import settings_from
+from harness.results.capacity_file import (
+    CapacityFile,
+    HostCeiling,
+    ScenarioSearch,
+    read_capacity_file,
+    write_capacity_file,
+)
+from harness.scenario import CapacitySettings, scenario_json_schema
 
 
 def drive(search: Search, busy_of, limit: int = 100) -> list[int]:
@@ -168,3 +185,59 @@ def test_a_saturated_cpu_is_the_limiter_even_when_memory_served_the_reads() -> N
     )
     assert limiter.name == "client CPU"
     assert "90% of the bytes asked for came from memory" in limiter.evidence
+
+
+def test_the_cli_takes_defaults_and_bounds_from_the_settings_model(
+    cli: Callable[..., Result],
+) -> None:
+    args = build_parser().parse_args(["capacity", "scenario.yaml"])
+    assert settings_from(args) == CapacitySettings()
+    given = build_parser().parse_args(["capacity", "s.yaml", "--min-busy", "80", "--repeat", "1"])
+    assert settings_from(given) == CapacitySettings(min_busy=80.0, repeat=1)
+    done = cli("capacity", "scenario.yaml", "--min-busy", "120")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: --min-busy: input should be less than or equal to 100 (got 120.0)"
+    ]
+    assert "default 90; above 0, at most 100" in " ".join(cli("capacity", "--help").stdout.split())
+    schema = scenario_json_schema()["$defs"]["CapacitySettings"]["properties"]
+    assert (schema["min_busy"]["default"], schema["min_busy"]["maximum"]) == (90.0, 100)
+    assert scenario_json_schema()["$defs"]["Suite"]["properties"]["capacity"]
+
+
+def host(name: str, busy: float, least: float, read: float) -> HostResult:
+    measured = {"busy_pct": busy, "busy_pct_min": least, "read_MBps": read}
+    return HostResult(name, 0, True, None, f"results/{name}", measured, {})
+
+
+def test_capacity_json_is_written_as_read(tmp_path: Path) -> None:
+    """Two hosts' probe combined, written after the probe, read back by the same model; the
+    scenario's limiter stays out of the file until the search names it."""
+    entry = ScenarioSearch(
+        scenario="s",
+        workers=1,
+        hosts=[HostCeiling(host=h, ceiling_MBps=100.0, client_cores=2) for h in "ab"],
+    )
+    record = combine(
+        2, [host("a", 95, 91, 50.0), host("b", 89, 86, 60.0)], entry, CapacitySettings()
+    )
+    assert (record.busy_pct, record.busy_pct_min, record.verdict) == (92.0, 86.0, "pass")
+    assert record.metrics["read_MBps"] == 110.0 and record.accelerators_total == 4
+    entry.probes.append(record)
+    document = CapacityFile(command=["harness", "capacity"], hosts=2, scenarios=[entry])
+    path = tmp_path / "capacity.json"
+    write_capacity_file(document, path)
+    written = json.loads(path.read_text())
+    assert list(written) == [
+        "format", "format_version", "started", "command", "hosts", "thresholds", "complete",
+        "stopped", "scenarios",
+    ]  # fmt: skip
+    assert "limiter" not in written["scenarios"][0]
+    assert list(written["scenarios"][0]["probes"][0]) == [
+        "accelerators", "accelerators_total", "busy_pct", "busy_pct_min", "complete", "verdict",
+        "limiter", "evidence", "page_cache_hit_share", "metrics", "run", "reason", "hosts",
+    ]  # fmt: skip
+    assert read_capacity_file(path) == document
+    entry.limiter, entry.limiter_evidence = record.limiter, record.evidence
+    write_capacity_file(document, path)
+    assert json.loads(path.read_text())["scenarios"][0]["limiter"] == record.limiter

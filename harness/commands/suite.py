@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.commands import capacity as capacity_command
 from harness.commands import run as run_command
 from harness.errors import HarnessError
-
-if TYPE_CHECKING:
-    from harness.scenario import SuiteCapacity
+from harness.scenario import CapacitySettings
 
 HELP = (
     "prepare the data of a suite (datagen, cache), then run all its scenarios (or search their "
@@ -48,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     return _capacity(args, searches[0], report)
 
 
-def _capacity(args: argparse.Namespace, settings: SuiteCapacity, report: Path) -> int:
-    """The suite's capacity search: its data prepared, then ``harness capacity`` on each of its
-    scenarios with the suite's settings."""
-    from harness.commands import capacity
+def _capacity(args: argparse.Namespace, settings: CapacitySettings, report: Path) -> int:
+    """The suite's capacity search: its data prepared, then a search of each of its scenarios
+    with the suite's settings, capacity.json and the report in ``report``."""
+    from harness.capacity.orchestrate import search_capacity
     from harness.data import prepare_datasets
     from harness.data.cache import build_caches
     from harness.scenario import load_scenarios
@@ -61,19 +59,14 @@ def _capacity(args: argparse.Namespace, settings: SuiteCapacity, report: Path) -
     scenarios = [item.scenario for item in load_scenarios(args.files, args.override)]
     prepare_datasets(scenarios)
     build_caches(scenarios)
-    profile = [f"training.profile={settings.profile}"] if settings.profile else []
-    search = argparse.Namespace(
-        files=args.files,
-        override=[*profile, *args.override],
-        min_busy=settings.min_busy,
-        min_busy_each=settings.min_busy_each,
-        max_accelerators=settings.max_accelerators,
-        probe_s=settings.probe_s,
-        repeat=settings.repeat,
-        ceiling_s=settings.ceiling_s,
-        results=args.results,
-        json=report / "capacity.json",
-        report=report,
+    result = search_capacity(
+        args.files,
+        settings,
+        out=report / "capacity.json",
+        results_dir=args.results,
+        overrides=args.override,
         quiet=args.quiet,
     )
-    return capacity.run(search)
+    if result.is_first_host:
+        capacity_command.finish(result, report, print)
+    return result.exit_code

@@ -7,6 +7,7 @@ pipeline, the training loop, the collectors and the pass/fail thresholds. A suit
 scenario files.
 """
 
+from harness.scenario.capacity_settings import CapacitySettings
 from harness.scenario.loading import (
     apply_overrides,
     is_suite,
@@ -30,7 +31,6 @@ from harness.scenario.model import (
     Pipeline,
     Scenario,
     Suite,
-    SuiteCapacity,
     Thresholds,
     Training,
     UNetConfig,
@@ -41,6 +41,7 @@ from harness.scenario.reading import Document, read_yaml
 from harness.scenario.reference import field_reference_markdown
 
 __all__ = [
+    "CapacitySettings",
     "CollageGenerate",
     "Collectors",
     "Dataset",
@@ -52,7 +53,6 @@ __all__ = [
     "Pipeline",
     "Scenario",
     "Suite",
-    "SuiteCapacity",
     "Thresholds",
     "Training",
     "UNetConfig",

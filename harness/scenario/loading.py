@@ -143,8 +143,12 @@ def scenario_to_yaml(scenario: Scenario) -> str:
 
 
 def scenario_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a scenario file, for editors (``harness validate --schema``)."""
+    """The JSON Schema of a scenario file, for editors (``harness validate --schema``); a suite
+    file's is under ``$defs/Suite`` (with its capacity settings, ``$defs/CapacitySettings``)."""
     schema = Scenario.model_json_schema()
+    suite = Suite.model_json_schema()
+    schema.setdefault("$defs", {}).update(suite.pop("$defs", {}))
+    schema["$defs"]["Suite"] = suite
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "harness scenario"
     return schema

@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonDict
 
 from harness.errors import one_line
 from harness.registry import BACKENDS, COLLECTOR_NAMES
+from harness.scenario.capacity_settings import CapacitySettings
 
 BACKEND_NAMES = BACKENDS.names  # the schema's choices; the backends themselves load lazily
 
@@ -575,37 +576,6 @@ class Scenario(Model):
         return self
 
 
-class SuiteCapacity(Model):
-    """``harness suite`` runs a capacity search of each scenario instead of fixed runs (see
-    ``harness capacity``)."""
-
-    profile: PathText | None = Field(
-        None,
-        description="Sets training.profile of every scenario: a shipped profile's name or a "
-        "profile file.",
-    )
-    min_busy: Annotated[float, Field(gt=0, le=100)] = Field(
-        90.0, description="Lowest mean busy % of the accelerators for a count to pass."
-    )
-    min_busy_each: Annotated[float, Field(gt=0, le=100)] = Field(
-        85.0, description="Lowest busy % of every single accelerator for a count to pass."
-    )
-    max_accelerators: Annotated[int, Field(ge=1, le=1024)] = Field(
-        64, description="Largest number of emulated accelerators the search tries."
-    )
-    probe_s: Annotated[float, Field(gt=0, le=86400)] = Field(
-        10.0, description="Seconds each probe is measured for, after its warm-up steps."
-    )
-    repeat: Annotated[int, Field(ge=1, le=100)] = Field(
-        3,
-        description="Probes of the last passing and first failing count, judged on their "
-        "median, so that one noisy probe cannot move the answer.",
-    )
-    ceiling_s: Annotated[float, Field(gt=0, le=86400)] = Field(
-        10.0, description="Seconds of the read-ceiling measurement (fio) before the search."
-    )
-
-
 class Suite(Model):
     """A suite file: scenario files run together, into one report."""
 
@@ -614,7 +584,7 @@ class Suite(Model):
     scenarios: Annotated[list[PathText], Field(min_length=1, max_length=1000)] = Field(
         description="Scenario files, relative to the suite file."
     )
-    capacity: SuiteCapacity | None = Field(
+    capacity: CapacitySettings | None = Field(
         None,
         description="When set, harness suite runs a capacity search of each scenario instead of "
         "fixed runs.",

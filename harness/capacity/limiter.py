@@ -1,111 +1,16 @@
-"""Capacity: the most emulated accelerators this storage and this client keep busy, and what
-stops the next one. Pure: the search is fed probe results, the limiter reads numbers; running
-the probes is ``harness.commands.capacity``'s job.
-
-The search grows the accelerator count geometrically (1, 2, 4, ...) until a probe fails, then
-bisects between the last passing and the first failing count. A count passes when the median of
-its probes' mean busy % reaches ``min_busy`` and the median of their lowest per-accelerator busy %
-reaches ``min_busy_each``. The last passing and the first failing count are probed ``repeat``
-times in all before the answer stands, so one noisy probe cannot move it: when the repeats turn
-a verdict, the bracket moves and the search goes on.
+"""What limits a capacity probe, named from the numbers it measured, with the evidence: the
+storage, the client's CPU, synchronisation, the page cache, or the harness itself. Pure.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-FORMAT = "harness-capacity"
-FORMAT_VERSION = 1
-# The metrics of each probe that capacity.json records (numbers or null)
-PROBE_METRICS = (
-    "samples_per_s",
-    "busy_pct",
-    "busy_pct_min",
-    "data_wait_pct",
-    "barrier_pct",
-    "read_MBps",
-    "requested_MBps",
-    "cpu_pct",
-    "fetch_latency_p50_ms",
-    "fetch_latency_p99_ms",
-)
 STORAGE_SHARE = 0.90  # read MB/s at or above this share of the ceiling: the storage is the limit
 CPU_SHARE = 0.90  # client CPU busy at or above this share of its cores: the client is the limit
 BARRIER_PCT = 5.0  # the stop vote taking this much of the wall time: synchronisation limits
 PAGE_CACHE_SHARE = 0.5  # more than this share of the bytes asked for came from memory
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One probe's numbers (a run folder's summary, in short)."""
-
-    accelerators: int
-    busy_pct: float | None
-    busy_pct_min: float | None
-    complete: bool = True
-    metrics: dict[str, Any] = field(default_factory=dict)  # context: MB/s, CPU, ...
-    run: str | None = None  # the run folder
-
-
-@dataclass
-class Search:
-    """The search's state: ask ``next_count()``, probe it, ``record()`` the result, repeat."""
-
-    min_busy: float = 90.0
-    min_busy_each: float = 85.0
-    max_accelerators: int = 64
-    repeat: int = 1
-    probes: dict[int, list[Probe]] = field(default_factory=dict)
-
-    def record(self, probe: Probe) -> None:
-        self.probes.setdefault(probe.accelerators, []).append(probe)
-
-    def passes(self, count: int) -> bool:
-        """The verdict of a count on the medians of its probes (an incomplete probe fails)."""
-        runs = self.probes[count]
-        busy = [p.busy_pct if p.complete and p.busy_pct is not None else 0.0 for p in runs]
-        least = [p.busy_pct_min if p.complete and p.busy_pct_min is not None else 0.0 for p in runs]
-        return (
-            statistics.median(busy) >= self.min_busy
-            and statistics.median(least) >= self.min_busy_each
-        )
-
-    def bracket(self) -> tuple[int, int | None]:
-        """(the largest passing count below the first failing one (0: none), the first failing
-        count or None)."""
-        failing = [n for n in self.probes if not self.passes(n)]
-        first_failing = min(failing) if failing else None
-        passing = [
-            n
-            for n in self.probes
-            if self.passes(n) and (first_failing is None or n < first_failing)
-        ]
-        return (max(passing) if passing else 0), first_failing
-
-    def next_count(self) -> int | None:
-        """The count to probe next, None when the answer stands."""
-        low, high = self.bracket()
-        if high is None and low < self.max_accelerators:
-            return min(2 * low if low else 1, self.max_accelerators)
-        if high is not None and high - low > 1:
-            return (low + high) // 2
-        for count in (low, high):
-            if count and count <= self.max_accelerators and len(self.probes[count]) < self.repeat:
-                return count
-        return None
-
-    @property
-    def answer(self) -> int:
-        """The most accelerators that pass (0: one already fails)."""
-        return self.bracket()[0]
-
-    @property
-    def capped(self) -> bool:
-        """True when even ``max_accelerators`` passes: the answer is a lower bound."""
-        low, high = self.bracket()
-        return high is None and low >= self.max_accelerators
 
 
 @dataclass(frozen=True)
@@ -157,6 +62,7 @@ def name_limiter(
             )
         return found
     if from_memory:
+        assert dataset_bytes is not None and page_cache_bytes is not None  # from_memory says so
         return Limiter(
             "page cache",
             f"{served:.0%} of the bytes asked for came from memory and the dataset "

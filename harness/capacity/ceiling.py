@@ -20,15 +20,31 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import pagecache
 from harness.errors import one_line
+from harness.pipeline import reader_count
+from harness.scenario import Scenario
 
 REQUEST = 2**20  # bytes per read
+# The ceiling is read with the readers of at most this many accelerators: enough to find the
+# device's rate, few enough that a search up to 64 does not start thousands of fio jobs.
+CEILING_ACCELERATORS = 8
 
 
 @dataclass(frozen=True)
 class Ceiling:
     MBps: float
     how: str
+
+
+def search_ceiling(
+    scenario: Scenario, files: list[Path], max_accelerators: int, seconds: float
+) -> Ceiling:
+    """The read ceiling a capacity search sets its probes against: the scenario's files read by
+    as many readers as the probes will have: the readers the backend keeps per accelerator
+    (``harness.pipeline.reader_count``), times up to ``CEILING_ACCELERATORS`` accelerators."""
+    accelerators = max(1, min(max_accelerators, CEILING_ACCELERATORS))
+    return read_ceiling(files, reader_count(scenario) * accelerators, seconds)
 
 
 def read_ceiling(files: list[Path], readers: int, seconds: float = 10.0) -> Ceiling:
@@ -124,8 +140,6 @@ def _direct_reads(files: list[Path], readers: int, seconds: float) -> Ceiling:
 
 
 def _read_file(path: Path, buffer: mmap.mmap, direct: list[bool]) -> int:
-    from harness import pagecache
-
     fd = -1
     if direct[0]:
         try:

@@ -1,0 +1,211 @@
+"""A whole capacity search: for each scenario, its read ceiling, then probes chosen by
+``Search`` until the answer stands, ``capacity.json`` rewritten after every probe (so an
+interrupted search keeps what it found and says where it stopped).
+
+Under an outer torchrun, one controller per host runs this together: the first host decides and
+writes; every host runs its share of each probe.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.capacity.ceiling import search_ceiling
+from harness.capacity.hosts import Hosts
+from harness.capacity.lines import answer_sentence, ceiling_line, probe_line
+from harness.capacity.probes import ProbeRequest, combine, host_result, probe_here, probe_overrides
+from harness.capacity.search import Probe, Search
+from harness.data.parallel import available_cpus
+from harness.errors import EXIT_BAD_INPUT, HarnessError
+from harness.results.capacity_file import (
+    CapacityFile,
+    CapacityProfile,
+    CapacityThresholds,
+    HostCeiling,
+    ScenarioSearch,
+    write_capacity_file,
+)
+from harness.run import PreparedRun, prepare_run
+from harness.scenario import CapacitySettings, LoadedScenario, load_scenarios
+
+INTERRUPTED = (130, 143)  # a probe stopped by SIGINT or SIGTERM
+
+
+@dataclass
+class CapacityResult:
+    """What a search found, and how it ended."""
+
+    document: CapacityFile
+    path: Path  # capacity.json (written by the first host only)
+    exit_code: int  # 0, 2 when a probe was refused, 130/143 when interrupted
+    run_folders: list[Path]  # the probes' run folders on this host
+    is_first_host: bool  # the host that decided, wrote capacity.json and printed
+
+
+class _Stopped(Exception):
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason)
+        self.reason, self.code = reason, code
+
+
+@dataclass
+class _Run:
+    """What every scenario's search in one ``search_capacity`` shares."""
+
+    settings: CapacitySettings
+    overrides: list[str]  # ``probe_overrides``
+    document: CapacityFile
+    out: Path
+    hosts: Hosts
+    results_dir: Path
+    quiet: bool
+    say: Callable[[str], None]
+    folders: list[Path] = field(default_factory=list)
+
+    def save(self) -> None:
+        write_capacity_file(self.document, self.out)
+
+
+def search_capacity(
+    files: Sequence[str | Path],
+    settings: CapacitySettings,
+    *,
+    out: Path,
+    results_dir: Path,
+    overrides: Sequence[str] = (),
+    quiet: bool = False,
+    command: list[str] | None = None,
+    say: Callable[[str], None] = print,
+) -> CapacityResult:
+    """Search the capacity of each scenario in ``files`` (scenarios or suites, with the user's
+    ``overrides``), writing ``out``; ``say`` gets the progress lines and the answers."""
+    probe_settings = probe_overrides(settings, overrides)
+    loaded = load_scenarios(list(files), probe_settings)
+    for item in loaded:
+        if item.scenario.training.profile is None:
+            raise HarnessError(
+                f"{item.file}: capacity emulates accelerators: set training.profile "
+                "(harness profiles lists the shipped ones), e.g. -o training.profile=NAME"
+            )
+    hosts = Hosts.from_environment(loaded[0].scenario.training.collective_timeout_s)
+    document = CapacityFile(
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        command=command if command is not None else ["harness", *sys.argv[1:]],
+        hosts=hosts.count,
+        thresholds=CapacityThresholds(
+            min_busy_pct=settings.min_busy,
+            min_busy_pct_each=settings.min_busy_each,
+            max_accelerators=settings.max_accelerators,
+            probe_s=settings.probe_s,
+            repeat=settings.repeat,
+        ),
+    )
+    run = _Run(settings, probe_settings, document, out, hosts, results_dir, quiet, say)
+    code = 0
+    try:
+        for item in loaded:
+            entry = _search_scenario(run, item)
+            if hosts.is_first:
+                say(answer_sentence(entry))
+    except KeyboardInterrupt:
+        document.stopped = "interrupted by SIGINT"
+        code = 130
+    except _Stopped as stop:
+        document.stopped, code = stop.reason, stop.code
+    else:
+        document.complete = True
+    finally:
+        hosts.close()
+    if hosts.is_first:
+        run.save()
+    return CapacityResult(document, out, code, run.folders, hosts.is_first)
+
+
+def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
+    """One scenario's search, from its read ceiling to its answer and limiter."""
+    prepared = prepare_run(item)
+    entry = _begin(run, item, prepared)
+    search = Search.from_settings(run.settings)
+    request = ProbeRequest(
+        item.file, run.overrides, run.results_dir, run.document.command, run.quiet
+    )
+    started = time.monotonic()
+    hosts = run.hosts
+    while (count := hosts.share(search.next_count() if hosts.is_first else None)) is not None:
+        outcome = probe_here(request, count, hosts)
+        if outcome.folder is not None:
+            run.folders.append(outcome.folder)
+        parts = hosts.gather(host_result(outcome))
+        if hosts.is_first:
+            record = combine(count, parts, entry, run.settings)
+            search.record(
+                Probe(
+                    count,
+                    record.busy_pct,
+                    record.busy_pct_min,
+                    record.complete,
+                    dict(record.metrics),
+                    record.run,
+                )
+            )
+            entry.probes.append(record)
+            entry.max_accelerators, entry.capped = search.answer, search.capped
+            entry.seconds = round(time.monotonic() - started, 1)
+            run.save()
+            run.say(probe_line(record))
+        # Every host stops on the worst exit of any host, so that none waits for the others.
+        worst = hosts.share(max(p.exit_code for p in parts) if hosts.is_first else None)
+        if worst in INTERRUPTED:
+            raise _Stopped(f"interrupted during the probe of {count} accelerators", worst)
+        if worst == EXIT_BAD_INPUT:
+            reason = outcome.reason or next((p.reason for p in parts if p.reason), "")
+            raise _Stopped(f"probe of {count} accelerators refused: {reason}", EXIT_BAD_INPUT)
+    if hosts.is_first:
+        _name_limiter(entry, search)
+    return entry
+
+
+def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSearch:
+    """The scenario's entry in capacity.json, with every host's read ceiling measured."""
+    scenario = item.scenario
+    compute_times = prepared.compute_times
+    assert compute_times is not None  # capacity scenarios are emulated
+    ceiling = search_ceiling(
+        scenario,
+        prepared.source.data_files(),
+        run.settings.max_accelerators,
+        run.settings.ceiling_s,
+    )
+    here = HostCeiling(
+        host=socket.gethostname(),
+        ceiling_MBps=round(ceiling.MBps, 3),
+        ceiling_how=ceiling.how,
+        client_cores=available_cpus(),
+    )
+    entry = ScenarioSearch(
+        scenario=scenario.name,
+        scenario_file=str(item.file),
+        profile=CapacityProfile.model_validate(compute_times.document()),
+        hosts=run.hosts.gather(here),
+        ceiling_MBps=round(ceiling.MBps, 3),
+        ceiling_how=ceiling.how,
+        client_cores=available_cpus(),
+        workers=scenario.pipeline.workers,
+    )
+    if run.hosts.is_first:
+        run.document.scenarios.append(entry)
+        run.say(ceiling_line(entry, ceiling, compute_times.scale, run.hosts.count))
+    return entry
+
+
+def _name_limiter(entry: ScenarioSearch, search: Search) -> None:
+    """The search's limiter: that of the first failing count's probe (the last probe when none
+    failed)."""
+    failing = search.bracket()[1]
+    last = next((p for p in entry.probes if p.accelerators == failing), None) or entry.probes[-1]
+    entry.limiter, entry.limiter_evidence = last.limiter, last.evidence
