@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import results
-from harness.errors import one_line
+from harness.errors import ExitCode, one_line
 from harness.pipeline.accounting import ledger_path
 from harness.run import (
     PreparedRun,
@@ -141,7 +141,7 @@ def run_accelerators(
         logging.getLogger(name).setLevel(logging.CRITICAL)
     t0 = time.monotonic()
     collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, host)
-    launch_failure, exit_code = None, 0
+    launch_failure, exit_code = None, ExitCode.OK
     # The launcher installs handlers that raise its own exception and leaves them; ours come
     # back afterwards, and nothing interrupts the merge of what the ranks measured.
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -151,14 +151,17 @@ def run_accelerators(
     try:
         elastic_launch(config, accelerator_rank)(RankJob(prepared.loaded, folder, t0, quiet))
     except ChildFailedError as exc:
-        launch_failure, exit_code = _describe_failures(exc), 1
+        launch_failure, exit_code = _describe_failures(exc), ExitCode.FAILED
     except SignalException as exc:
         launch_failure = f"interrupted by {exc.sigval.name}"
-        exit_code = 143 if exc.sigval == signal.SIGTERM else 130
+        exit_code = ExitCode.for_signal(exc.sigval.name)
     except KeyboardInterrupt:
-        launch_failure, exit_code = "interrupted by SIGINT", 130
+        launch_failure, exit_code = "interrupted by SIGINT", ExitCode.INTERRUPTED
     except Exception as exc:  # the rendezvous or the launcher itself: one line, results kept
-        launch_failure, exit_code = f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", 1
+        launch_failure, exit_code = (
+            f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}",
+            ExitCode.FAILED,
+        )
     finally:
         for sig in handled:
             signal.signal(sig, signal.SIG_IGN)
@@ -175,8 +178,9 @@ def run_accelerators(
     reason = (
         None if complete else _reason(found, range(first, first + accelerators), launch_failure)
     )
-    if not complete and exit_code in (0, 1):  # the ranks' own verdict (2: refused input)
-        exit_code = max((r.exit_code for r in found.values()), default=1) or 1
+    if not complete and exit_code in (ExitCode.OK, ExitCode.FAILED):  # the ranks' own verdict
+        worst = max((r.exit_code for r in found.values()), default=ExitCode.FAILED)
+        exit_code = worst or ExitCode.FAILED  # e.g. BAD_INPUT: a rank refused its input
     try:
         summary = write_results(context, parts, None, complete, reason, prepared)
         shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
@@ -199,7 +203,7 @@ def accelerator_rank(job: RankJob) -> None:
     write_pid(job.folder, rank)
     torch.set_num_threads(1)  # no model: the cores are the pipelines'
     records = LoopRecords()
-    result = RankResult(False, "did not start", 1, None)
+    result = RankResult(False, "did not start", ExitCode.FAILED, None)
     try:
         init_group(training.collective_timeout_s)
         prepared = prepare_run(job.loaded, local_rank)
@@ -235,7 +239,7 @@ def accelerator_rank(job: RankJob) -> None:
         result = RankResult(complete, reason, code, None)
     except Exception as exc:  # refused or failed before the loop: one line, in the result
         message = f"rank {rank}: {type(exc).__name__}: {one_line(exc, 300)}"
-        result = RankResult(False, message, 2, None)
+        result = RankResult(False, message, ExitCode.BAD_INPUT, None)
     finally:
         # The launcher stops the others with SIGTERM when one fails: let this rank save first
         # (it still ends it with SIGKILL after its grace period).

@@ -24,7 +24,7 @@ from harness import results
 from harness.collect.sampler import Collector
 from harness.data.cache import read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
-from harness.errors import HarnessError, one_line
+from harness.errors import ExitCode, HarnessError, one_line
 from harness.pipeline import BatchRequest, require_backend
 from harness.pipeline.accounting import ledger_path
 from harness.pipeline.batch import Batch, worker_error
@@ -58,7 +58,7 @@ class RunOutcome:
     folder: Path | None  # None on ranks other than 0
     complete: bool
     reason: str | None
-    exit_code: int  # 0 complete, 1 run failed, 2 bad input, 130/143 interrupted
+    exit_code: int  # an ExitCode: OK, FAILED, BAD_INPUT, INTERRUPTED or TERMINATED
     summary: Summary | None
 
 
@@ -377,7 +377,7 @@ def train_and_collect(
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     iterator = None
-    complete, reason, exit_code = False, None, 1
+    complete, reason, exit_code = False, None, ExitCode.FAILED
     try:
         for collector in collectors:
             collector.start()
@@ -397,14 +397,14 @@ def train_and_collect(
             synchronise=synchronise,
             progress=None if quiet or not ranks.is_main else progress_printer(steps),
         )
-        complete, exit_code = True, 0
+        complete, exit_code = True, ExitCode.OK
     except Interrupted as exc:
         reason = f"interrupted by {exc}"
-        exit_code = 143 if str(exc) == "SIGTERM" else 130
+        exit_code = ExitCode.for_signal(str(exc))
     except RunFailed as exc:
         reason = str(exc)
     except HarnessError as exc:
-        reason, exit_code = str(exc), 2
+        reason, exit_code = str(exc), ExitCode.BAD_INPUT
     except RuntimeError as exc:
         # PyTorch's SIGCHLD handler raises this wherever the loop is when a worker dies; a
         # collective raises it when another rank died.

@@ -24,7 +24,7 @@ from typing import Annotated
 from pydantic import Field
 
 from harness import results
-from harness.errors import HarnessError, ScenarioError
+from harness.errors import ExitCode, HarnessError, ScenarioError
 from harness.scenario import LoadedScenario, Model, load_scenario, read_yaml, validate_model
 from harness.stats import mean_gpu_util
 
@@ -182,7 +182,10 @@ def run_selfcheck(
         run = None if outcome.folder is None else str(outcome.folder)
         rows.append(Row(name, backend, status, outcome.reason or "", run, metrics))
         _progress(rows[-1], quiet)
-        if outcome.exit_code in (130, 143):  # interrupted: stop here, keep what ran
+        if outcome.exit_code in (
+            ExitCode.INTERRUPTED,
+            ExitCode.TERMINATED,
+        ):  # interrupted: stop here, keep what ran
             break
 
     elapsed = time.monotonic() - started
@@ -201,7 +204,7 @@ def run_selfcheck(
 
         html, pdf = write_report(folders, report_dir)
         print(f"report: {html}\nreport: {pdf}")
-    return 1 if any(row.status == "failed" for row in rows) else 0
+    return ExitCode.FAILED if any(row.status == "failed" for row in rows) else ExitCode.OK
 
 
 def _progress(row: Row, quiet: bool) -> None:

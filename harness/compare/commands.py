@@ -25,7 +25,7 @@ from harness.compare.sides import (
     side_from_baseline_file,
     side_from_path,
 )
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.files import atomic_write
 
 # --- harness compare ------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def compare_command(
         )
     warnings += _comparison_warnings(compared, only)
     totals = judge.totals(compared)
-    exit_code = 1 if totals["regressed"] else 0
+    exit_code = ExitCode.FAILED if totals["regressed"] else ExitCode.OK
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if junit is not None:
@@ -228,7 +228,7 @@ def baseline_save_command(run: Path, name: str, *, baselines: Path | None = None
     print(f"{verb} baseline {name} for hardware {key} ({describe_hardware(side.hardware)})")
     print(f"  scenarios: {groups}")
     print(f"  file: {path}")
-    return 0
+    return ExitCode.OK
 
 
 def baseline_list_command(*, baselines: Path | None = None) -> int:
@@ -237,7 +237,7 @@ def baseline_list_command(*, baselines: Path | None = None) -> int:
     rows = store.list_baselines(folder)
     if not rows:
         print(f"no baselines in {folder} (save one with `harness baseline save RUN --name NAME`)")
-        return 0
+        return ExitCode.OK
     print(f"baselines in {folder}:")
     headers = ("name", "hardware", "created", "scenarios (runs)", "machine")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
@@ -245,4 +245,4 @@ def baseline_list_command(*, baselines: Path | None = None) -> int:
     for row in rows:
         cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
         print(f"  {cells}  {row[-1]}")
-    return 0
+    return ExitCode.OK
