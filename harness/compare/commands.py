@@ -8,7 +8,6 @@ CLI's one-line message and exit 2.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 import sys
@@ -26,7 +25,7 @@ from harness.compare.sides import (
     side_from_path,
 )
 from harness.errors import ExitCode, HarnessError
-from harness.files import atomic_write
+from harness.files import STDOUT, atomic_write, write_json_output
 
 # --- harness compare ------------------------------------------------------------------------------
 
@@ -35,18 +34,19 @@ def compare_command(
     baseline: str,
     current: str,
     *,
-    as_json: bool,
+    json_output: str | None,
     tolerances: dict[str, float],
     allow_hardware_mismatch: bool,
     alpha: float = stats.DEFAULT_ALPHA,
     baselines: Path | None = None,
     junit: Path | None = None,
 ) -> int:
-    """``harness compare BASELINE CURRENT``: print the verdicts (table, or JSON with
-    ``as_json``) and return 1 when any metric regressed, else 0. ``junit`` writes them as JUnit
-    XML too, and when ``$GITHUB_STEP_SUMMARY`` names a file a Markdown table of them is appended
-    to it. Bad input (missing or unreadable runs, other format versions, other hardware, no
-    scenario in common, unknown metric names) raises ``HarnessError``."""
+    """``harness compare BASELINE CURRENT``: print the verdicts as a table, and as JSON to the
+    file ``json_output`` (to stdout instead of the table for ``-``); return 1 when any metric
+    regressed, else 0. ``junit`` writes them as JUnit XML too, and when
+    ``$GITHUB_STEP_SUMMARY`` names a file a Markdown table of them is appended to it. Bad input
+    (missing or unreadable runs, other format versions, other hardware, no scenario in common,
+    unknown metric names) raises ``HarnessError``."""
     if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
         raise HarnessError(f"--alpha {alpha}: expected a number between 0 and 1, e.g. 0.05")
     for metric, pct in tolerances.items():
@@ -87,7 +87,7 @@ def compare_command(
             output.render_markdown(compared, totals, exit_code),
             "$GITHUB_STEP_SUMMARY",
         )
-    if as_json:
+    if json_output is not None:
         document = output.comparison_document(
             compared,
             only,
@@ -99,8 +99,8 @@ def compare_command(
             warnings=warnings,
             exit_code=exit_code,
         )
-        print(json.dumps(document, indent=1))
-    else:
+        write_json_output(json_output, document)
+    if json_output != STDOUT:
         print(output.render_table(compared, base_side, cur_side, alpha))
         print()
         print(output.result_line(compared, totals, exit_code))
