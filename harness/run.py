@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -426,8 +425,6 @@ def train_and_collect(
             iterator.close()  # type: ignore[union-attr]
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if sys.stderr.isatty() and not quiet:
-            print(file=sys.stderr)
     return complete, reason, exit_code
 
 
