@@ -55,14 +55,18 @@ system-tools:
 test: lint system-tools
 	$(BIN)/python -m pytest
 
-# Performance checks (ratios measured side by side in one run); needs ffmpeg, dd and fio.
+# Performance checks (ratios measured side by side in one run); needs ffmpeg, dd and fio. The
+# performance floors live here, not in the tests: `make bench STRICT=1` fails on a missed one
+# (each script's --strict), plain `make bench` reports them.
+STRICT ?=
+BENCH_FLAGS := $(if $(STRICT),--strict)
 bench: setup-dev
-	$(BIN)/python benchmarks/bench_data.py
-	$(BIN)/python benchmarks/bench_run.py
-	$(BIN)/python benchmarks/bench_report.py
-	$(BIN)/python benchmarks/bench_emulated.py
-	$(BIN)/python benchmarks/bench_dlio.py
-	$(BIN)/python benchmarks/bench_collect.py --strict
+	$(BIN)/python benchmarks/bench_data.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_run.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_report.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_emulated.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_dlio.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_collect.py $(BENCH_FLAGS)
 
 # pytest-benchmark micro-benchmarks of one sample fetch per pipeline and one collector sample.
 bench-micro: setup-dev

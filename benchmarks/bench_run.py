@@ -33,9 +33,9 @@ import yaml
 from harness import pagecache
 from harness.data.cache import read_cache_manifest
 from harness.data.manifest import require_complete
-from harness.pipeline.torch_backend import RankSampler, SegmentationSamples, build_loader
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import build_source
+from harness.pipeline.torch_backend import RankSampler, SegmentationSamples, build_loader
 from harness.scenario import load_scenario
 
 WORKERS = 2

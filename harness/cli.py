@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.commands import COMMANDS, command_module
-from harness.errors import EXIT_BAD_INPUT, HarnessError, ScenarioError
+from harness.errors import ExitCode, HarnessError, ScenarioError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print(
             "interrupted: finished files are kept; run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return ExitCode.INTERRUPTED

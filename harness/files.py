@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,21 @@ def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     """Manifests are small and are what marks work as done, so they are always fsynced."""
     text = json.dumps(document, indent=1, sort_keys=False) + "\n"
     with atomic_write(path, fsync=True) as handle:
+        handle.write(text.encode())
+
+
+STDOUT = "-"  # as a file name: standard output (``--json -``)
+
+
+def write_json_output(target: str | Path, document: Mapping[str, Any], *, indent: int = 1) -> None:
+    """A command's JSON output (``--json FILE|-``): to stdout for ``-``, else to the file
+    ``target``, written atomically (complete under its name, or not there at all)."""
+    text = json.dumps(document, indent=indent) + "\n"
+    if str(target) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with atomic_write(Path(target)) as handle:
         handle.write(text.encode())
 
 

@@ -19,14 +19,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from harness import results
-from harness.errors import HarnessError, ScenarioError
+from harness.errors import ExitCode, HarnessError, ScenarioError
 from harness.scenario import LoadedScenario, Model, load_scenario, read_yaml, validate_model
 from harness.stats import mean_gpu_util
+
+if TYPE_CHECKING:
+    from harness.run import RunOutcome
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 GPU_PLAN = SCENARIOS / "gpu" / "selfcheck.yaml"
@@ -131,9 +134,6 @@ def run_selfcheck(
 
     from harness.data import prepare_datasets
     from harness.data.cache import build_caches
-    from harness.pipeline import backend_unavailable
-    from harness.run import run_scenario
-    from harness.summary import summary_lines
 
     if gpu and not torch.cuda.is_available():
         raise HarnessError(
@@ -151,43 +151,64 @@ def run_selfcheck(
 
     rows: list[Row] = []
     folders: list[Path] = []
-    command = ["harness", *sys.argv[1:]]
     pairs = [(base, b, o) for planned_run, base in planned for b, o in planned_run.backends.items()]
     for base, backend, backend_overrides in pairs:
         extra = [*overrides, *timing, f"pipeline.backend={backend}", *backend_overrides]
-        try:
-            loaded = load_scenario(base.file, extra)
-        except ScenarioError as exc:  # e.g. nvdec asked for an image scenario
-            rows.append(Row(base.scenario.name, backend, "refused", "; ".join(exc.problems)))
-            _progress(rows[-1], quiet)
-            continue
-        name = loaded.scenario.name
-        reason = backend_unavailable(backend)
-        if reason is not None:
-            rows.append(Row(name, backend, "not available", reason))
-            _progress(rows[-1], quiet)
-            continue
-        try:
-            outcome = run_scenario(loaded, results_root=results_root, command=command, quiet=quiet)
-        except HarnessError as exc:  # refused before any work: this backend cannot read this
-            rows.append(Row(name, backend, "refused", str(exc)))
-            _progress(rows[-1], quiet)
+        row, outcome = _check_one(base, backend, extra, results_root, quiet)
+        rows.append(row)
+        _progress(row, quiet)
+        if outcome is None:
             continue
         if outcome.folder is not None:
             folders.append(outcome.folder)
-            if outcome.summary is not None and not quiet:
-                print("\n".join(summary_lines(outcome.summary, outcome.folder)))
-        metrics = _table_metrics(outcome.folder)
-        status = "ok" if outcome.complete else "failed"
-        run = None if outcome.folder is None else str(outcome.folder)
-        rows.append(Row(name, backend, status, outcome.reason or "", run, metrics))
-        _progress(rows[-1], quiet)
-        if outcome.exit_code in (130, 143):  # interrupted: stop here, keep what ran
+        if outcome.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):  # keep what ran
             break
-
     elapsed = time.monotonic() - started
     print(format_table(rows))
     print(f"self-check {plan.name}: {len(rows)} rows in {elapsed:.0f} s")
+    _write_outputs(rows, folders, plan_file, gpu, elapsed, report_dir)
+    return ExitCode.FAILED if any(row.status == "failed" for row in rows) else ExitCode.OK
+
+
+def _check_one(
+    base: LoadedScenario, backend: str, overrides: list[str], results_root: Path, quiet: bool
+) -> tuple[Row, RunOutcome | None]:
+    """One row of the table: the scenario ``base`` read by ``backend``, run unless refused or
+    not available (then no outcome)."""
+    from harness.pipeline import backend_unavailable
+    from harness.run import run_scenario
+    from harness.summary import summary_lines
+
+    try:
+        loaded = load_scenario(base.file, overrides)
+    except ScenarioError as exc:  # e.g. nvdec asked for an image scenario
+        return Row(base.scenario.name, backend, "refused", "; ".join(exc.problems)), None
+    name = loaded.scenario.name
+    reason = backend_unavailable(backend)
+    if reason is not None:
+        return Row(name, backend, "not available", reason), None
+    command = ["harness", *sys.argv[1:]]
+    try:
+        outcome = run_scenario(loaded, results_root=results_root, command=command, quiet=quiet)
+    except HarnessError as exc:  # refused before any work: this backend cannot read this
+        return Row(name, backend, "refused", str(exc)), None
+    if outcome.folder is not None and outcome.summary is not None and not quiet:
+        print("\n".join(summary_lines(outcome.summary, outcome.folder)))
+    metrics = _table_metrics(outcome.folder)
+    status = "ok" if outcome.complete else "failed"
+    run = None if outcome.folder is None else str(outcome.folder)
+    return Row(name, backend, status, outcome.reason or "", run, metrics), outcome
+
+
+def _write_outputs(
+    rows: list[Row],
+    folders: list[Path],
+    plan_file: Path,
+    gpu: bool,
+    elapsed: float,
+    report_dir: Path,
+) -> None:
+    """selfcheck.json (the table) and, when a run has a folder, the report of the runs."""
     report_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "plan": str(plan_file),
@@ -201,7 +222,6 @@ def run_selfcheck(
 
         html, pdf = write_report(folders, report_dir)
         print(f"report: {html}\nreport: {pdf}")
-    return 1 if any(row.status == "failed" for row in rows) else 0
 
 
 def _progress(row: Row, quiet: bool) -> None:

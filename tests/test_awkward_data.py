@@ -26,9 +26,9 @@ from harness.data.byo import index_dataset
 from harness.data.pictures import decode_mask, decode_rgb
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
-from harness.pipeline.torch_backend import SegmentationSamples
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import CollageSource, DecodedVideoSource
+from harness.pipeline.torch_backend import SegmentationSamples
 from harness.scenario import ImageCollageDataset, VideoDataset
 
 CROP = 16

@@ -117,10 +117,10 @@ def _slowed(repeats: Path, target: Path, count: int | None = None) -> Path:
 
 @pytest.fixture
 def compare(cli: Callable[..., Result]) -> Callable[..., tuple[int, dict[str, Any], str]]:
-    """``harness compare ARGS --json``: exit code, the parsed document, stderr."""
+    """``harness compare ARGS --json -``: exit code, the parsed document, stderr."""
 
     def call(*args: str) -> tuple[int, dict[str, Any], str]:
-        done = cli("compare", *args, "--json")
+        done = cli("compare", *args, "--json", "-")
         document = json.loads(done.stdout) if done.stdout.strip() else {}
         return done.returncode, document, done.stderr
 
@@ -416,7 +416,7 @@ def test_end_to_end_over_real_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "tiny-collage: 3 baseline runs vs 3 current runs" in same.stdout
     assert "result: no regression" in same.stdout
     slowed = _slowed(base, tmp_path / "slowed")
-    done = run_harness("compare", str(base), str(slowed), "--json")
+    done = run_harness("compare", str(base), str(slowed), "--json", "-")
     assert done.returncode == 0, done.stderr
     found = _verdicts(json.loads(done.stdout))["samples_per_s"]
     assert found["verdict"] == "inconclusive" and found["method"] == "mann-whitney"
@@ -483,7 +483,7 @@ def test_junit_and_the_github_step_summary_carry_the_verdicts(
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == SCENARIO
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    document = json.loads(cli("compare", repeats, slowed, "--json").stdout)
+    document = json.loads(cli("compare", repeats, slowed, "--json", "-").stdout)
     verdicts = _verdicts(document)
     assert set(cases) == set(verdicts)
     assert int(suite.get("tests")) == len(verdicts) == int(root.get("tests"))

@@ -46,7 +46,7 @@ def _edit(run: Path, name: str, change: Callable[[dict[str, Any]], None]) -> Non
 
 
 def _compare_json(cli: Callable[..., Result], *args: Any) -> tuple[int, dict[str, Any], str]:
-    done = cli("compare", *args, "--json")
+    done = cli("compare", *args, "--json", "-")
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}, done.stderr
 
 
@@ -93,6 +93,16 @@ def test_a_golden_run_against_itself_is_ok(tmp_path: Path, cli) -> None:
         assert verdicts[name]["verdict"] == "ok"
         assert verdicts[name]["baseline"] == pytest.approx(summary["metrics"][name]["value"])
         assert verdicts[name]["change_pct"] == 0
+
+
+def test_json_to_a_file_is_the_stdout_document_beside_the_table(tmp_path: Path, cli) -> None:
+    run = copy_golden("video-cached", tmp_path / "run")
+    to_stdout = cli("compare", run, run, "--json", "-")
+    to_file = cli("compare", run, run, "--json", tmp_path / "comparison.json")
+    assert to_file.returncode == to_stdout.returncode == 0, to_file.stderr
+    assert (tmp_path / "comparison.json").read_text() == to_stdout.stdout
+    assert "result: no regression" in to_file.stdout and "{" not in to_file.stdout
+    assert {p.name for p in tmp_path.iterdir()} == {"run", "comparison.json"}  # no temporary
 
 
 def test_a_halved_throughput_regresses_by_the_tolerance(tmp_path: Path, cli) -> None:

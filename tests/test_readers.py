@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 
 from harness.errors import HarnessError
 from harness.pipeline.batch import INLINE_PIXEL_BYTES, Batch
-from harness.pipeline.torch_backend import RankSampler, SegmentationSamples
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import CollageSource, _array_from_npy_bytes
+from harness.pipeline.torch_backend import RankSampler, SegmentationSamples
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

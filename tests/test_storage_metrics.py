@@ -262,7 +262,7 @@ def test_compare_shows_the_storage_figures_as_context(cli, tmp_path: Path) -> No
         summary["metrics"]["nfs_read_rtt_ms"] = metric(util / 10, "ms", "context")
         (run / "summary.json").write_text(json.dumps(summary))
         sides.append(run)
-    done = cli("compare", *sides, "--json")
+    done = cli("compare", *sides, "--json", "-")
     assert done.returncode == 0, done.stderr
     rows = {m["metric"]: m for m in json.loads(done.stdout)["scenarios"][0]["metrics"]}
     assert rows["disk_util_pct"]["verdict"] == "context"

@@ -21,7 +21,7 @@ from harness.capacity.lines import answer_sentence, ceiling_line, probe_line
 from harness.capacity.probes import ProbeRequest, combine, host_result, probe_here, probe_overrides
 from harness.capacity.search import Probe, Search
 from harness.data.parallel import available_cpus
-from harness.errors import EXIT_BAD_INPUT, HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.results.capacity_file import (
     CapacityFile,
     CapacityProfile,
@@ -33,7 +33,7 @@ from harness.results.capacity_file import (
 from harness.run import PreparedRun, prepare_run
 from harness.scenario import CapacitySettings, LoadedScenario, load_scenarios
 
-INTERRUPTED = (130, 143)  # a probe stopped by SIGINT or SIGTERM
+INTERRUPTED = (ExitCode.INTERRUPTED, ExitCode.TERMINATED)  # a probe stopped by SIGINT or SIGTERM
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CapacityResult:
 
     document: CapacityFile
     path: Path  # capacity.json (written by the first host only)
-    exit_code: int  # 0, 2 when a probe was refused, 130/143 when interrupted
+    exit_code: int  # OK, BAD_INPUT when a probe was refused, INTERRUPTED or TERMINATED
     run_folders: list[Path]  # the probes' run folders on this host
     is_first_host: bool  # the host that decided, wrote capacity.json and printed
 
@@ -106,7 +106,7 @@ def search_capacity(
         ),
     )
     run = _Run(settings, probe_settings, document, out, hosts, results_dir, quiet, say)
-    code = 0
+    code: int = ExitCode.OK
     try:
         for item in loaded:
             entry = _search_scenario(run, item)
@@ -114,7 +114,7 @@ def search_capacity(
                 say(answer_sentence(entry))
     except KeyboardInterrupt:
         document.stopped = "interrupted by SIGINT"
-        code = 130
+        code = ExitCode.INTERRUPTED
     except _Stopped as stop:
         document.stopped, code = stop.reason, stop.code
     else:
@@ -162,9 +162,9 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
         worst = hosts.share(max(p.exit_code for p in parts) if hosts.is_first else None)
         if worst in INTERRUPTED:
             raise _Stopped(f"interrupted during the probe of {count} accelerators", worst)
-        if worst == EXIT_BAD_INPUT:
+        if worst == ExitCode.BAD_INPUT:
             reason = outcome.reason or next((p.reason for p in parts if p.reason), "")
-            raise _Stopped(f"probe of {count} accelerators refused: {reason}", EXIT_BAD_INPUT)
+            raise _Stopped(f"probe of {count} accelerators refused: {reason}", ExitCode.BAD_INPUT)
     if hosts.is_first:
         _name_limiter(entry, search)
     return entry

@@ -48,6 +48,17 @@ def override_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def json_output_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json FILE|-``, the same in every command with a JSON output: ``what`` goes to FILE
+    (written atomically) or, with ``-``, to stdout instead of the text output."""
+    parser.add_argument(
+        "--json",
+        metavar="FILE|-",
+        default=None,
+        help=f"write {what} as JSON to FILE, or to stdout with - (instead of the text output)",
+    )
+
+
 def results_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.commands import scenario_args
+from harness.errors import ExitCode
 
 HELP = "decode videos once into the frame cache"
 
@@ -22,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_scenarios(args.files, args.override)
     build_caches([item.scenario for item in loaded], force=args.force)
-    return 0
+    return ExitCode.OK

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands import override_arg
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.scenario import Scenario
 
 HELP = "time the scenario's real training steps (no storage) and write a compute profile"
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     write_profile(profile, args.out)
     print(f"{profile.summary_line()}\nprofile: {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def _classes(scenario: Scenario) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import json_output_arg
+
 HELP = "judge CURRENT against BASELINE, metric by metric; exit 1 on a regression"
 DESCRIPTION = (
     "BASELINE and CURRENT are each a run folder, a folder of runs (repeats, or a suite's results: "
@@ -17,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.add_argument("baseline", metavar="BASELINE")
     parser.add_argument("current", metavar="CURRENT")
-    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    json_output_arg(parser, "the comparison")
     parser.add_argument(
         "--junit",
         type=Path,
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return compare_command(
         args.baseline,
         args.current,
-        as_json=args.json,
+        json_output=args.json,
         tolerances=parse_tolerances(args.tolerance),
         allow_hardware_mismatch=args.allow_hardware_mismatch,
         alpha=args.alpha,

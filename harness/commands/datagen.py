@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.commands import scenario_args
+from harness.errors import ExitCode, HarnessError
 
 HELP = "generate each scenario's dataset, or index a bring-your-own folder"
 
@@ -32,7 +33,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.data import prepare_datasets
     from harness.data.sizing import Clients, machine_ram, parse_bytes
-    from harness.errors import HarnessError
     from harness.scenario import load_scenarios
 
     if args.hosts < 1:
@@ -42,4 +42,4 @@ def run(args: argparse.Namespace) -> int:
     prepare_datasets(
         [item.scenario for item in loaded], force=args.force, clients=Clients(ram, args.hosts)
     )
-    return 0
+    return ExitCode.OK

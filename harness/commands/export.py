@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.errors import ExitCode
+
 HELP = "export runs to MLflow, ClearML, a Prometheus textfile or a DLIO-shaped summary.json"
 DESCRIPTION = (
     "Each RUN_OR_FOLDER is a run folder or a folder of runs. Text formats (prometheus, dlio) go "
@@ -58,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
     options = ExportOptions(experiment=args.experiment, report=args.report, force=args.force)
     for line in export_runs(args.runs, args.to, args.target, options):
         print(line)
-    return 0
+    return ExitCode.OK

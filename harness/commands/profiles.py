@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.errors import ExitCode
+
 HELP = "list the shipped compute profiles for emulated accelerators"
 
 
@@ -20,4 +22,4 @@ def run(args: argparse.Namespace) -> int:
         print(profile.summary_line())
         if args.verbose:
             print(f"    {profile.how}")
-    return 0
+    return ExitCode.OK

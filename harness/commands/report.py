@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.errors import ExitCode
+
 HELP = "write report.html and report.pdf from run folders, folders of runs and capacity.json"
 
 
@@ -24,4 +26,4 @@ def run(args: argparse.Namespace) -> int:
 
     html, pdf = write_report(args.runs, args.out)
     print(f"report: {html}\nreport: {pdf}")
-    return 0
+    return ExitCode.OK

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands import results_arg, scenario_args, utc_stamp
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 
 HELP = "run each scenario's training loop with its collectors; write results/<run-id>/"
 
@@ -80,7 +80,7 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
         prepare_datasets(scenarios)
         build_caches(scenarios)
     command = ["harness", *sys.argv[1:]]
-    worst = 0
+    worst = ExitCode.OK
     folders: list[Path] = []
     for item in loaded:
         for index in range(args.repeat):
@@ -103,7 +103,7 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
                 return outcome.exit_code
             verdicts = outcome.summary.thresholds if outcome.summary is not None else []
             if args.strict and any(v.passed is False for v in verdicts):
-                worst = 1
+                worst = ExitCode.FAILED
     _report(folders, report)
     _export(folders, args, report)
     return worst

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.commands import scenario_args
+from harness.errors import ExitCode
 
 HELP = "print the resolved scenario (defaults filled in)"
 
@@ -21,4 +22,4 @@ def run(args: argparse.Namespace) -> int:
             print("---")
         print(f"# {item.file}")
         print(scenarios.scenario_to_yaml(item.scenario), end="")
-    return 0
+    return ExitCode.OK

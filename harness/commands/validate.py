@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.commands import override_arg
-from harness.errors import HarnessError, ScenarioError
+from harness.errors import ExitCode, HarnessError, ScenarioError
 
 HELP = "check scenario and suite files (--schema: print a scenario's JSON Schema)"
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if args.files:
             raise HarnessError("--schema prints the schema of every scenario: give no files")
         print(json.dumps(scenarios.scenario_json_schema(), indent=1))
-        return 0
+        return ExitCode.OK
     if not args.files:
         raise HarnessError("give one or more scenario or suite files (or --schema)")
     problems: list[str] = []
@@ -70,4 +70,4 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ScenarioError(problems)
     print("\n".join(lines))
-    return 0
+    return ExitCode.OK

@@ -8,7 +8,6 @@ CLI's one-line message and exit 2.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 import sys
@@ -25,8 +24,8 @@ from harness.compare.sides import (
     side_from_baseline_file,
     side_from_path,
 )
-from harness.errors import HarnessError
-from harness.files import atomic_write
+from harness.errors import ExitCode, HarnessError
+from harness.files import STDOUT, atomic_write, write_json_output
 
 # --- harness compare ------------------------------------------------------------------------------
 
@@ -35,18 +34,19 @@ def compare_command(
     baseline: str,
     current: str,
     *,
-    as_json: bool,
+    json_output: str | None,
     tolerances: dict[str, float],
     allow_hardware_mismatch: bool,
     alpha: float = stats.DEFAULT_ALPHA,
     baselines: Path | None = None,
     junit: Path | None = None,
 ) -> int:
-    """``harness compare BASELINE CURRENT``: print the verdicts (table, or JSON with
-    ``as_json``) and return 1 when any metric regressed, else 0. ``junit`` writes them as JUnit
-    XML too, and when ``$GITHUB_STEP_SUMMARY`` names a file a Markdown table of them is appended
-    to it. Bad input (missing or unreadable runs, other format versions, other hardware, no
-    scenario in common, unknown metric names) raises ``HarnessError``."""
+    """``harness compare BASELINE CURRENT``: print the verdicts as a table, and as JSON to the
+    file ``json_output`` (to stdout instead of the table for ``-``); return 1 when any metric
+    regressed, else 0. ``junit`` writes them as JUnit XML too, and when
+    ``$GITHUB_STEP_SUMMARY`` names a file a Markdown table of them is appended to it. Bad input
+    (missing or unreadable runs, other format versions, other hardware, no scenario in common,
+    unknown metric names) raises ``HarnessError``."""
     if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
         raise HarnessError(f"--alpha {alpha}: expected a number between 0 and 1, e.g. 0.05")
     for metric, pct in tolerances.items():
@@ -74,7 +74,7 @@ def compare_command(
         )
     warnings += _comparison_warnings(compared, only)
     totals = judge.totals(compared)
-    exit_code = 1 if totals["regressed"] else 0
+    exit_code = ExitCode.FAILED if totals["regressed"] else ExitCode.OK
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if junit is not None:
@@ -87,7 +87,7 @@ def compare_command(
             output.render_markdown(compared, totals, exit_code),
             "$GITHUB_STEP_SUMMARY",
         )
-    if as_json:
+    if json_output is not None:
         document = output.comparison_document(
             compared,
             only,
@@ -99,8 +99,8 @@ def compare_command(
             warnings=warnings,
             exit_code=exit_code,
         )
-        print(json.dumps(document, indent=1))
-    else:
+        write_json_output(json_output, document)
+    if json_output != STDOUT:
         print(output.render_table(compared, base_side, cur_side, alpha))
         print()
         print(output.result_line(compared, totals, exit_code))
@@ -228,7 +228,7 @@ def baseline_save_command(run: Path, name: str, *, baselines: Path | None = None
     print(f"{verb} baseline {name} for hardware {key} ({describe_hardware(side.hardware)})")
     print(f"  scenarios: {groups}")
     print(f"  file: {path}")
-    return 0
+    return ExitCode.OK
 
 
 def baseline_list_command(*, baselines: Path | None = None) -> int:
@@ -237,7 +237,7 @@ def baseline_list_command(*, baselines: Path | None = None) -> int:
     rows = store.list_baselines(folder)
     if not rows:
         print(f"no baselines in {folder} (save one with `harness baseline save RUN --name NAME`)")
-        return 0
+        return ExitCode.OK
     print(f"baselines in {folder}:")
     headers = ("name", "hardware", "created", "scenarios (runs)", "machine")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
@@ -245,4 +245,4 @@ def baseline_list_command(*, baselines: Path | None = None) -> int:
     for row in rows:
         cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
         print(f"  {cells}  {row[-1]}")
-    return 0
+    return ExitCode.OK

@@ -100,78 +100,73 @@ def comparison_document(
     exit_code: int,
 ) -> dict[str, Any]:
     """The comparison as one JSON document (``--json``), with a format version like every file."""
-
-    def side(s: Side) -> dict[str, Any]:
-        return {
-            "source": s.source,
-            "kind": s.kind,
-            "file": None if s.path is None else str(s.path),
-            "hardware": s.hardware,
-            "hardware_key": None if s.hardware is None else hardware_key(s.hardware),
-        }
-
     return {
         "format": COMPARISON_FORMAT,
         "format_version": COMPARISON_FORMAT_VERSION,
-        "baseline": side(baseline),
-        "current": side(current),
+        "baseline": _side_document(baseline),
+        "current": _side_document(current),
         "alpha": alpha,
         "test": "two-sided Mann-Whitney U on per-run values (exact up to "
         f"{EXACT_MAX_N} values); single runs: tolerance only",
         "hardware_match": hardware_match,
         "hardware_differences": hardware_notes,
-        "scenarios": [
-            {
-                "scenario": item.scenario,
-                "baseline_runs": item.baseline.run_ids,
-                "current_runs": item.current.run_ids,
-                "incomplete": {
-                    "baseline": item.baseline.incomplete,
-                    "current": item.current.incomplete,
-                },
-                "notes": item.notes,
-                "counts": stats.count_outcomes(item.metrics),
-                "missing": {
-                    "in_baseline": [
-                        m.metric
-                        for m in item.metrics
-                        if m.verdict.outcome == "missing" and m.verdict.n_baseline == 0
-                    ],
-                    "in_current": [
-                        m.metric
-                        for m in item.metrics
-                        if m.verdict.outcome == "missing" and m.verdict.n_current == 0
-                    ],
-                },
-                "metrics": [
-                    {
-                        "metric": m.metric,
-                        "unit": m.unit,
-                        "direction": m.direction,
-                        "baseline": m.verdict.baseline,
-                        "current": m.verdict.current,
-                        "change_pct": m.verdict.change_pct,
-                        "tolerance_pct": m.verdict.tolerance_pct,
-                        "tolerance_source": m.tolerance_source,
-                        "min_change": m.verdict.min_change,
-                        "p_value": m.verdict.p_value,
-                        "method": m.verdict.method,
-                        "n_baseline": m.verdict.n_baseline,
-                        "n_current": m.verdict.n_current,
-                        "verdict": m.verdict.outcome,
-                        "reason": m.verdict.reason,
-                        "baseline_values": list(m.baseline_values),
-                        "current_values": list(m.current_values),
-                    }
-                    for m in item.metrics
-                ],
-            }
-            for item in compared
-        ],
+        "scenarios": [_scenario_document(item) for item in compared],
         "scenarios_only_in": only,
         "counts": totals(compared),
         "warnings": warnings,
         "exit_code": exit_code,
+    }
+
+
+def _side_document(side: Side) -> dict[str, Any]:
+    return {
+        "source": side.source,
+        "kind": side.kind,
+        "file": None if side.path is None else str(side.path),
+        "hardware": side.hardware,
+        "hardware_key": None if side.hardware is None else hardware_key(side.hardware),
+    }
+
+
+def _scenario_document(item: ScenarioComparison) -> dict[str, Any]:
+    missing = [m for m in item.metrics if m.verdict.outcome == "missing"]
+    return {
+        "scenario": item.scenario,
+        "baseline_runs": item.baseline.run_ids,
+        "current_runs": item.current.run_ids,
+        "incomplete": {
+            "baseline": item.baseline.incomplete,
+            "current": item.current.incomplete,
+        },
+        "notes": item.notes,
+        "counts": stats.count_outcomes(item.metrics),
+        "missing": {
+            "in_baseline": [m.metric for m in missing if m.verdict.n_baseline == 0],
+            "in_current": [m.metric for m in missing if m.verdict.n_current == 0],
+        },
+        "metrics": [_metric_document(m) for m in item.metrics],
+    }
+
+
+def _metric_document(m: stats.MetricComparison) -> dict[str, Any]:
+    return {
+        "metric": m.metric,
+        "unit": m.unit,
+        "direction": m.direction,
+        "baseline": m.verdict.baseline,
+        "current": m.verdict.current,
+        "change_pct": m.verdict.change_pct,
+        "tolerance_pct": m.verdict.tolerance_pct,
+        "tolerance_source": m.tolerance_source,
+        "min_change": m.verdict.min_change,
+        "p_value": m.verdict.p_value,
+        "method": m.verdict.method,
+        "n_baseline": m.verdict.n_baseline,
+        "n_current": m.verdict.n_current,
+        "verdict": m.verdict.outcome,
+        "reason": m.verdict.reason,
+        "baseline_values": list(m.baseline_values),
+        "current_values": list(m.current_values),
     }
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from harness.data.byo_layout import MASK_MARK, MASK_SUFFIXES, content_stamp, listed_files
 from harness.data.index import index_file, read_index
 from harness.data.manifest import new_manifest
@@ -29,6 +27,7 @@ from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.files import ensure_writable_dir, write_json_atomic
+from harness.progress import bar
 from harness.scenario import ImageCollageDataset, VideoDataset
 
 HEAD_PACKETS = 512  # packets whose timestamps tell a constant frame rate from a variable one
@@ -51,7 +50,7 @@ def index_dataset(
     check = _check_image if dataset.kind == "image_collage" else _check_video
     files = [
         check(root, path, dataset, min_side)
-        for path in tqdm(candidates, desc="checking files", unit="file", disable=None, leave=False)
+        for path in bar(candidates, description="checking files", unit="file")
     ]
     labels = f"derived:{dataset.label_rule}" if dataset.label_rule else "masks"
     manifest = new_manifest(

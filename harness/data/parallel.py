@@ -9,9 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from tqdm import tqdm
-
 from harness.lifeline import die_with_parent
+from harness.progress import bar
 
 
 def available_cpus() -> int:
@@ -41,7 +40,7 @@ def run_parallel(
     """
     if not jobs:
         return []
-    bar = poll is None
+    counted = poll is None  # a bar of jobs done, unless poll shows progress within jobs
     if processes <= 1 or len(jobs) == 1:
         results: list[Any] = []
         stop = threading.Event()
@@ -49,9 +48,7 @@ def run_parallel(
             ticker = threading.Thread(target=_tick, args=(poll, poll_s, stop, results), daemon=True)
             ticker.start()
         try:
-            for job in tqdm(
-                jobs, desc=description, unit=unit, disable=None if bar else True, leave=False
-            ):
+            for job in bar(jobs, description=description, unit=unit, enabled=counted):
                 results.append(work(*job))
         finally:
             stop.set()
@@ -70,9 +67,7 @@ def run_parallel(
         initargs=(os.getpid(),),
     ) as pool:
         futures: list[Future[Any]] = [pool.submit(work, *job) for job in jobs]
-        progress = tqdm(
-            total=len(jobs), desc=description, unit=unit, disable=None if bar else True, leave=False
-        )
+        progress = bar(total=len(jobs), description=description, unit=unit, enabled=counted)
         try:
             pending: set[Future[Any]] = set(futures)
             while pending:

@@ -10,16 +10,15 @@ progress moves with the bytes rather than once per finished video.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.data.sizing import human_bytes
 from harness.errors import HarnessError
 from harness.files import atomic_write, read_json, write_json_atomic
+from harness.progress import StatusLine
 
 
 def progress_path(output: Path) -> Path:
@@ -86,8 +85,8 @@ def _duration(seconds: float) -> str:
 
 
 class GenerationProgress:
-    """The parent's side: totals over finished and running files, shown as a bar on a terminal
-    and as a line every ``line_every_s`` in logs."""
+    """The parent's side: totals over finished and running files, shown as a status line
+    (rewritten on a terminal at every poll, a whole line every ``line_every_s`` in logs)."""
 
     def __init__(
         self,
@@ -98,18 +97,17 @@ class GenerationProgress:
         finished: Callable[[int], tuple[int, int]],
         *,
         line_every_s: float = 30.0,
-        stream: Any = None,
+        stream: TextIO | None = None,
     ) -> None:
         """``running()`` gives (name, progress record) of files being written; ``finished(n)``
         gives (bytes, frames) of the first ``n`` finished jobs' files."""
         self.description = description
         self.total_bytes, self.total_frames = max(1, total_bytes), total_frames
         self._running, self._finished = running, finished
-        self.stream = stream or sys.stderr
-        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._line_every_s = line_every_s
+        self._status = StatusLine(
+            every_s=0.0, log_every_s=line_every_s, first_at_once=False, stream=stream
+        )
         self._started = time.monotonic()
-        self._last_line = self._started
         self.bytes = self.frames = 0
 
     def poll(self, done: int) -> str:
@@ -125,13 +123,7 @@ class GenerationProgress:
                 parts.append(f"{name} {100 * int(record.get('frames', 0)) // total} %")
         self.bytes, self.frames = written, frames
         line = self.line(parts)
-        now = time.monotonic()
-        if self._tty:
-            self.stream.write("\r\033[K" + line[: os.get_terminal_size(2).columns - 1])
-            self.stream.flush()
-        elif now - self._last_line >= self._line_every_s:
-            self._last_line = now
-            print(line, file=self.stream, flush=True)
+        self._status.update(line)
         return line
 
     def line(self, files: list[str]) -> str:
@@ -151,6 +143,4 @@ class GenerationProgress:
         return text
 
     def close(self) -> None:
-        if self._tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self._status.close()

@@ -32,7 +32,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from harness import results
 from harness.collect.sampler import Collector
-from harness.errors import one_line
+from harness.errors import ExitCode, one_line
 from harness.pipeline.accounting import ledger_path
 from harness.run.finish import (
     RunOutcome,
@@ -200,14 +200,14 @@ def _launch(config: LaunchConfig, job: RankJob) -> tuple[str | None, int]:
     try:
         elastic_launch(config, accelerator_rank)(job)
     except ChildFailedError as exc:
-        return _describe_failures(exc), 1
+        return _describe_failures(exc), ExitCode.FAILED
     except SignalException as exc:
-        return f"interrupted by {exc.sigval.name}", 143 if exc.sigval == signal.SIGTERM else 130
+        return f"interrupted by {exc.sigval.name}", ExitCode.for_signal(exc.sigval.name)
     except KeyboardInterrupt:
-        return "interrupted by SIGINT", 130
+        return "interrupted by SIGINT", ExitCode.INTERRUPTED
     except Exception as exc:  # the rendezvous or the launcher itself: one line, results kept
-        return f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", 1
-    return None, 0
+        return f"launch failed: {type(exc).__name__}: {one_line(exc, 300)}", ExitCode.FAILED
+    return None, ExitCode.OK
 
 
 def _verdict(
@@ -217,8 +217,9 @@ def _verdict(
     complete = launch_failure is None and len(found) == len(ranks)
     complete = complete and all(r.complete for r in found.values())
     reason = None if complete else _reason(found, ranks, launch_failure)
-    if not complete and exit_code in (0, 1):  # the ranks' own verdict (2: refused input)
-        exit_code = max((r.exit_code for r in found.values()), default=1) or 1
+    if not complete and exit_code in (ExitCode.OK, ExitCode.FAILED):  # the ranks' own verdict
+        worst = max((r.exit_code for r in found.values()), default=ExitCode.FAILED)
+        exit_code = worst or ExitCode.FAILED  # e.g. BAD_INPUT: a rank refused its input
     return complete, reason, exit_code
 
 
@@ -231,7 +232,7 @@ def accelerator_rank(job: RankJob) -> None:
     write_pid(job.folder, rank)
     torch.set_num_threads(1)  # no model: the cores are the pipelines'
     records = LoopRecords()
-    result = RankResult(False, "did not start", 1, None)
+    result = RankResult(False, "did not start", ExitCode.FAILED, None)
     try:
         init_group(training.collective_timeout_s)
         prepared = prepare_run(job.loaded, local_rank)
@@ -267,7 +268,7 @@ def accelerator_rank(job: RankJob) -> None:
         result = RankResult(complete, reason, code, None)
     except Exception as exc:  # refused or failed before the loop: one line, in the result
         message = f"rank {rank}: {type(exc).__name__}: {one_line(exc, 300)}"
-        result = RankResult(False, message, 2, None)
+        result = RankResult(False, message, ExitCode.BAD_INPUT, None)
     finally:
         # The launcher stops the others with SIGTERM when one fails: let this rank save first
         # (it still ends it with SIGKILL after its grace period).

@@ -34,7 +34,7 @@ class RunOutcome:
     folder: Path | None  # None on ranks other than 0
     complete: bool
     reason: str | None
-    exit_code: int  # 0 complete, 1 run failed, 2 bad input, 130/143 interrupted
+    exit_code: int  # an ExitCode: OK, FAILED, BAD_INPUT, INTERRUPTED or TERMINATED
     summary: Summary | None
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from harness import results
 from harness.collect.sampler import Collector
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.pipeline.accounting import ledger_path
 from harness.pipeline.batch import Batch, worker_error
 from harness.run.finish import (
@@ -175,7 +174,7 @@ def train_and_collect(
     steps = scenario.training.steps
     signals = _HeldSignals()
     iterator = None
-    complete, reason, exit_code = False, None, 1
+    complete, reason, exit_code = False, None, ExitCode.FAILED
     try:
         for collector in collectors:
             collector.start()
@@ -193,7 +192,7 @@ def train_and_collect(
             synchronise=synchronise,
             progress=None if quiet or not ranks.is_main else progress_printer(steps),
         )
-        complete, exit_code = True, 0
+        complete, exit_code = True, ExitCode.OK
     except (Interrupted, Exception) as exc:
         reason, exit_code = _ending(exc)
     finally:
@@ -203,8 +202,6 @@ def train_and_collect(
             collector.stop()
         _stop_batches(iterator)
         signals.restore()
-        if sys.stderr.isatty() and not quiet:
-            print(file=sys.stderr)
     return complete, reason, exit_code
 
 
@@ -242,22 +239,22 @@ class _HeldSignals:
             signal.signal(sig, handler)
 
 
-def _ending(exc: BaseException) -> tuple[str, int]:
+def _ending(exc: BaseException) -> tuple[str, ExitCode]:
     """Why the loop ended early, and the exit code that says so."""
     if isinstance(exc, Interrupted):
-        return f"interrupted by {exc}", 143 if str(exc) == "SIGTERM" else 130
+        return f"interrupted by {exc}", ExitCode.for_signal(str(exc))
     if isinstance(exc, RunFailed):
-        return str(exc), 1
+        return str(exc), ExitCode.FAILED
     if isinstance(exc, HarnessError):
-        return str(exc), 2
+        return str(exc), ExitCode.BAD_INPUT
     if isinstance(exc, RuntimeError):
         # PyTorch's SIGCHLD handler raises this wherever the loop is when a worker dies; a
         # collective raises it when another rank died.
         text = worker_error(exc)
         what = "the data pipeline failed" if "DataLoader worker" in str(exc) else "run failed"
-        return f"{what}: {text}", 1
+        return f"{what}: {text}", ExitCode.FAILED
     # a backend library's own error: one line, results kept
-    return f"run failed: {worker_error(exc)}", 1
+    return f"run failed: {worker_error(exc)}", ExitCode.FAILED
 
 
 def _stop_batches(iterator: Iterator[Batch] | None) -> None:

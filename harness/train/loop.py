@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from torch import nn
 
 from harness.errors import HarnessError
 from harness.pipeline.batch import Batch, FileError, worker_error
+from harness.progress import StatusLine
 
 # On CUDA the steps run on a stream of their own, created non-blocking: work that a decoder
 # library queues on the legacy default stream (which waits for, and holds up, every blocking
@@ -129,7 +129,7 @@ def train(
     duration_s: float | None,
     records: LoopRecords,
     synchronise: Callable[[bool], bool] | None = None,
-    progress: Callable[[LoopRecords], None] | None = None,
+    progress: TrainingProgress | None = None,
 ) -> None:
     """Run training steps until ``steps`` are done or ``duration_s`` of measured time passed.
 
@@ -138,7 +138,9 @@ def train(
     emulated accelerators, 0 without one), each timed on its own. ``synchronise`` takes this
     rank's wish to stop and returns whether all ranks stop, so that every rank runs the same
     number of steps and none waits for a partner that has left."""
-    with _training_stream(device):
+    # The live line ends when the loop does, however it ends, so the next output starts a line.
+    shown = contextlib.closing(progress) if progress is not None else contextlib.nullcontext()
+    with _training_stream(device), shown:
         iterator = iter(batches)
         measured_since: float | None = None
         step = 0
@@ -281,20 +283,17 @@ def mean_iou(confusion: torch.Tensor) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def progress_printer(
-    total_steps: int | None, every_s: float = 1.0
-) -> Callable[[LoopRecords], None]:
-    """A live line: steps, samples/s, busy %, MB/s requested (rewritten in place on a terminal,
-    a line every ten seconds otherwise)."""
-    interactive = sys.stderr.isatty()
-    interval = every_s if interactive else 10.0
-    last = [0.0]
+class TrainingProgress:
+    """A live line: steps, samples/s, busy %, MB/s requested over the last 20 steps (rewritten
+    every ``every_s`` on a terminal, a line every ten seconds in logs)."""
 
-    def show(records: LoopRecords) -> None:
-        now = time.monotonic()
-        if now - last[0] < interval:
+    def __init__(self, total_steps: int | None, every_s: float = 1.0) -> None:
+        self.total_steps = total_steps
+        self._status = StatusLine(every_s=every_s, log_every_s=10.0, keep=True)
+
+    def __call__(self, records: LoopRecords) -> None:
+        if not self._status.due():
             return
-        last[0] = now
         recent = records.steps[-20:]
         wall = recent[-1]["t_end"] - recent[0]["t_start"] if recent else 0
         if wall <= 0:
@@ -307,16 +306,16 @@ def progress_printer(
             for s in records.samples[-len(recent) * 64 :]
             if s["t_end"] >= window_start and np.isfinite(s["requested_bytes"])
         )
-        of = f"/{total_steps}" if total_steps else ""
-        line = (
+        of = f"/{self.total_steps}" if self.total_steps else ""
+        self._status.show(
             f"step {len(records.steps)}{of}  {samples / wall:7.1f} samples/s  busy "
             f"{busy:5.1f} %  {requested / wall / 1e6:7.1f} MB/s requested"
         )
-        print(
-            f"\r{line}" if interactive else line,
-            end="" if interactive else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
 
-    return show
+    def close(self) -> None:
+        self._status.close()
+
+
+def progress_printer(total_steps: int | None, every_s: float = 1.0) -> TrainingProgress:
+    """The live line of a run's training loop (see ``TrainingProgress``)."""
+    return TrainingProgress(total_steps, every_s)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from harness.errors import HarnessError
+from harness.progress import bar
 from harness.scenario import Scenario
 
 FORMAT = "harness-profile"
@@ -304,7 +304,7 @@ def calibrate(
     if device.is_cuda:
         batch = batch.pin_memory()
     times = []
-    for index in tqdm(range(warmup + steps), desc="calibrate", unit="step", disable=not progress):
+    for index in bar(range(warmup + steps), description="calibrate", unit="step", enabled=progress):
         started = time.perf_counter()
         step(batch)
         if index >= warmup:
