@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from harness.commands import override_arg, results_arg, utc_stamp
 from harness.errors import HarnessError
+from harness.files import STDOUT
 from harness.scenario.capacity_settings import CapacitySettings, bounds_text
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ OPTIONS = (
     ("repeat", "--repeat", "K"),
     ("ceiling_s", "--ceiling-s", "S"),
 )
-STDOUT = Path("-")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     results_arg(parser)
     parser.add_argument(
         "--json",
-        type=Path,
         default=None,
-        metavar="FILE",
+        metavar="FILE|-",
         help="where capacity.json goes (default: reports/<UTC time>-capacity/capacity.json); "
         "-: print it on stdout at the end (the progress lines go to stderr; the file is kept "
         "in the default place)",
@@ -86,9 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from harness.capacity.orchestrate import search_capacity
 
     settings = settings_from(args)
+    # capacity.json is rewritten after every probe, so it always has a file; with `-` the file
+    # stays in the default place and its final content goes to stdout as well
     to_stdout = args.json == STDOUT
     default = Path("reports") / f"{utc_stamp()}-capacity" / "capacity.json"
-    out = default if args.json is None or to_stdout else args.json
+    out = default if args.json is None or to_stdout else Path(args.json)
     say = partial(print, file=sys.stderr) if to_stdout else print
     result = search_capacity(
         args.files,
