@@ -34,9 +34,13 @@ demo: setup
 	$(BIN)/harness validate $(SUITE)
 	$(BIN)/harness suite $(SUITE)
 
+# ruff; mypy on harness/ (0 errors); import-linter's contracts in pyproject.toml (the floors import
+# downwards only, no cycle inside a package, imports inside functions included).
 lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy harness
+	$(BIN)/lint-imports --no-cache
 
 # System tools the tests drive for real: Chromium (the HTML report), poppler (the PDF report), fio
 # (the read ceiling of capacity searches), sysstat's iostat (the disk metrics are checked against
