@@ -266,18 +266,23 @@ def build_dali_batches(
         last_batch_policy=LastBatchPolicy.FILL,
     )
     for outputs in itertools.islice(_epochs(iterator), steps):  # steps None: no end
-        batch = outputs[0]
-        image = batch["image"].permute(0, 3, 1, 2)  # NHWC -> NCHW, as the torch backend
-        mask = batch["mask"]
-        if mask.dim() == 4:
-            mask = mask[..., 0]
-        if classes is not None and int(mask.max()) >= classes:
-            raise HarnessError(
-                f"backend dali: a mask in this batch holds {int(mask.max())}, not a class id "
-                f"(dataset.classes is {classes}); DALI does not say which file: the torch backend "
-                "names it"
-            )
-        yield Batch.untimed(image, mask, time.monotonic_ns())
+        yield _training_batch(outputs[0], classes)
+
+
+def _training_batch(outputs: dict[str, torch.Tensor], classes: int | None) -> Batch:
+    """DALI's image and mask tensors as the training loop's batch (NCHW images, class-id masks),
+    a mask value that is no class refused."""
+    image = outputs["image"].permute(0, 3, 1, 2)  # NHWC -> NCHW, as the torch backend
+    mask = outputs["mask"]
+    if mask.dim() == 4:
+        mask = mask[..., 0]
+    if classes is not None and int(mask.max()) >= classes:
+        raise HarnessError(
+            f"backend dali: a mask in this batch holds {int(mask.max())}, not a class id "
+            f"(dataset.classes is {classes}); DALI does not say which file: the torch backend "
+            "names it"
+        )
+    return Batch.untimed(image, mask, time.monotonic_ns())
 
 
 def build_dali_video_batches(
