@@ -76,16 +76,16 @@ def test_fields_of_a_newer_harness_are_kept_and_missing_optional_ones_are_not_in
 BAD_SUMMARIES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "wrong-typed metric": (
         lambda s: s["metrics"]["samples_per_s"].update(value="fast"),
-        "metrics.samples_per_s.value: input should be a valid number",
+        "metrics.samples_per_s.value: expected a number, found 'fast'",
     ),
-    "missing field": (lambda s: s.pop("complete"), "complete: field required"),
+    "missing field": (lambda s: s.pop("complete"), "complete: required field is missing"),
     "wrong-typed threshold": (
         lambda s: s["thresholds"][0].update({"pass": "yes"}),
-        "thresholds.0.pass: input should be a valid boolean",
+        "thresholds[0].pass: expected true or false, found 'yes'",
     ),
     "count as a boolean": (
         lambda s: s.update(ranks=True),
-        "ranks: input should be a valid integer",
+        "ranks: expected a whole number, found True",
     ),
 }
 
@@ -114,7 +114,7 @@ def test_a_manifest_of_another_format_version_or_with_a_wrong_field_is_refused(
     with pytest.raises(HarnessError) as caught:
         results.read_manifest(manifest)
     assert str(caught.value) == (
-        f"{manifest}: repeat.index: input should be a valid integer (and 1 more)"
+        f"{manifest}: repeat.index: expected a whole number, found 'one' (and 1 more)"
     )
 
 

@@ -26,10 +26,10 @@ from pydantic import (
     ValidationError,
     model_serializer,
 )
-from pydantic_core import ErrorDetails
 
 from harness.errors import HarnessError
 from harness.files import atomic_write, check_format, read_json
+from harness.results.document import validation_line
 
 FORMAT: Final = "harness-capacity"
 FORMAT_VERSION: Final = 1
@@ -217,36 +217,4 @@ def read_capacity_file(path: Path) -> CapacityFile:
     try:
         return CapacityFile.model_validate(document)
     except ValidationError as exc:
-        raise HarnessError(f"{path}: {_problem(exc.errors()[0])}") from None
-
-
-_EXPECTED = {
-    "int_type": "a whole number",
-    "int_from_float": "a whole number",
-    "float_type": "a number",
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "list_type": "a list",
-    "dict_type": "an object",
-    "model_type": "an object",
-}
-
-
-def _problem(error: ErrorDetails) -> str:
-    """``where: expected what, found value`` for pydantic's first error."""
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
-    where = where.removeprefix(".")
-    if error["type"] == "missing":
-        return f"{where}: required field is missing"
-    shown = repr(error.get("input"))
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    context = error.get("ctx") or {}
-    if error["type"] in _EXPECTED:
-        expected = _EXPECTED[error["type"]]
-    elif error["type"] == "greater_than_equal":
-        expected = f"{context.get('ge')} or more"
-    elif error["type"] == "literal_error":
-        expected = context.get("expected", "").replace("'", '"')
-    else:
-        expected = error["msg"].removeprefix("Value error, ").removeprefix("expected ")
-    return f"{where}: expected {expected}, found {shown}"
+        raise HarnessError(validation_line(path, exc)) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from harness.errors import HarnessError
 from harness.files import check_format, read_json, write_json_atomic
@@ -90,10 +91,41 @@ def validate_model(path: Path, document: dict[str, Any], model: type[Document]) 
 
 
 def validation_line(path: Path, exc: ValidationError) -> str:
-    """``results/x/summary.json: metrics.samples_per_s.value: input should be a valid number``"""
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(the document)"
-    message = first["msg"][:1].lower() + first["msg"][1:]
+    """The one line for a result file that its model refuses: the file, where in it, what was
+    expected and what was found, e.g. ``capacity.json: scenarios[0].probes[0].accelerators:
+    expected a whole number, found 'four'`` (and how many more problems there are)."""
+    errors = exc.errors(include_url=False)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}: {where}: {message}{more}"
+    return f"{path}: {_problem(errors[0])}{more}"
+
+
+_EXPECTED = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+}
+
+
+def _problem(error: ErrorDetails) -> str:
+    """``where: expected what, found value`` for one of pydantic's errors."""
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    where = where.removeprefix(".") or "(the document)"
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    context = error.get("ctx") or {}
+    if error["type"] in _EXPECTED:
+        expected = _EXPECTED[error["type"]]
+    elif error["type"] == "greater_than_equal":
+        expected = f"{context.get('ge')} or more"
+    elif error["type"] == "literal_error":
+        expected = context.get("expected", "").replace("'", '"')
+    else:
+        expected = error["msg"].removeprefix("Value error, ").removeprefix("expected ")
+    return f"{where}: expected {expected}, found {shown}"
