@@ -73,8 +73,6 @@ def test_layer_contract_covers_every_top_level_module():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     contracts = config["tool"]["importlinter"]["contracts"]
     layers = next(c for c in contracts if c["type"] == "layers")["layers"]
-    named = {
-        name.strip().strip("()") for layer in layers for name in re.split(r"[|:]", layer)
-    }
+    named = {name.strip().strip("()") for layer in layers for name in re.split(r"[|:]", layer)}
     missing = sorted(_top_level_names() - named)
     assert not missing, f"the import-linter layers in pyproject.toml leave out: {missing}"

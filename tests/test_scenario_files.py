@@ -65,9 +65,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("shape", sorted(HOSTILE))
-def test_hostile_shape_is_refused_in_one_line_by_its_limit(
-    tmp_path: Path, cli, shape: str
-) -> None:
+def test_hostile_shape_is_refused_in_one_line_by_its_limit(tmp_path: Path, cli, shape: str) -> None:
     content, expected = HOSTILE[shape]
     path = tmp_path / "hostile.yaml"
     if isinstance(content, bytes):
