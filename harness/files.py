@@ -44,7 +44,7 @@ def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[IO[bytes]]:
         raise
 
 
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     """Manifests are small and are what marks work as done, so they are always fsynced."""
     text = json.dumps(document, indent=1, sort_keys=False) + "\n"
     with atomic_write(path, fsync=True) as handle:

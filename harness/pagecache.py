@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from harness.errors import HarnessError
 
@@ -213,13 +214,31 @@ def _error(path: Path, action: str, exc: OSError) -> HarnessError:
     return HarnessError(f"{action} {path}: {exc.strerror or exc}")
 
 
+class PageCacheRecord(TypedDict):
+    """How a run's page-cache condition went (:func:`prepare`), kept in its summary as
+    ``page_cache``."""
+
+    condition: str  # what was achieved: "cold", "partly warm" or "warm"
+    requested: str  # what the scenario asked for
+    evictions: int
+    dataset_files: int
+    dataset_bytes: int
+    resident_bytes_at_start: int
+    resident_fraction_at_start: float | None  # None: an empty dataset
+    resident_page_bytes_at_start: int | None  # whole pages; cold runs only
+    ram_bytes: int
+    seconds: float
+    # Added once the loop has ended (one host): what the summary's read cross-check counts.
+    resident_page_bytes_at_end: NotRequired[int]
+
+
 COLD_RESIDENT_LIMIT = 0.01  # a "cold" start with more of the dataset in memory is not cold
 EVICTIONS = 3  # tries: pages being written back or briefly mapped may need a second pass
 
 
 def prepare(
     condition: str, files: list[Path], dataset_root: Path, *, act: bool = True
-) -> dict[str, object]:
+) -> PageCacheRecord:
     """Put a run's dataset in the page-cache ``condition`` it asks for, and say how it went.
 
     Cold: flush, evict the files and check with ``mincore`` that they left, evicting again while

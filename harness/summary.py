@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,12 @@ import pandas as pd
 from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
+
+if TYPE_CHECKING:  # types only: the summary stays pure (no torch, no data readers imported)
+    from harness.data.cache import CacheManifest
+    from harness.data.manifest import DatasetManifest
+    from harness.pagecache import PageCacheRecord
+    from harness.train.loop import Evaluation
 
 STEP_COLUMNS = (
     "step",
@@ -74,10 +80,10 @@ def build_summary(
     scenario: Scenario,
     emulation: dict[str, Any] | None,
     parts: list[RankRecords],
-    page_cache: dict[str, Any],
-    dataset_manifest: dict[str, Any],
-    cache_manifest: dict[str, Any] | None,
-    evaluation: dict[str, Any] | None,
+    page_cache: PageCacheRecord,
+    dataset_manifest: DatasetManifest,
+    cache_manifest: CacheManifest | None,
+    evaluation: Evaluation | None,
     complete: bool,
     reason: str | None,
     finished: str,
@@ -117,7 +123,7 @@ def build_summary(
         complete=complete,
         reason=reason,
         ranks=len(parts),
-        page_cache=page_cache,
+        page_cache=dict(page_cache),  # the open record of summary.json
         labels=dataset_manifest["labels"],
         metrics={name: Metric.model_validate(entry) for name, entry in metrics.items()},
         cross_checks=cross_checks,
@@ -133,7 +139,7 @@ def build_summary(
         ),
         corrupt_files=corrupt,
         corrupt_samples=[{"file": p, "error": m} for p, m in errors[:100]],
-        iou_per_class=(evaluation or {}).get("iou_per_class"),
+        iou_per_class=None if evaluation is None else evaluation["iou_per_class"],
         warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
         finished=finished,
         emulation=emulation,
@@ -157,15 +163,15 @@ def collector_metrics(parts: list[RankRecords]) -> dict[str, dict[str, Any]]:
 
 
 def storage_metrics(
-    dataset_manifest: dict[str, Any], cache_manifest: dict[str, Any] | None
+    dataset_manifest: DatasetManifest, cache_manifest: CacheManifest | None
 ) -> dict[str, dict[str, Any]]:
     """The footprint: compressed dataset bytes, frame cache bytes and their ratio; the dataset's
     distinct 4 KiB blocks and zstd ratio (a sample, measured when it was generated)."""
     out = {"storage_bytes": metric(dataset_manifest.get("total_bytes"), "B", "context")}
-    repeated = dataset_manifest.get("repetition") or {}  # what dedup or compression could exploit
-    if repeated.get("distinct_block_share") is not None:
-        share = 100 * repeated["distinct_block_share"]
-        out["distinct_block_pct"] = metric(share, "%", "context")
+    repeated = dataset_manifest.get("repetition")  # what dedup or compression could exploit
+    distinct = None if repeated is None else repeated.get("distinct_block_share")
+    if repeated is not None and distinct is not None:
+        out["distinct_block_pct"] = metric(100 * distinct, "%", "context")
         out["zstd_ratio"] = metric(repeated.get("compression_ratio"), "x", "context")
     if cache_manifest is not None:
         out["cache_bytes"] = metric(
@@ -176,10 +182,10 @@ def storage_metrics(
 
 
 def run_warnings(
-    page_cache: dict[str, Any],
+    page_cache: PageCacheRecord,
     unavailable: dict[str, str],
     corrupt: dict[str, int],
-    dataset_manifest: dict[str, Any],
+    dataset_manifest: DatasetManifest,
     metrics: dict[str, dict[str, Any]],
 ) -> list[str]:
     """What a reader must know before trusting the numbers, a sentence each."""
@@ -282,7 +288,7 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
     return metrics
 
 
-def dataset_read_bytes(page_cache: dict[str, Any]) -> int | None:
+def dataset_read_bytes(page_cache: PageCacheRecord) -> int | None:
     """Bytes of the dataset's own files the kernel brought into memory during a cold run: its
     resident pages at the end of the loop less those at the start, in bytes of whole pages
     (``mincore``, over the host's page cache: whoever read them). None when not measured

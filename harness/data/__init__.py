@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.scenario import Scenario
 
 if TYPE_CHECKING:
+    from harness.data.manifest import DatasetManifest
     from harness.data.sizing import Clients
 
 
 def prepare_datasets(
     scenarios: Sequence[Scenario], *, force: bool = False, clients: Clients | None = None
-) -> list[dict[str, Any]]:
+) -> list[DatasetManifest]:
     """Generate, or index when brought by the user, the dataset of every scenario (once per path:
     the decoded and cached video scenarios share theirs). Returns the manifests. ``clients``:
     whose RAM ``size: 5x-ram`` counts (default: this machine's)."""

@@ -18,11 +18,11 @@ cannot be decoded and mask values that are not class ids are named when first re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 from harness.data.byo_layout import MASK_MARK, MASK_SUFFIXES, content_stamp, listed_files
 from harness.data.index import index_file, read_index
-from harness.data.manifest import new_manifest
+from harness.data.manifest import DatasetManifest, FileRecord, new_manifest
 from harness.data.pictures import read_header
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
@@ -36,7 +36,7 @@ MAX_VARIABLE_RATE_FRAMES = 200_000  # their timestamps are kept in the index
 
 def index_dataset(
     dataset: ImageCollageDataset | VideoDataset, *, min_side: int = 1, force: bool = False
-) -> dict[str, Any]:
+) -> DatasetManifest:
     """Check the bring-your-own folder at ``dataset.path`` and write its index in the state
     folder (``harness.data.index``): the dataset itself is only read."""
     root = Path(dataset.path)
@@ -62,10 +62,12 @@ def index_dataset(
         params={"label_rule": dataset.label_rule, "classes": dataset.classes},
     )
     manifest.update(
-        complete=True,
-        dataset_path=str(root),
-        files=files,
-        total_bytes=sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
+        {
+            "complete": True,
+            "dataset_path": str(root),
+            "files": files,
+            "total_bytes": sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
+        }
     )
     if dataset.kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
@@ -105,7 +107,22 @@ def _image_size(path: Path) -> tuple[int, int, int, str]:
     return header.height, header.width, 1 if header.single_channel else 3, header.mode
 
 
-def _record(root: Path, path: Path, min_side: int, **geometry: Any) -> dict[str, Any]:
+class Geometry(TypedDict, total=False):
+    """What a brought file's header says: its size as shown, and for a video its frames and
+    how they are stored (the keys of a ``FileRecord`` after its path and size)."""
+
+    frames: int
+    width: Required[int]
+    height: Required[int]
+    mode: str  # images
+    fps: float  # videos
+    codec: str
+    rotation: int
+    video_streams: int
+    pts: list[int]
+
+
+def _record(root: Path, path: Path, min_side: int, geometry: Geometry) -> FileRecord:
     """The manifest record of one brought file: its path and size, then ``geometry`` in the
     order given (manifests keep their key order); refused when smaller than a crop."""
     width, height = geometry["width"], geometry["height"]
@@ -116,9 +133,9 @@ def _record(root: Path, path: Path, min_side: int, **geometry: Any) -> dict[str,
 
 def _check_image(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
-) -> dict[str, Any]:
+) -> FileRecord:
     height, width, _channels, mode = _image_size(path)
-    record = _record(root, path, min_side, width=width, height=height, mode=mode)
+    record = _record(root, path, min_side, {"width": width, "height": height, "mode": mode})
     if dataset.label_rule:
         return record
     mask = next(
@@ -145,16 +162,20 @@ def _check_image(
             f"{width}x{height} (both as their EXIF orientation shows them)"
         )
     record.update(
-        mask=str(mask.relative_to(root)), mask_bytes=mask.stat().st_size, mask_mode=mask_mode
+        {
+            "mask": str(mask.relative_to(root)),
+            "mask_bytes": mask.stat().st_size,
+            "mask_mode": mask_mode,
+        }
     )
     return record
 
 
 def _check_video(
     root: Path, path: Path, dataset: ImageCollageDataset | VideoDataset, min_side: int
-) -> dict[str, Any]:
+) -> FileRecord:
     probe = _probe(path)
-    record = _record(root, path, min_side, **probe)
+    record = _record(root, path, min_side, probe)
     if dataset.label_rule:
         return record
     masks = sorted(path.parent.glob(f"{path.stem}{MASK_MARK}.*"))
@@ -170,13 +191,13 @@ def _check_video(
             f"{masks[0]}: {mask['frames']} frames of {mask['width']}x{mask['height']}, "
             f"expected {frames} of {width}x{height} like its video"
         )
-    record.update(mask=str(masks[0].relative_to(root)), mask_bytes=masks[0].stat().st_size)
+    record.update({"mask": str(masks[0].relative_to(root)), "mask_bytes": masks[0].stat().st_size})
     if "pts" in mask:
         record["mask_pts"] = mask["pts"]
     return record
 
 
-def _probe(path: Path) -> dict[str, Any]:
+def _probe(path: Path) -> Geometry:
     """Frame count and geometry (as shown) of a video, after decoding its first and last frames;
     variable frame rate, rotation and extra video streams noted in the record and said."""
     with VideoReader(path) as reader:
@@ -206,7 +227,7 @@ def _probe(path: Path) -> dict[str, Any]:
         except HarnessError as exc:
             detail = str(exc).removeprefix(f"{path}: ")
             raise HarnessError(f"{path}: corrupt or truncated video: {detail}") from None
-        probe: dict[str, Any] = {
+        probe: Geometry = {
             "frames": frames,
             "width": int(first.shape[1]),
             "height": int(first.shape[0]),

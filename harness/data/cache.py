@@ -22,14 +22,14 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import numpy as np
 
 from harness.data.images import SUFFIX, write_image
 from harness.data.index import dataset_manifest as dataset_index
 from harness.data.labels import derive_mask
-from harness.data.manifest import fingerprint
+from harness.data.manifest import DatasetManifest, FileRecord, fingerprint
 from harness.data.parallel import available_cpus, run_parallel
 from harness.data.pictures import checked_classes
 from harness.data.tracks import Tracks
@@ -53,6 +53,65 @@ MANIFEST_NAME = "cache.json"
 MARKER_NAME = ".harness-frame-cache"
 
 
+class CachedVideo(TypedDict):
+    """One video of the cache: where its frames are (``id``) and their geometry."""
+
+    path: str  # in the dataset
+    id: str  # its folder in the cache (``video_id``)
+    frames: int
+    width: int
+    height: int
+
+
+class CacheBuild(TypedDict):
+    """How the cache's last build ran."""
+
+    seconds: float
+    processes: int
+    frames_decoded: int  # by that build (a resumed build decodes only what was missing)
+
+
+class CachedDataset(TypedDict):
+    path: str
+    fingerprint: str
+
+
+class CacheManifest(TypedDict):
+    """``cache.json``: a complete cache, totalled from its segments (``_cache_manifest``)."""
+
+    format: str
+    format_version: int
+    fingerprint: str
+    complete: bool
+    dataset: CachedDataset
+    format_name: str  # npy | jpeg | png
+    jpeg_quality: int | None
+    segment_frames: int
+    videos: list[CachedVideo]
+    frames: int
+    frame_bytes: int
+    mask_bytes: int
+    video_bytes: int
+    expansion: float | None  # frame bytes over video bytes; None without video bytes
+    expansion_with_masks: float | None
+    build: CacheBuild
+    created: str
+
+
+class SegmentManifest(TypedDict):
+    """A finished segment's manifest: frames [start, stop) of one video."""
+
+    format: str
+    format_version: int
+    fingerprint: str
+    video: str
+    start: int
+    stop: int
+    frame_bytes: int
+    mask_bytes: int
+    files: list[tuple[str, int, int]]  # (path in the cache, bytes, CRC-32), as JSON arrays
+
+
 def video_id(relative_path: str) -> str:
     """Folder name of a video's frames: its path in the dataset, flattened, without suffix."""
     return str(Path(relative_path).with_suffix("")).replace(os.sep, "__").replace("videos__", "", 1)
@@ -69,7 +128,7 @@ def mask_path(cache_dir: Path, video: str, index: int, segment_frames: int, fmt:
     return cache_dir / video / f"{start:08d}" / f"{index:08d}{suffix}"
 
 
-def cache_fingerprint(dataset_manifest: dict[str, Any], cache: FrameCache) -> str:
+def cache_fingerprint(dataset_manifest: DatasetManifest, cache: FrameCache) -> str:
     return fingerprint(
         {
             "dataset": dataset_manifest["fingerprint"],
@@ -79,7 +138,7 @@ def cache_fingerprint(dataset_manifest: dict[str, Any], cache: FrameCache) -> st
     )
 
 
-def read_cache_manifest(scenario: Scenario) -> dict[str, Any]:
+def read_cache_manifest(scenario: Scenario) -> CacheManifest:
     """The manifest of the scenario's complete, up-to-date cache; otherwise a clear error.
 
     This is the only way the pipeline gets at a cache, so an incomplete or stale one is never used.
@@ -99,10 +158,11 @@ def read_cache_manifest(scenario: Scenario) -> dict[str, Any]:
             f"frame cache at {cache_dir} was built from another dataset or with other settings: "
             "rebuild it with `harness cache SCENARIO`"
         )
-    return manifest
+    # check_format passed it: its format version says which keys it has (the one unchecked step)
+    return cast(CacheManifest, manifest)
 
 
-def build_caches(scenarios: Sequence[Scenario], *, force: bool = False) -> list[dict[str, Any]]:
+def build_caches(scenarios: Sequence[Scenario], *, force: bool = False) -> list[CacheManifest]:
     """Build the frame cache of every cached-mode scenario (once per cache folder)."""
     built, seen = [], set()
     for scenario in scenarios:
@@ -116,7 +176,7 @@ def build_caches(scenarios: Sequence[Scenario], *, force: bool = False) -> list[
     return built
 
 
-def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
+def build_cache(scenario: Scenario, *, force: bool = False) -> CacheManifest:
     """Decode every frame of the scenario's videos into its frame cache; resume what was begun."""
     cache = scenario.pipeline.cache
     assert cache is not None and scenario.dataset.kind == "video"
@@ -127,8 +187,10 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     _claim_folder(cache_dir, wanted, force)
     existing = read_json(cache_dir / MANIFEST_NAME)
     if existing is not None and existing.get("fingerprint") == wanted and existing.get("complete"):
-        print(f"frame cache at {cache_dir} is up to date ({_describe(existing)})")
-        return existing
+        # The fingerprint covers the format version: this is a manifest of this format.
+        up_to_date = cast(CacheManifest, existing)
+        print(f"frame cache at {cache_dir} is up to date ({_describe(up_to_date)})")
+        return up_to_date
     sweep_temporaries(cache_dir)
 
     jobs = _pending_segments(dataset_dir, cache_dir, dataset, cache, wanted)
@@ -144,7 +206,11 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
 
     decoded_now = sum(stop - start for *_head, start, stop, _cache, _fp in jobs)
-    build = {"seconds": round(elapsed, 3), "processes": processes, "frames_decoded": decoded_now}
+    build: CacheBuild = {
+        "seconds": round(elapsed, 3),
+        "processes": processes,
+        "frames_decoded": decoded_now,
+    }
     manifest = _cache_manifest(dataset_dir, cache_dir, dataset, cache, wanted, build)
     write_json_atomic(cache_dir / MANIFEST_NAME, manifest)
     rate = decoded_now / elapsed if elapsed > 0 else 0.0
@@ -155,14 +221,14 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> dict[str, Any]:
     return manifest
 
 
-SegmentJob = tuple[str, str, dict[str, Any], dict[str, Any], int, int, FrameCache, str]
+SegmentJob = tuple[str, str, DatasetManifest, FileRecord, int, int, FrameCache, str]
 
 
 def _pending_segments(
-    dataset_dir: Path, cache_dir: Path, dataset: dict[str, Any], cache: FrameCache, wanted: str
+    dataset_dir: Path, cache_dir: Path, dataset: DatasetManifest, cache: FrameCache, wanted: str
 ) -> list[SegmentJob]:
     """The ``build_segment`` arguments of every segment not yet in the cache."""
-    jobs = []
+    jobs: list[SegmentJob] = []
     for record in dataset["files"]:
         for start in range(0, record["frames"], cache.segment_frames):
             stop = min(start + cache.segment_frames, record["frames"])
@@ -176,21 +242,22 @@ def _pending_segments(
 def _cache_manifest(
     dataset_dir: Path,
     cache_dir: Path,
-    dataset: dict[str, Any],
+    dataset: DatasetManifest,
     cache: FrameCache,
     wanted: str,
-    build: dict[str, Any],
-) -> dict[str, Any]:
+    build: CacheBuild,
+) -> CacheManifest:
     """The complete cache's manifest, totalled from its segments' records."""
-    segments = [
+    found = [
         _segment_done(cache_dir, video_id(record["path"]), start, wanted)
         for record in dataset["files"]
         for start in range(0, record["frames"], cache.segment_frames)
     ]
-    assert all(segment is not None for segment in segments)
-    frames = sum(s["stop"] - s["start"] for s in segments)  # type: ignore[index]
-    frame_bytes = sum(s["frame_bytes"] for s in segments)  # type: ignore[index]
-    mask_bytes = sum(s["mask_bytes"] for s in segments)  # type: ignore[index]
+    segments = [segment for segment in found if segment is not None]
+    assert len(segments) == len(found)
+    frames = sum(s["stop"] - s["start"] for s in segments)
+    frame_bytes = sum(s["frame_bytes"] for s in segments)
+    mask_bytes = sum(s["mask_bytes"] for s in segments)
     video_bytes = sum(record["bytes"] for record in dataset["files"])
     return {
         "format": FORMAT,
@@ -228,8 +295,8 @@ def _cache_manifest(
 def build_segment(
     dataset_dir: str,
     cache_dir: str,
-    dataset: dict[str, Any],
-    record: dict[str, Any],
+    dataset: DatasetManifest,
+    record: FileRecord,
     start: int,
     stop: int,
     cache: FrameCache,
@@ -239,7 +306,7 @@ def build_segment(
     root, out = Path(dataset_dir), Path(cache_dir)
     video = video_id(record["path"])
     mask_format = "npy" if cache.format == "npy" else "png"
-    files: list[list[Any]] = []
+    files: list[tuple[str, int, int]] = []
     frame_bytes = mask_bytes = 0
     for index, image, mask in _frames_with_masks(root, dataset, record, start, stop):
         for path, array, fmt in (
@@ -252,7 +319,7 @@ def build_segment(
         ):
             crc = write_image(path, array, fmt, quality=cache.jpeg_quality, checksum=True)
             size = path.stat().st_size
-            files.append([str(path.relative_to(out)), size, crc])
+            files.append((str(path.relative_to(out)), size, crc))
             if array is image:
                 frame_bytes += size
             else:
@@ -263,24 +330,22 @@ def build_segment(
             f"{root / record['path']}: decoded {written} of frames {start}..{stop - 1}: the video "
             "is shorter than its manifest says (truncated?)"
         )
-    write_json_atomic(
-        _segment_manifest_path(out, video, start),
-        {
-            "format": SEGMENT_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "fingerprint": wanted,
-            "video": record["path"],
-            "start": start,
-            "stop": stop,
-            "frame_bytes": frame_bytes,
-            "mask_bytes": mask_bytes,
-            "files": files,
-        },
-    )
+    segment: SegmentManifest = {
+        "format": SEGMENT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fingerprint": wanted,
+        "video": record["path"],
+        "start": start,
+        "stop": stop,
+        "frame_bytes": frame_bytes,
+        "mask_bytes": mask_bytes,
+        "files": files,
+    }
+    write_json_atomic(_segment_manifest_path(out, video, start), segment)
 
 
 def _frames_with_masks(
-    root: Path, dataset: dict[str, Any], record: dict[str, Any], start: int, stop: int
+    root: Path, dataset: DatasetManifest, record: FileRecord, start: int, stop: int
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(index, RGB frame, mask) for frames [start, stop), masks from whichever source the
     dataset has: object tracks (generated), a lossless mask video, or a label rule."""
@@ -313,7 +378,7 @@ def _segment_manifest_path(cache_dir: Path, video: str, start: int) -> Path:
     return cache_dir / video / f"seg_{start:08d}.json"
 
 
-def _segment_done(cache_dir: Path, video: str, start: int, wanted: str) -> dict[str, Any] | None:
+def _segment_done(cache_dir: Path, video: str, start: int, wanted: str) -> SegmentManifest | None:
     """A finished segment's manifest, or None when the segment still has to be built."""
     path = _segment_manifest_path(cache_dir, video, start)
     try:
@@ -322,7 +387,8 @@ def _segment_done(cache_dir: Path, video: str, start: int, wanted: str) -> dict[
         return None  # unreadable: rebuild it
     if document is None or document.get("fingerprint") != wanted:
         return None
-    return document
+    # The fingerprint covers the format version: this is a segment manifest of this format.
+    return cast(SegmentManifest, document)
 
 
 def _claim_folder(cache_dir: Path, wanted: str, force: bool) -> None:
@@ -348,7 +414,7 @@ def _claim_folder(cache_dir: Path, wanted: str, force: bool) -> None:
         handle.write(f"{wanted}\n".encode())
 
 
-def _describe(manifest: dict[str, Any]) -> str:
+def _describe(manifest: CacheManifest) -> str:
     return (
         f"{manifest['frames']} frames, {manifest['frame_bytes'] / 1e6:.1f} MB of "
         f"{manifest['format_name']} frames + {manifest['mask_bytes'] / 1e6:.1f} MB of masks from "

@@ -24,12 +24,12 @@ import functools
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from harness.data import render
 from harness.data.images import SUFFIX, write_image
+from harness.data.manifest import FileRecord
 from harness.scenario import CollageGenerate
 
 GENERATOR_VERSION = 1
@@ -229,9 +229,9 @@ def make(root: str, params: CollageGenerate, index: int, threads: int = 1) -> No
     write_image(image_path, image, params.format, quality=params.jpeg_quality)
 
 
-def describe(root: Path, params: CollageGenerate) -> list[dict[str, Any]]:
+def describe(root: Path, params: CollageGenerate) -> list[FileRecord]:
     """The manifest records of every image, from what is on disk."""
-    records = []
+    records: list[FileRecord] = []
     for index in range(job_count(params)):
         image, mask = outputs(params, index)
         records.append(

@@ -22,6 +22,8 @@ from typing import Any
 from harness.data import collage, repetition, video_generator
 from harness.data.manifest import (
     MANIFEST_NAME,
+    DatasetManifest,
+    Generation,
     fingerprint,
     new_manifest,
     read_manifest,
@@ -78,7 +80,7 @@ def generate_dataset(
     *,
     force: bool = False,
     clients: Clients | None = None,
-) -> dict[str, Any]:
+) -> DatasetManifest:
     """Generate (or finish, or confirm) the dataset at ``dataset.path``; return its manifest.
     ``clients``: whose RAM ``size: 5x-ram`` counts (default: this machine)."""
     assert dataset.generate is not None
@@ -132,7 +134,7 @@ def generate_dataset(
 
 def _up_to_date(
     dataset: ImageCollageDataset | VideoDataset, params: Params, wanted: str, force: bool
-) -> dict[str, Any] | None:
+) -> DatasetManifest | None:
     """The manifest of a complete dataset with fingerprint ``wanted`` already at
     ``dataset.path``, or None when there is work to do (``force``: the folder's earlier outputs
     are removed); refused when the folder holds another dataset or files of its own."""
@@ -160,7 +162,7 @@ def _up_to_date(
 
 def _write_files(
     kind: str, root: Path, params: Params, todo: list[int], per_job: float, todo_bytes: int
-) -> tuple[dict[str, Any], float]:
+) -> tuple[Generation, float]:
     """Write the files of jobs ``todo`` in parallel, flushed to disk; how (the manifest's
     ``generation``: seconds, processes, threads) and the seconds it took."""
     generator = GENERATORS[kind]
@@ -191,18 +193,20 @@ def _finish(
     kind: str,
     root: Path,
     params: Params,
-    manifest: dict[str, Any],
+    manifest: DatasetManifest,
     todo: list[int],
-    generation: dict[str, Any],
+    generation: Generation,
     elapsed: float,
-) -> dict[str, Any]:
+) -> DatasetManifest:
     """Complete ``manifest`` from the files on disk, with the repetition they hold; write it."""
     files = GENERATORS[kind].describe(root, params)
     manifest.update(
-        complete=True,
-        files=files,
-        total_bytes=sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
-        generation=generation,
+        {
+            "complete": True,
+            "files": files,
+            "total_bytes": sum(f["bytes"] + f.get("mask_bytes", 0) for f in files),
+            "generation": generation,
+        }
     )
     if kind == "video":
         manifest["total_frames"] = sum(f["frames"] for f in files)
@@ -255,7 +259,7 @@ def _progress(
     )
 
 
-def _size(manifest: dict[str, Any]) -> str:
+def _size(manifest: DatasetManifest) -> str:
     files = manifest.get("files", [])
     frames = manifest.get("total_frames")
     what = f"{len(files)} videos, {frames} frames" if frames else f"{len(files)} images"

@@ -15,12 +15,13 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from harness.data.byo_layout import content_stamp
 from harness.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
+    DatasetManifest,
+    as_dataset_manifest,
     read_manifest,
     require_complete,
 )
@@ -48,7 +49,7 @@ def index_file(root: Path, stamp: str) -> Path:
     return dataset_folder(root) / f"{stamp}.json"
 
 
-def read_index(root: Path, stamp: str) -> dict[str, Any] | None:
+def read_index(root: Path, stamp: str) -> DatasetManifest | None:
     """The complete index of the dataset at ``root`` with content ``stamp``, if there is one: in
     the state folder, or (written by an older harness) inside the dataset."""
     path = index_file(root, stamp)
@@ -56,7 +57,7 @@ def read_index(root: Path, stamp: str) -> dict[str, Any] | None:
     if document is not None:
         check_format(path, document, FORMAT, FORMAT_VERSION)
         if document.get("complete"):
-            return document
+            return as_dataset_manifest(document)
     legacy = read_manifest(root)
     if legacy and legacy.get("fingerprint") == stamp and legacy.get("complete"):
         return legacy
@@ -65,7 +66,7 @@ def read_index(root: Path, stamp: str) -> dict[str, Any] | None:
 
 def dataset_manifest(
     dataset: ImageCollageDataset | VideoDataset, scenario_hint: str = "SCENARIO"
-) -> dict[str, Any]:
+) -> DatasetManifest:
     """The manifest a run reads: a generated dataset's own, or a brought one's up-to-date index
     (else an error that says which command makes it)."""
     root = Path(dataset.path)

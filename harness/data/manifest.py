@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Required, TypedDict, cast
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -20,6 +20,74 @@ from harness.files import check_format, read_json, write_json_atomic
 MANIFEST_NAME = "dataset.json"
 FORMAT = "harness-dataset"
 FORMAT_VERSION = 1
+
+
+class FileRecord(TypedDict, total=False):
+    """One file of a dataset, as ``files`` lists it: its path and size, its geometry, and what
+    its writer knew of it (``harness.data.collage`` and ``harness.data.video`` describe the
+    generated ones, ``harness.data.byo`` the brought ones)."""
+
+    path: Required[str]  # relative to the dataset folder
+    bytes: Required[int]
+    width: Required[int]
+    height: Required[int]
+    mask: str  # its mask file (images; brought videos: a mask video)
+    mask_bytes: int
+    tracks: str  # generated videos: the object tracks their masks are drawn from
+    mode: str  # brought images: Pillow mode, or "npy:C"
+    mask_mode: str
+    frames: int  # videos
+    fps: float
+    codec: str
+    gop: int  # generated videos
+    unique: str
+    rotation: int  # brought videos: what their container says, when it says it
+    video_streams: int
+    pts: list[int]  # brought videos at a variable frame rate: their frames' timestamps
+    mask_pts: list[int]
+
+
+class Repetition(TypedDict):
+    """What repetition a storage system could exploit, measured on a sample
+    (``harness.data.repetition.measure``)."""
+
+    sample_bytes: int
+    block_bytes: int
+    distinct_block_share: float | None  # None: empty sample
+    compressor: str
+    compression_ratio: float | None
+
+
+class Generation(TypedDict):
+    """How a generation ran: seconds, processes, threads."""
+
+    seconds: float
+    processes: int
+    threads: int
+
+
+class DatasetManifest(TypedDict, total=False):
+    """``dataset.json`` (or a brought dataset's index): what :func:`new_manifest` writes, then
+    what a complete dataset adds."""
+
+    format: Required[str]
+    format_version: Required[int]
+    kind: Required[str]  # "image_collage" or "video"
+    source: Required[Literal["generated", "byo"]]
+    fingerprint: Required[str]
+    classes: Required[int]
+    labels: Required[str]  # "exact" (generated), "masks" (byo), or "derived:<rule>"
+    params: Required[dict[str, object]]  # the generator's parameters, as JSON
+    harness_version: Required[str]
+    created: Required[str]
+    complete: Required[bool]
+    files: Required[list[FileRecord]]
+    total_bytes: Required[int]
+    total_frames: int  # videos, once complete
+    generator_version: int  # generated
+    generation: Generation  # generated, once complete
+    repetition: Repetition  # generated, once complete
+    dataset_path: str  # brought
 
 
 def manifest_path(dataset_dir: Path) -> Path:
@@ -33,8 +101,14 @@ def fingerprint(document: dict[str, Any]) -> str:
 
 
 def new_manifest(
-    *, kind: str, source: str, fingerprint: str, classes: int, labels: str, params: dict[str, Any]
-) -> dict[str, Any]:
+    *,
+    kind: str,
+    source: Literal["generated", "byo"],
+    fingerprint: str,
+    classes: int,
+    labels: str,
+    params: dict[str, object],
+) -> DatasetManifest:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -52,21 +126,27 @@ def new_manifest(
     }
 
 
-def write_manifest(dataset_dir: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(dataset_dir: Path, manifest: DatasetManifest) -> None:
     write_json_atomic(manifest_path(dataset_dir), manifest)
 
 
-def read_manifest(dataset_dir: Path) -> dict[str, Any] | None:
+def read_manifest(dataset_dir: Path) -> DatasetManifest | None:
     """The manifest of ``dataset_dir``, None when there is none; a clear error for other formats."""
     path = manifest_path(dataset_dir)
     document = read_json(path)
     if document is None:
         return None
     check_format(path, document, FORMAT, FORMAT_VERSION)
-    return document
+    return as_dataset_manifest(document)
 
 
-def require_complete(dataset_dir: Path, scenario_hint: str = "SCENARIO") -> dict[str, Any]:
+def as_dataset_manifest(document: dict[str, Any]) -> DatasetManifest:
+    """A dataset manifest read from JSON, once ``check_format`` has passed it: its format
+    version says which keys it has, so it is taken at its word (the one unchecked step)."""
+    return cast(DatasetManifest, document)
+
+
+def require_complete(dataset_dir: Path, scenario_hint: str = "SCENARIO") -> DatasetManifest:
     """The manifest of a complete dataset, or an error that says which command creates it."""
     manifest = read_manifest(dataset_dir)
     if manifest is None:

@@ -17,8 +17,8 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from harness.data.manifest import Repetition
 from harness.data.sizing import human_bytes
 
 BLOCK = 4096
@@ -49,7 +49,7 @@ def sample_chunks(paths: Sequence[Path], budget: int = SAMPLE_BYTES) -> list[tup
     return chunks
 
 
-def measure(paths: Sequence[Path], budget: int = SAMPLE_BYTES) -> dict[str, Any]:
+def measure(paths: Sequence[Path], budget: int = SAMPLE_BYTES) -> Repetition:
     """Distinct 4 KiB block share and zstd ratio of a sample of ``paths``."""
     import zstandard
 
@@ -78,7 +78,7 @@ def measure(paths: Sequence[Path], budget: int = SAMPLE_BYTES) -> dict[str, Any]
     }
 
 
-def describe(measured: dict[str, Any]) -> str:
+def describe(measured: Repetition) -> str:
     share = measured.get("distinct_block_share")
     ratio = measured.get("compression_ratio")
     if share is None or ratio is None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import render
+from harness.data.manifest import FileRecord
 from harness.data.tracks import (
     CLS,
     FIXED,
@@ -339,9 +340,9 @@ def make_full(root: Path, params: VideoGenerate, index: int, threads: int = 1) -
     progress.remove()
 
 
-def describe(root: Path, params: VideoGenerate) -> list[dict[str, Any]]:
+def describe(root: Path, params: VideoGenerate) -> list[FileRecord]:
     """The manifest records of every video, from what is on disk."""
-    records = []
+    records: list[FileRecord] = []
     for index in range(params.videos):
         tracks, video = outputs(params, index)
         records.append(

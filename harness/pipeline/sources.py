@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from harness.data import cache as frame_cache
+from harness.data.cache import CacheManifest
 from harness.data.labels import derive_mask
+from harness.data.manifest import DatasetManifest
 from harness.data.pictures import checked_classes, decode_mask, decode_rgb, to_rgb
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
@@ -37,6 +39,7 @@ from harness.pipeline.accounting import (
 )
 from harness.pipeline.plan import FileInfo, SampleRef
 from harness.pipeline.readahead import ReadAhead, read_file
+from harness.scenario import Scenario
 
 
 class Source:
@@ -106,7 +109,7 @@ class _DatasetSource(Source):
     """A source over the files a dataset manifest lists (generated or brought: images or
     videos), whose masks are mask files, track tables or derived from the pixels by a rule."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: DatasetManifest) -> None:
         self.root = root
         self.records = manifest["files"]
         self.labels = manifest["labels"]
@@ -132,7 +135,7 @@ class CollageSource(_DatasetSource):
     read, random access advised so that the kernel reads nothing around them); PNG and JPEG are
     read and decoded whole, as they must be."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: DatasetManifest) -> None:
         super().__init__(root, manifest)
         self.files = [FileInfo(r["width"], r["height"], 1) for r in self.records]
         self._reset()
@@ -277,7 +280,7 @@ class DecodedVideoSource(_DatasetSource):
 
     MAX_OPEN = 8
 
-    def __init__(self, root: Path, manifest: dict[str, Any], decoder_threads: int) -> None:
+    def __init__(self, root: Path, manifest: DatasetManifest, decoder_threads: int) -> None:
         super().__init__(root, manifest)
         self.threads = decoder_threads
         self.files = [FileInfo(r["width"], r["height"], r["frames"]) for r in self.records]
@@ -353,7 +356,7 @@ class CachedVideoSource(Source):
     """Random frames read from the frame cache: each frame and mask file is read whole (one
     request of the file's size), then decoded when it is JPEG or PNG, and cropped."""
 
-    def __init__(self, cache_dir: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, cache_dir: Path, manifest: CacheManifest) -> None:
         self.cache_dir = cache_dir
         self.videos = manifest["videos"]
         self.format = manifest["format_name"]
@@ -404,13 +407,14 @@ class CachedVideoSource(Source):
 
 
 def build_source(
-    scenario: Any, dataset_manifest: dict[str, Any], cache_manifest: dict[str, Any] | None
+    scenario: Scenario, dataset_manifest: DatasetManifest, cache_manifest: CacheManifest | None
 ) -> Source:
     """The source a scenario reads from (its dataset kind and video mode)."""
     root = Path(scenario.dataset.path)
     if scenario.dataset.kind == "image_collage":
         return CollageSource(root, dataset_manifest)
     if scenario.pipeline.mode == "cached":
-        assert cache_manifest is not None
-        return CachedVideoSource(Path(scenario.pipeline.cache.path), cache_manifest)
+        cache = scenario.pipeline.cache
+        assert cache is not None and cache_manifest is not None
+        return CachedVideoSource(Path(cache.path), cache_manifest)
     return DecodedVideoSource(root, dataset_manifest, scenario.pipeline.decoder_threads)

@@ -126,7 +126,7 @@ def run_accelerators(
             collector.stop()
         ledger.unlink(missing_ok=True)
     if nodes is None:  # every rank on this host: the page cache saw all their reads
-        note_resident_at_end(prepared, context.page_cache)
+        note_resident_at_end(prepared, context)
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
     ranks = range(first, first + accelerators)
     found = read_rank_results(folder, ranks)
@@ -247,7 +247,7 @@ def accelerator_rank(job: RankJob) -> None:
             prepared.dataset_manifest,
             prepared.cache_manifest,
             job.quiet,
-            {},
+            None,
         )
         times = prepared.compute_times.sampler(training.seed * 7919 + rank)
         synchronise = (

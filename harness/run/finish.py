@@ -21,10 +21,11 @@ from harness import pagecache, results
 from harness.collect.sampler import Collector
 from harness.env import environment
 from harness.errors import HarnessError, one_line
+from harness.pipeline.batch import Sample
 from harness.run.prepare import PreparedRun, RunContext
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
 from harness.train import distributed
-from harness.train.loop import LoopRecords
+from harness.train.loop import Evaluation, LoopRecords
 from harness.train.model import cpu_threads_for
 from harness.train.samples import keep_held_out_samples, model_predictor
 
@@ -71,11 +72,12 @@ def write_manifest(
     results.write_manifest_file(folder, manifest)
 
 
-def note_resident_at_end(prepared: PreparedRun, page_cache: dict[str, Any]) -> None:
+def note_resident_at_end(prepared: PreparedRun, context: RunContext) -> None:
     """The dataset's bytes in the page cache once the loop has ended (before evaluation reads
     more), so that the summary can tell the dataset's pages the run brought in from the other
     files its processes read."""
-    page_cache["resident_page_bytes_at_end"] = pagecache.resident_page_bytes(
+    assert context.page_cache is not None  # noted where the page cache was prepared
+    context.page_cache["resident_page_bytes_at_end"] = pagecache.resident_page_bytes(
         prepared.source.data_files()
     )
 
@@ -84,7 +86,7 @@ def gather_and_write_results(
     context: RunContext,
     records: LoopRecords,
     collectors: list[Collector],
-    evaluation: dict[str, Any] | None,
+    evaluation: Evaluation | None,
     complete: bool,
     reason: str | None,
     prepared: PreparedRun,
@@ -106,7 +108,7 @@ def gather_and_write_results(
 def write_results(
     context: RunContext,
     parts: list[RankRecords],
-    evaluation: dict[str, Any] | None,
+    evaluation: Evaluation | None,
     complete: bool,
     reason: str | None,
     prepared: PreparedRun,
@@ -119,6 +121,7 @@ def write_results(
         frames = [part.series[name].assign(rank=part.rank) for part in parts if name in part.series]
         results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
     times = prepared.compute_times
+    assert context.page_cache is not None  # the results' writer prepared the page cache
     summary = build_summary(
         run_id=folder.name,
         scenario=context.scenario,
@@ -140,7 +143,7 @@ def keep_thumbnails(
     context: RunContext,
     prepared: PreparedRun,
     model: torch.nn.Module | None,
-    read: list[Any] | None = None,
+    read: list[Sample] | None = None,
 ) -> None:
     """The first held-out samples as pictures (``harness.train.samples``), listed in the
     manifest: after the run, outside every measurement; the prediction is the model's after

@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from harness import pagecache
 from harness.collect import PER_HOST, make_collectors
 from harness.collect.sampler import Collector
-from harness.data.cache import read_cache_manifest
+from harness.data.cache import CacheManifest, read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
+from harness.data.manifest import DatasetManifest
 from harness.errors import HarnessError
 from harness.pipeline import Backend, BatchRequest, require_backend
 from harness.pipeline.plan import SamplePlan
@@ -38,10 +38,12 @@ class RunContext:
     folder: Path
     ranks: Ranks
     device: Device
-    dataset_manifest: dict[str, Any]
-    cache_manifest: dict[str, Any] | None
+    dataset_manifest: DatasetManifest
+    cache_manifest: CacheManifest | None
     quiet: bool
-    page_cache: dict[str, Any]
+    # None in an emulated accelerator's own process: its host's controller prepares the page
+    # cache and writes the results.
+    page_cache: pagecache.PageCacheRecord | None
 
 
 @dataclass
@@ -51,8 +53,8 @@ class PreparedRun:
     loaded: LoadedScenario
     backend: Backend
     device: Device
-    dataset_manifest: dict[str, Any]
-    cache_manifest: dict[str, Any] | None
+    dataset_manifest: DatasetManifest
+    cache_manifest: CacheManifest | None
     source: Source
     plan: SamplePlan
     compute_times: ComputeTimes | None  # emulated runs: where step times come from
@@ -133,7 +135,7 @@ def local_accelerators(scenario: Scenario) -> int:
     return training.accelerators or 1
 
 
-def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> dict[str, Any]:
+def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> pagecache.PageCacheRecord:
     scenario = prepared.scenario
     return pagecache.prepare(
         scenario.pipeline.page_cache,

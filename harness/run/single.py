@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import torch
 
@@ -24,7 +23,7 @@ from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError
 from harness.pipeline.accounting import ledger_path
-from harness.pipeline.batch import Batch, worker_error
+from harness.pipeline.batch import Batch, Sample, worker_error
 from harness.run.finish import (
     RunOutcome,
     gather_and_write_results,
@@ -75,9 +74,9 @@ def run_single(
         context, step_function, batches, t0, records, collectors, synchronise
     )
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
-        note_resident_at_end(prepared, context.page_cache)  # every rank on this host
+        note_resident_at_end(prepared, context)  # every rank on this host
     evaluation = None
-    held_out: list[Any] = []  # the first held-out samples, as the evaluation read them
+    held_out: list[Sample] = []  # the first held-out samples, as the evaluation read them
     if complete and model is not None:
         classes = int(prepared.dataset_manifest["classes"])
         evaluation = evaluate_model(

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -238,10 +238,18 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Batch], device: De
         norm.momentum = momentum
 
 
+class Evaluation(TypedDict):
+    """The held-out evaluation of a trained model (:func:`evaluate`)."""
+
+    miou: float | None  # None: no class in the truth nor in the prediction
+    miou_chance: float | None  # of always answering the most common class
+    iou_per_class: list[float | None]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, batches: Iterable[Batch], device: Device, classes: int
-) -> dict[str, Any]:
+) -> Evaluation:
     """mIoU of the model on held-out samples, and of always answering the most common class
     (the "chance" a real learner must beat)."""
     model.eval()

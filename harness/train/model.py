@@ -4,14 +4,24 @@ blank pass that pages its code in before measuring, and the held-out evaluation 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from harness.pipeline.batch import Batch
+from harness.pipeline.batch import Batch, Sample
 from harness.scenario import Scenario
 from harness.train.distributed import Ranks
-from harness.train.loop import Device, evaluate, prepare_inputs, recalibrate_batchnorm
+from harness.train.loop import (
+    Device,
+    Evaluation,
+    evaluate,
+    prepare_inputs,
+    recalibrate_batchnorm,
+)
+
+if TYPE_CHECKING:
+    from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.sources import Source
 
 
 def cpu_threads_for(scenario: Scenario) -> int:
@@ -89,26 +99,27 @@ def page_in(model: torch.nn.Module, scenario: Scenario, device: Device) -> None:
 def evaluate_model(
     model: torch.nn.Module,
     scenario: Scenario,
-    source: Any,
-    plan: Any,
+    source: Source,
+    plan: SamplePlan,
     classes: int,
     device: Device,
-    keep: list[Any] | None = None,
-) -> dict[str, Any]:
+    keep: list[Sample] | None = None,
+) -> Evaluation | None:
     """Precise BatchNorm statistics from unseen training samples, then mIoU on held-out ones
     (read through the torch backend: evaluation is not part of the timed loop). ``keep``
     receives the first held-out samples as read (up to ``harness.train.samples.SAMPLES``), so
-    that the run's thumbnails need not read them again."""
+    that the run's thumbnails need not read them again. None when ``training.eval_samples``
+    is 0."""
     from harness.pipeline.torch_backend import SegmentationSamples
     from harness.train.samples import SAMPLES
 
     count = scenario.training.eval_samples
     if count == 0:
-        return {}
+        return None
     crop, size = scenario.pipeline.crop, scenario.pipeline.batch_size
 
     def batches(
-        samples: SegmentationSamples, first: int, total: int, kept: list[Any] | None = None
+        samples: SegmentationSamples, first: int, total: int, kept: list[Sample] | None = None
     ) -> Iterator[Batch]:
         for i in range(0, total, size):
             chunk = [samples[first + n] for n in range(i, min(i + size, total))]

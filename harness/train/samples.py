@@ -22,12 +22,22 @@ from __future__ import annotations
 import colorsys
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.errors import one_line
+
+if TYPE_CHECKING:  # types only: the thumbnails import torch and the pipeline when they run
+    import torch
+
+    from harness.data.manifest import DatasetManifest
+    from harness.pipeline.batch import Sample
+    from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.sources import Source
+    from harness.train.loop import Device
 
 FOLDER = "thumbnails"
 SAMPLES = 4  # held-out samples kept per run
@@ -67,7 +77,7 @@ def palette(classes: int) -> np.ndarray:
     return colours
 
 
-def class_names(dataset_manifest: dict[str, Any]) -> list[str]:
+def class_names(dataset_manifest: DatasetManifest) -> list[str]:
     """Names for a legend: what the dataset's labels are (generated, masks, a derivation rule)."""
     classes = int(dataset_manifest["classes"])
     labels = str(dataset_manifest.get("labels", ""))
@@ -82,13 +92,13 @@ def class_names(dataset_manifest: dict[str, Any]) -> list[str]:
 def keep_held_out_samples(
     folder: Path,
     *,
-    source: Any,
-    plan: Any,
+    source: Source,
+    plan: SamplePlan,
     crop: int,
-    dataset_manifest: dict[str, Any],
-    predict: Any = None,
+    dataset_manifest: DatasetManifest,
+    predict: Callable[[list[Sample]], np.ndarray] | None = None,
     no_prediction: str | None = None,
-    read: list[Any] | None = None,
+    read: list[Sample] | None = None,
 ) -> dict[str, Any]:
     """Write the thumbnails of the run in ``folder`` and return their manifest entry.
 
@@ -107,13 +117,13 @@ def keep_held_out_samples(
 
 def _keep(
     folder: Path,
-    source: Any,
-    plan: Any,
+    source: Source,
+    plan: SamplePlan,
     crop: int,
-    dataset_manifest: dict[str, Any],
-    predict: Any,
+    dataset_manifest: DatasetManifest,
+    predict: Callable[[list[Sample]], np.ndarray] | None,
     no_prediction: str | None,
-    read: list[Any] | None,
+    read: list[Sample] | None,
 ) -> dict[str, Any]:
     from harness.pipeline.torch_backend import SegmentationSamples
 
@@ -256,7 +266,7 @@ def _write_mask(
     return name
 
 
-def model_predictor(model: Any, device: Any) -> Any:
+def model_predictor(model: torch.nn.Module, device: Device) -> Callable[[list[Sample]], np.ndarray]:
     """``predict`` for :func:`keep_held_out_samples`: the trained network in evaluation mode
     (BatchNorm statistics as the held-out evaluation left them), with the run's precision."""
     import torch
@@ -267,7 +277,7 @@ def model_predictor(model: Any, device: Any) -> Any:
     network = getattr(model, "module", model)  # DDP's wrapped model: no collective needed
 
     @torch.no_grad()
-    def predict(samples: list[Any]) -> np.ndarray:
+    def predict(samples: list[Sample]) -> np.ndarray:
         images, _masks = prepare_inputs(Batch.collate(samples), device)
         network.eval()
         with torch.autocast(
