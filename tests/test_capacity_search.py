@@ -4,19 +4,24 @@ model behind the CLI, the suite key and the schema; capacity.json's model as wri
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Result
 
+import harness.capacity.limiter as limiter_constants
 from harness.capacity import Probe, Search, name_limiter
+from harness.capacity.lines import answer_sentence
+from harness.capacity.orchestrate import _name_limiter
 from harness.capacity.probes import HostResult, combine
 from harness.cli import build_parser
 from harness.commands.capacity import settings_from
 from harness.results.capacity_file import (
     CapacityFile,
     HostCeiling,
+    ProbeRecord,
     ScenarioSearch,
     read_capacity_file,
     write_capacity_file,
@@ -107,6 +112,125 @@ def test_an_incomplete_probe_fails() -> None:
     search = Search()
     search.record(Probe(1, 99.0, 99.0, complete=False))
     assert not search.passes(1) and search.answer == 0
+
+
+def scripted(search: Search, *probes: tuple[int, float, str]) -> list[Probe]:
+    """Record ``(count, busy %, limiter)`` probes in order (each accelerator as busy as the
+    mean); the probes recorded."""
+    recorded = [
+        Probe(n, busy, busy, limiter=name, evidence=f"probe {i}")
+        for i, (n, busy, name) in enumerate(probes)
+    ]
+    for probe in recorded:
+        search.record(probe)
+    return recorded
+
+
+def test_the_limiter_is_the_median_repeats_not_the_first_probes() -> None:
+    # As seen at the H200 profile: the first probe of the failing count said "harness", both
+    # repeats "client CPU"; the verdict's median busy % is the second repeat's.
+    search = Search(repeat=3, max_accelerators=8)
+    probes = scripted(
+        search,
+        (1, 99.0, "none"), (2, 98.0, "none"), (4, 60.0, "harness"), (4, 80.0, "client CPU"),
+        (4, 75.0, "client CPU"), (2, 97.0, "none"), (2, 96.0, "none"), (3, 60.0, "harness"),
+        (3, 85.0, "client CPU"), (3, 80.0, "client CPU"),
+    )  # fmt: skip
+    assert search.next_count() is None and search.answer == 2
+    assert search.judged_count() == 3  # the first failing count
+    assert search.judged_probe() is probes[9]  # busy 60, 85, 80: the median is 80
+    assert search.judged_probe().limiter == "client CPU"
+    failing_first = Search(repeat=3, max_accelerators=8)
+    probes = scripted(
+        failing_first, (1, 60.0, "harness"), (1, 80.0, "client CPU"), (1, 82.0, "client CPU")
+    )
+    assert failing_first.judged_probe() is probes[1]  # not the first probe's "harness"
+
+
+def test_an_even_number_of_repeats_takes_the_lower_median_in_probe_order() -> None:
+    search = Search(repeat=4, max_accelerators=1)
+    probes = scripted(search, (1, 50.0, "a"), (1, 40.0, "b"), (1, 50.0, "c"), (1, 70.0, "d"))
+    assert search.judged_probe() is probes[0]  # 40, 50 (a), 50 (c), 70: the lower median
+    # an incomplete probe counts as 0 %, as the verdict counts it
+    incomplete = Search(repeat=3, max_accelerators=1)
+    incomplete.record(Probe(1, 99.0, 99.0, complete=False, limiter="harness"))
+    kept = scripted(incomplete, (1, 30.0, "storage"), (1, 20.0, "client CPU"))
+    assert incomplete.judged_probe() is kept[1]  # 0, 30, 20: the median is 20
+
+
+def test_a_capped_search_takes_the_limiter_of_the_maximum() -> None:
+    search = Search(repeat=3, max_accelerators=4)
+    probes = scripted(
+        search,
+        (1, 99.0, "none"), (2, 99.0, "none"), (4, 97.0, "none"), (4, 93.0, "storage"),
+        (4, 95.0, "storage"),
+    )  # fmt: skip
+    assert search.capped and search.next_count() is None
+    assert search.judged_count() == 4 and search.judged_probe() is probes[4]  # 93, 95, 97
+    assert Search().judged_probe() is None  # nothing probed yet
+
+
+def test_the_scenario_says_which_probe_its_limiter_came_from(tmp_path: Path) -> None:
+    search = Search(repeat=3, max_accelerators=2)
+    probes = scripted(
+        search,
+        (1, 99.0, "none"), (2, 60.0, "harness"), (2, 80.0, "client CPU"), (1, 98.0, "none"),
+        (2, 70.0, "client CPU"), (1, 97.0, "none"),
+    )  # fmt: skip
+    entry = ScenarioSearch(scenario="s", max_accelerators=search.answer)
+    entry.probes = [
+        ProbeRecord(
+            accelerators=p.accelerators, busy_pct=p.busy_pct, limiter=p.limiter, evidence=p.evidence
+        )
+        for p in probes
+    ]
+    _name_limiter(entry, search)
+    assert (entry.limiter, entry.limiter_evidence, entry.limiter_probe) == (
+        "client CPU",
+        "probe 4",  # busy 60, 80, 70 at 2: the median is 70, the scenario's probe 4
+        4,
+    )
+    assert "limited by client CPU (at 2 accelerator(s), the median of 3 probes): probe 4" in (
+        answer_sentence(entry)
+    )
+    path = tmp_path / "capacity.json"
+    write_capacity_file(CapacityFile(scenarios=[entry]), path)
+    assert read_capacity_file(path).scenarios[0].limiter_probe == 4
+
+
+# The README's limiter table: the threshold of each limiter, and the constant that is it (in %).
+README = Path(__file__).resolve().parents[1] / "README.md"
+THRESHOLDS = {
+    "storage": ("STORAGE_SHARE", 100 * limiter_constants.STORAGE_SHARE),
+    "client CPU": ("CPU_SHARE", 100 * limiter_constants.CPU_SHARE),
+    "synchronisation": ("BARRIER_PCT", limiter_constants.BARRIER_PCT),
+    "page cache": ("PAGE_CACHE_SHARE", 100 * limiter_constants.PAGE_CACHE_SHARE),
+}
+
+
+def readme_thresholds() -> dict[str, str]:
+    """The rows of the README's limiter table (``| limiter | threshold | when |``), as
+    limiter -> threshold."""
+    text = README.read_text(encoding="utf-8")
+    table = text.split("\n| limiter | threshold | when |\n|---|---|---|\n", 1)[1].split("\n\n")[0]
+    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| .+ \|$", table, flags=re.MULTILINE)
+    assert len(rows) == len(table.splitlines()), table
+    return dict(rows)
+
+
+def test_the_readme_limiter_table_states_the_constants() -> None:
+    rows = readme_thresholds()
+    assert set(rows) == {*THRESHOLDS, "harness", "none"}
+    for name, (constant, percent) in THRESHOLDS.items():
+        number = re.match(r"(\d+(?:\.\d+)?) % ", rows[name])
+        assert number, f"README: the {name} threshold is not a percentage: {rows[name]!r}"
+        assert float(number[1]) == pytest.approx(percent), f"README {name} vs {constant}"
+    assert rows["harness"] == rows["none"] == "none"
+    # every threshold constant of the limiter is in the table
+    constants = {
+        name for name in vars(limiter_constants) if re.fullmatch(r"[A-Z_]+_(SHARE|PCT)", name)
+    }
+    assert constants == {constant for constant, _ in THRESHOLDS.values()}
 
 
 def metrics(**values: float) -> dict:
@@ -232,7 +356,7 @@ def test_capacity_json_is_written_as_read(tmp_path: Path) -> None:
         "format", "format_version", "started", "command", "hosts", "thresholds", "complete",
         "stopped", "scenarios",
     ]  # fmt: skip
-    assert "limiter" not in written["scenarios"][0]
+    assert not {"limiter", "limiter_evidence", "limiter_probe"} & set(written["scenarios"][0])
     assert list(written["scenarios"][0]["probes"][0]) == [
         "accelerators", "accelerators_total", "busy_pct", "busy_pct_min", "complete", "verdict",
         "limiter", "evidence", "page_cache_hit_share", "metrics", "run", "reason", "hosts",

@@ -1,5 +1,10 @@
 """What limits a capacity probe, named from the numbers it measured, with the evidence: the
 storage, the client's CPU, synchronisation, the page cache, or the harness itself. Pure.
+
+Every threshold is one constant below, and the README's limiter table states each of them
+(``tests/test_capacity_search.py`` checks that they agree). A scenario's limiter is that of its
+judged probe, the median repeat of the count whose verdict decided
+(``harness.capacity.search.Search.judged_probe``).
 """
 
 from __future__ import annotations
@@ -7,10 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-STORAGE_SHARE = 0.90  # read MB/s at or above this share of the ceiling: the storage is the limit
-CPU_SHARE = 0.90  # client CPU busy at or above this share of its cores: the client is the limit
-BARRIER_PCT = 5.0  # the stop vote taking this much of the wall time: synchronisation limits
-PAGE_CACHE_SHARE = 0.5  # more than this share of the bytes asked for came from memory
+# read MB/s at or above this share of the ceiling: the storage is the limit
+STORAGE_SHARE = 0.90
+# the run's processes' CPU at or above this share of the cores its workers can use: the client
+CPU_SHARE = 0.90
+# the stop vote taking this % of the wall time or more (with 2 or more accelerators):
+# synchronisation limits
+BARRIER_PCT = 5.0
+# more than this share of the bytes asked for came from memory, and the dataset fits in RAM:
+# the page cache served the probe
+PAGE_CACHE_SHARE = 0.5
 
 
 @dataclass(frozen=True)

@@ -39,5 +39,17 @@ def answer_sentence(entry: ScenarioSearch) -> str:
     return (
         f"{entry.scenario}: this storage and {who} {bound}{count} emulated "
         f"{entry.profile.profile_device} accelerator(s){each} (profile {entry.profile.profile}); "
-        f"limited by {limiter}: {entry.limiter_evidence or ''} [search took {entry.seconds} s]"
+        f"limited by {limiter}{_judged(entry)}: {entry.limiter_evidence or ''} "
+        f"[search took {entry.seconds} s]"
     )
+
+
+def _judged(entry: ScenarioSearch) -> str:
+    """Which probe the limiter is that of, e.g. " (at 4 accelerator(s), the median of 3
+    probes)"; "" when the file does not say."""
+    if entry.limiter_probe is None or entry.limiter_probe >= len(entry.probes):
+        return ""
+    count = entry.probes[entry.limiter_probe].accelerators
+    repeats = sum(1 for p in entry.probes if p.accelerators == count)
+    median = "" if repeats == 1 else f", the median of {repeats} probes"
+    return f" (at {count} accelerator(s){median})"

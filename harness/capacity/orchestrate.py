@@ -151,6 +151,8 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
                     record.complete,
                     dict(record.metrics),
                     record.run,
+                    record.limiter,
+                    record.evidence,
                 )
             )
             entry.probes.append(record)
@@ -204,8 +206,14 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
 
 
 def _name_limiter(entry: ScenarioSearch, search: Search) -> None:
-    """The search's limiter: that of the first failing count's probe (the last probe when none
-    failed)."""
-    failing = search.bracket()[1]
-    last = next((p for p in entry.probes if p.accelerators == failing), None) or entry.probes[-1]
-    entry.limiter, entry.limiter_evidence = last.limiter, last.evidence
+    """The scenario's limiter: that of the judged probe (``Search.judged_probe``: the median
+    repeat of the first failing count, or of the last passing one when none failed), and which
+    of the scenario's probes it is."""
+    judged = search.judged_probe()
+    if judged is None:
+        return
+    repeat = next(i for i, p in enumerate(search.probes[judged.accelerators]) if p is judged)
+    # The search and the entry record the same probes in the same order.
+    same_count = [i for i, r in enumerate(entry.probes) if r.accelerators == judged.accelerators]
+    entry.limiter, entry.limiter_evidence = judged.limiter, judged.evidence
+    entry.limiter_probe = same_count[repeat]

@@ -7,6 +7,13 @@ its probes' mean busy % reaches ``min_busy`` and the median of their lowest per-
 reaches ``min_busy_each``. The last passing and the first failing count are probed ``repeat``
 times in all before the answer stands, so one noisy probe cannot move it: when the repeats turn
 a verdict, the bracket moves and the search goes on.
+
+The scenario's limiter comes from the judged probe (``Search.judged_probe``): of the count whose
+verdict decided the answer (the first failing count; when none failed, the last passing one, as
+in a capped search), the probe whose busy % is the median of that count's repeats (counted as
+the verdict counts them: an incomplete probe or a missing figure is 0 %). With an even number of
+repeats it is the lower median; equal busy % rank in probe order. So a first probe that the
+repeats outvote names neither the answer nor the limiter.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class Probe:
     complete: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)  # context: MB/s, CPU, ...
     run: str | None = None  # the run folder
+    limiter: str = ""  # what held it back (``harness.capacity.limiter``), with the evidence
+    evidence: str = ""
 
 
 @dataclass
@@ -54,7 +63,7 @@ class Search:
     def passes(self, count: int) -> bool:
         """The verdict of a count on the medians of its probes (an incomplete probe fails)."""
         runs = self.probes[count]
-        busy = [p.busy_pct if p.complete and p.busy_pct is not None else 0.0 for p in runs]
+        busy = [_counted_busy(p) for p in runs]
         least = [p.busy_pct_min if p.complete and p.busy_pct_min is not None else 0.0 for p in runs]
         return (
             statistics.median(busy) >= self.min_busy
@@ -85,6 +94,23 @@ class Search:
                 return count
         return None
 
+    def judged_count(self) -> int | None:
+        """The count whose verdict decided the answer: the first failing count, or the last
+        passing one when none failed (a capped search); None before any probe."""
+        low, high = self.bracket()
+        return high if high is not None else (low or None)
+
+    def judged_probe(self) -> Probe | None:
+        """The probe the scenario's limiter comes from: of the judged count's probes, the one
+        whose busy % is the median (the lower median for an even number; equal busy % in probe
+        order). None before any probe."""
+        count = self.judged_count()
+        if count is None:
+            return None
+        runs = self.probes[count]
+        ranked = sorted(runs, key=_counted_busy)  # stable: equal busy % stay in probe order
+        return ranked[(len(ranked) - 1) // 2]
+
     @property
     def answer(self) -> int:
         """The most accelerators that pass (0: one already fails)."""
@@ -95,3 +121,8 @@ class Search:
         """True when even ``max_accelerators`` passes: the answer is a lower bound."""
         low, high = self.bracket()
         return high is None and low >= self.max_accelerators
+
+
+def _counted_busy(probe: Probe) -> float:
+    """A probe's busy % as the verdict counts it: 0 when incomplete or not measured."""
+    return probe.busy_pct if probe.complete and probe.busy_pct is not None else 0.0

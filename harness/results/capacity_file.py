@@ -173,11 +173,14 @@ class ScenarioSearch(_Section):
     # Named when the search is over; absent from the file until then.
     limiter: Text | None = None
     limiter_evidence: Text | None = None
+    # Which of ``probes`` (0-based) the limiter is that of: the judged count's median probe
+    # (``harness.capacity.search.Search.judged_probe``). Absent in files of earlier harnesses.
+    limiter_probe: Annotated[int, Field(ge=0)] | None = None
 
     @model_serializer(mode="wrap")
     def _limiter_once_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         document: dict[str, Any] = handler(self)
-        for name in ("limiter", "limiter_evidence"):
+        for name in ("limiter", "limiter_evidence", "limiter_probe"):
             if document.get(name) is None:
                 document.pop(name, None)
         return document
