@@ -17,7 +17,9 @@ per rank (DataLoader workers), ranks (emulated accelerators) and constant comput
 harness opens two files per sample, DLIO one). MB/s is DLIO's own figure for both tools:
 samples/s x RECORD_BYTES / 2^20. DLIO's samples/s counts every step and the loader's start over
 the epoch's whole wall time; its "steady" figure here leaves out the first step, as its AU does,
-and is computed from its own per-step records (``<rank>_output.json``).
+and is computed from its own per-step records (``<rank>_output.json``). A second table puts
+DLIO's own summary beside the harness's ``dlio`` block (summary.json: AU, samples/s and MiB/s
+by DLIO 2.0.0's definitions), like with like.
 
 Controls (``--no-control`` leaves them out): DLIO with its files in the page cache, same compute
 (is its AU limited by the storage or by its own client?), and both tools cold with no compute
@@ -91,11 +93,17 @@ def run_dlio(
         # steps after the first, gives this rank's samples/s on the same window.
         steady += (len(compute) - 1) * batch / (sum(compute[1:]) / au)
     shutil.rmtree(out, ignore_errors=True)
+    au = metric["train_au_mean_percentage"] if compute_s > 0 else float("nan")
     return {
-        "busy": metric["train_au_mean_percentage"] if compute_s > 0 else float("nan"),
+        "busy": au,
         "samples_per_s": metric["train_throughput_mean_samples_per_second"],
         "steady": steady,
         "MiBps": metric["train_io_mean_MB_per_second"],
+        # DLIO's own figures, for the table by DLIO's definitions
+        "dlio_au": au,
+        "dlio_samples_per_s": metric["train_throughput_mean_samples_per_second"],
+        "dlio_MiBps": metric["train_io_mean_MB_per_second"],
+        "au_source": "nominal",
     }
 
 
@@ -110,7 +118,13 @@ def run_harness(
     scenario["pipeline"]["page_cache"] = "cold"
     path = write_scenario(work, f"dlio-side-r{ranks}", scenario)
     summary = run_summary(path, work / "results")
+    block = summary.get("dlio") or {}  # DLIO's definitions (harness/dlio_metrics.py)
+    nan = float("nan")
     return {
+        "dlio_au": (block.get("au_pct") or nan) if compute_s > NEAR_ZERO_S else nan,
+        "dlio_samples_per_s": block.get("train_throughput_samples_per_second") or nan,
+        "dlio_MiBps": block.get("train_io_MB_per_second") or nan,
+        "au_source": block.get("au_source") or "-",
         "busy": value(summary, "busy_pct") if compute_s > NEAR_ZERO_S else float("nan"),
         "samples_per_s": value(summary, "samples_per_s"),
         "steady": value(summary, "samples_per_s"),  # the warm-up step is left out already
@@ -220,6 +234,21 @@ def main() -> int:
             f"  {row['tool']:11s} {row['condition']:17s} {row['ranks']:5d} "
             f"{row['compute_ms']:10g} {number(row['busy'], 9)} {row['samples_per_s']:9.1f} "
             f"{number(row['steady'], 7)} {row['MiBps']:7.1f}"
+        )
+    print(
+        "\nby DLIO's definitions (DLIO: its summary.json; harness: summary.json's dlio block): "
+        "AU = compute of steps 2.. / (wall - step 1), samples/s over every step, MiB/s = "
+        "samples/s x record length / 2^20 (harness: mean bytes asked per sample)"
+    )
+    print(
+        f"  {'tool':11s} {'condition':17s} {'ranks':>5s} {'AU %':>6s} {'AU from':>8s} "
+        f"{'samples/s':>9s} {'MiB/s':>7s}"
+    )
+    for row in rows:
+        print(
+            f"  {row['tool']:11s} {row['condition']:17s} {row['ranks']:5d} "
+            f"{number(row['dlio_au'], 6)} {row['au_source']:>8s} "
+            f"{number(row['dlio_samples_per_s'], 9)} {number(row['dlio_MiBps'], 7)}"
         )
     print("\ntargets")
     missed = 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from harness.dlio_metrics import dlio_block
 from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
@@ -143,6 +144,7 @@ def build_summary(
         warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
         finished=finished,
         emulation=emulation,
+        dlio=dlio_block(steps, samples),
     )
 
 

@@ -68,15 +68,20 @@ def test_prometheus_textfile_parses_and_says_what_the_summary_says(cli, tmp_path
 
 
 def test_dlio_summary_has_dlio_key_names_and_mib(cli, tmp_path: Path) -> None:
+    from harness import results
+    from harness.dlio_metrics import run_dlio_block
+
     runs = tmp_path / "runs"
     runs.mkdir()
-    values = []
-    for index, busy in enumerate((96.0, 80.0), start=1):
+    blocks = []
+    for index, au in enumerate((96.0, 80.0), start=1):
         run = copy_golden("collage", runs / f"r{index}")
         summary = _summary(run)
         summary["run_id"] += f"-r{index}"
-        summary["metrics"]["busy_pct"]["value"] = busy
-        values.append(summary["metrics"])
+        block = run_dlio_block(results.RunFolder.read(run))  # golden runs predate the block
+        assert block is not None
+        summary["dlio"] = block.model_dump(mode="json") | {"au_pct": au}
+        blocks.append(summary["dlio"])
         (run / "summary.json").write_text(json.dumps(summary))
     done = cli("export", runs, "--to", "dlio")
     assert done.returncode == 0, done.stderr
@@ -87,11 +92,9 @@ def test_dlio_summary_has_dlio_key_names_and_mib(cli, tmp_path: Path) -> None:
     assert metric["train_au_stdev_percentage"] == pytest.approx(statistics.pstdev([96, 80]))
     # the golden scenario asks for busy >= 1 %: its threshold, not DLIO's 90 %, decides
     assert metric["train_au_meet_expectation"] == "success"
-    requested = values[0]["requested_MBps"]["value"]
-    assert metric["train_io_mean_MB_per_second"] == pytest.approx(requested * 1e6 / 2**20)
-    assert metric["train_throughput_mean_samples_per_second"] == pytest.approx(
-        values[0]["samples_per_s"]["value"]
-    )
+    rate, record = blocks[0]["train_throughput_samples_per_second"], blocks[0]["record_length"]
+    assert metric["train_io_mean_MB_per_second"] == pytest.approx(rate * record / 2**20)
+    assert metric["train_throughput_mean_samples_per_second"] == pytest.approx(rate)
     assert document["epochs"] == 2 and "MiB/s" in document["harness"]["MB_per_second_unit"]
 
     def no_threshold(run: Path) -> None:

@@ -24,8 +24,8 @@ RUNS = ("collage", "video-cached", "interrupted")
 NOT_MEASURED = "—"
 # The headline table's rows this test reads: metric name in summary.json -> row label.
 HEADLINE = {
-    "samples_per_s": "training throughput",
-    "busy_pct": "loop busy (compute / wall time)",
+    "samples_per_s": "training throughput (after warm-up)",
+    "busy_pct": "loop busy % (measured step: compute / wall)",
     "data_wait_pct": "waiting for data",
     "fetch_latency_p50_ms": "fetch latency p50",
     "batch_wait_p50_ms": "batch wait p50",

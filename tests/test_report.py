@@ -302,7 +302,7 @@ def test_pdf_pages_and_text(report: tuple[Path, Path], tmp_path: Path) -> None:
     assert "held-out mIoU" in texts[strip - 1] and "Prediction: the trained U-Net" in flat
     # the same numbers as the HTML: the headline table's busy % of each run
     html = report[0].read_text()
-    row = re.search(r"loop busy \(compute / wall time\)</td>(.*?)</tr>", html, re.S)
+    row = re.search(r"loop busy % \(measured step: compute / wall\)</td>(.*?)</tr>", html, re.S)
     assert row is not None
     for value in re.findall(r'class="num">([\d.,]+)</td>', row.group(1)):
         assert value in flat, value

@@ -336,6 +336,7 @@ def test_build_summary_sums_ranks_and_judges_thresholds() -> None:
     parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, other, other_samples, 46_000_000)]
     summary = _build(parts, _page_cache())
     assert summary.ranks == 2 and summary.complete and summary.reason is None
+    assert summary.dlio is not None and summary.dlio.num_accelerators == 2  # DLIO's figures
     check = summary.cross_checks[0]
     assert check["read_bytes"] == 106_000_000 and check["first_requested_bytes"] == 106_000_000
     assert check["verdict"] == "agree within 5%" and check["ok"] is True

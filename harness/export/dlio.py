@@ -10,11 +10,14 @@ samples/s x record length / 1024 / 1024: its "MB/s" is **MiB/s** (2^20 bytes), a
 
 Here one harness run plays the part of one of DLIO's epochs: the repeats of a scenario
 (``--repeat N``) fill the lists, and mean and stdev are over them (population stdev, as numpy's
-``std`` in DLIO). AU is the run's busy % (compute / wall of the measured steps: DLIO's AU). The
-expected AU is the scenario's ``thresholds.min_busy_pct``, or 90 % (MLPerf Storage's rule) when
-it sets none. The I/O rate is the bytes the pipeline read for the samples it consumed (as DLIO's,
-the data rate of the training, not of the disk); the storage's own read rate, measured from
-/proc, is beside it under ``harness``, which also names the runs.
+``std`` in DLIO). Every figure comes from each run's ``dlio`` block in summary.json
+(:mod:`harness.dlio_metrics`, DLIO 2.0.0's rules: AU = nominal compute of the steps but the first
+over the wall less the first step's load and compute; samples/s over every step, the first
+included, summed over ranks; MiB/s = samples/s x record length / 2^20, the record length being
+the mean bytes the pipeline asked for per sample); a run written before the block has it computed
+the same way from its tables. The expected AU is the scenario's ``thresholds.min_busy_pct``, or
+90 % (MLPerf Storage's rule) when it sets none. The storage's own read rate, measured from /proc,
+is beside it under ``harness``, which also names the runs.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import results
+from harness.dlio_metrics import run_dlio_block
 from harness.errors import HarnessError
 from harness.export import ExportOptions
 from harness.files import atomic_write
+from harness.results.summary_file import DlioBlock
 
 TEXT = True
-FORMAT_VERSION = 1  # of this file's "harness" block; the rest is DLIO's shape
+FORMAT_VERSION = 2  # of this file's "harness" block; the rest is DLIO's shape
 DEFAULT_AU_PCT = 90.0  # MLPerf Storage: AU >= 90 % for unet3d and resnet50
 MiB = 2**20
 
@@ -43,19 +48,21 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.pstdev(values)
 
 
-def _values(runs: Sequence[results.RunFolder], name: str) -> list[float]:
-    """The metric's value in each run that measured it, in order."""
-    found = (run.metrics.get(name, {}).get("value") for run in runs)
+def _figures(blocks: Sequence[DlioBlock | None], name: str) -> list[float]:
+    """Field ``name`` of each run's DLIO block that has it, in order."""
+    found = (None if block is None else getattr(block, name) for block in blocks)
     return [float(value) for value in found if value is not None]
 
 
 def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
     """The DLIO-shaped summary of the runs of one scenario (oldest first)."""
     first, last = runs[0], runs[-1]
-    au = _values(runs, "busy_pct")
-    rate = _values(runs, "samples_per_s")
-    io = [v * 1e6 / MiB for v in _values(runs, "requested_MBps")]  # MB/s -> MiB/s
-    storage = [v * 1e6 / MiB for v in _values(runs, "read_MBps")]
+    blocks = [run_dlio_block(run) for run in runs]
+    au = _figures(blocks, "au_pct")
+    rate = _figures(blocks, "train_throughput_samples_per_second")
+    io = _figures(blocks, "train_io_MB_per_second")
+    read = (run.metrics.get("read_MBps", {}).get("value") for run in runs)
+    storage = [float(v) * 1e6 / MiB for v in read if v is not None]  # MB/s -> MiB/s
     thresholds = (first.settings or {}).get("thresholds") or {}
     expected = thresholds.get("min_busy_pct")
     expected = DEFAULT_AU_PCT if expected is None else float(expected)
@@ -63,9 +70,8 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
     rate_mean, rate_stdev = _stats(rate)
     io_mean, io_stdev = _stats(io)
     hardware = first.hardware_table
-    ranks = None if first.summary is None else first.summary.ranks
-    accelerators = first.metrics.get("accelerators", {}).get("value") or (
-        1 if ranks is None else ranks
+    accelerators = next((b.num_accelerators for b in blocks if b is not None), None) or (
+        (first.summary.ranks if first.summary is not None else None) or 1
     )
     metric: dict[str, Any] = {
         "train_au_percentage": au,
@@ -94,10 +100,18 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
             "scenario": first.scenario_name,
             "runs": [r.run_id for r in runs],
             "complete": [r.complete for r in runs],
+            "definition": next((b.definition for b in blocks if b is not None), None),
+            "au_source": [None if b is None else b.au_source for b in blocks],
+            "record_length": [None if b is None else b.record_length for b in blocks],
             "expected_au_percentage": expected,
-            "au": "busy % of the measured steps: compute / wall time (DLIO's AU)",
+            "au": "DLIO 2.0.0's AU: nominal compute time of every step but the first / (wall "
+            "time - the first step's load and compute), mean over accelerators (au_source "
+            "'measured': the timed compute, where no nominal time was drawn)",
+            "train_throughput": "samples/s over every step, the first included, summed over "
+            "accelerators (as DLIO 2.0.0)",
             "MB_per_second_unit": "MiB/s (2^20 bytes per second), as DLIO computes its MB/s",
-            "train_io": "bytes the pipeline read for the samples it consumed, per second",
+            "train_io": "samples/s x record_length / 2^20; record_length: the mean bytes the "
+            "pipeline asked for per sample",
             "storage_read_mean_MiB_per_second": _stats(storage)[0],
             "storage_read": "bytes the run's processes read from storage (/proc/<pid>/io)",
         },

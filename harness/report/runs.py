@@ -21,8 +21,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from harness import results
+from harness.dlio_metrics import run_dlio_block
 from harness.report.capacity_data import CapacityResults, load_capacity, split_inputs
-from harness.results.summary_file import ThresholdVerdict
+from harness.results.summary_file import DlioBlock, ThresholdVerdict
 from harness.stats import mean_gpu_util
 
 # The study's categories (its Figure 7), in the order the report shows them.
@@ -155,6 +156,11 @@ class Run:
         if mean is not None:
             return mean, "gpu"
         return self.value("busy_pct"), "busy"
+
+    def dlio(self) -> DlioBlock | None:
+        """The run's figures by DLIO's definitions: its summary's block, else computed the same
+        way from its tables (runs written before the block); None without steps."""
+        return run_dlio_block(self.source)
 
     def table(self, name: str) -> pd.DataFrame | None:
         return self.source.table(name)

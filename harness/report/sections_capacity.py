@@ -142,7 +142,7 @@ def _summary_table(entries: list[tuple[CapacityResults, CapacityScenario]]) -> T
             "profile",
             "accelerators fed",
             "limiter",
-            "read ceiling (MB/s)",
+            "read ceiling (MB/s = 10^6 B/s)",
             "ceiling measured by",
             "client cores",
             "probes",
@@ -221,10 +221,10 @@ def _probe_table(
         f"Probes of {entry.scenario}",
         [
             "accelerators",
-            "busy mean (%)",
-            "busy min (%)",
+            "busy mean (%, measured step)",
+            "busy min (%, measured step)",
             "samples/s",
-            "read (MB/s)",
+            "read (MB/s = 10^6 B/s)",
             cpu_column,
             "verdict",
             "limiter",
@@ -234,7 +234,9 @@ def _probe_table(
         rows,
         styles,
         caption="One row per probe (a run at that many emulated accelerators). Busy: compute "
-        "time / wall time, the mean over the accelerators and the least busy one. CPU: the "
+        "time / wall time of the measured steps (the measured step, not DLIO's nominal AU), "
+        "the mean over the accelerators and the least busy one. Read: bytes the run's "
+        "processes read (/proc), 10^6 B/s. CPU: the "
         "run's processes' CPU time as a share of the client's cores. The limiter is what held "
         f"that probe back, with its evidence in numbers. Counts as the search judged them "
         f"(median of their probes): {judged or NOT_MEASURED}.",

@@ -237,12 +237,13 @@ def footprint_section(runs: list[Run]) -> Section:
             f"dataset ({unit})",
             f"frame cache ({unit})",
             "expansion",
-            "utilisation (%)",
+            "utilisation (%): GPU, or busy (measured step)",
         ],
         rows,
         styles,
         caption="kB, MB, GB = 10^3, 10^6, 10^9 bytes. Utilisation: NVML GPU where a GPU was "
-        "sampled, else the loop's busy %.",
+        "sampled, else the loop's busy % (the measured step's compute / wall, after warm-up; "
+        "not DLIO's AU).",
     )
     chart = Chart(
         "fig-footprint",

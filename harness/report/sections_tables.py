@@ -7,6 +7,7 @@ as a dash (never 0), and a run that stopped early says so in its status cell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from harness.report.content import (
@@ -21,6 +22,7 @@ from harness.report.content import (
     scaled_bytes,
 )
 from harness.report.runs import Run
+from harness.results.summary_file import DlioBlock
 from harness.stats import mean_gpu_util
 
 
@@ -77,12 +79,12 @@ def runs_section(runs: list[Run]) -> Section:
 
 SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     # metric, label, unit shown
-    ("samples_per_s", "training throughput", "samples/s"),
+    ("samples_per_s", "training throughput (after warm-up)", "samples/s"),
     ("gpu_util_mean", "GPU utilisation (NVML, mean of GPUs)", "%"),
-    ("busy_pct", "loop busy (compute / wall time)", "%"),
+    ("busy_pct", "loop busy % (measured step: compute / wall)", "%"),
     ("data_wait_pct", "waiting for data", "%"),
-    ("read_MBps", "storage read", "MB/s"),
-    ("requested_MBps", "pipeline asked for", "MB/s"),
+    ("read_MBps", "storage read (10^6 B/s, /proc read_bytes)", "MB/s"),
+    ("requested_MBps", "pipeline asked for (10^6 B/s)", "MB/s"),
     ("fetch_latency_p50_ms", "fetch latency p50", "ms"),
     ("fetch_latency_p99_ms", "fetch latency p99", "ms"),
     ("batch_wait_p50_ms", "batch wait p50", "ms"),
@@ -137,7 +139,9 @@ def summary_section(runs: list[Run]) -> Section:
         key_columns=2,
         split_columns=True,
         caption="Measured window: the steps after warm-up. kB, MB, GB = 10^3, 10^6, 10^9 bytes; "
-        "MiB = 2^20 bytes. — means not measured.",
+        "MiB = 2^20 bytes. Busy % counts the measured steps' compute time; DLIO's AU (nominal "
+        "compute, only step 1 left out) and samples/s (every step) are in the next table. — "
+        "means not measured.",
     )
     verdict_rows, verdict_styles = [], []
     for run in runs:
@@ -162,7 +166,7 @@ def summary_section(runs: list[Run]) -> Section:
                 ]
             )
             verdict_styles.append(["", "", "muted", "num", num_style(verdict.value), state[1]])
-    blocks: list[Block] = [metrics]
+    blocks: list[Block] = [metrics, dlio_table(runs)]
     if verdict_rows:
         blocks.append(
             Table(
@@ -181,6 +185,50 @@ def summary_section(runs: list[Run]) -> Section:
         "The numbers a storage team compares, one column per run, with pass or fail against "
         "the thresholds each scenario sets.",
         blocks,
+    )
+
+
+# (label, unit, figure of the run's DLIO block) for dlio_table
+DLIO_ROWS: tuple[tuple[str, str, Callable[[DlioBlock], float | str | None]], ...] = (
+    ("AU % (DLIO: nominal compute / wall, step 1 left out)", "%", lambda b: b.au_pct),
+    ("AU compute time: nominal (drawn) or measured", "", lambda b: b.au_source),
+    (
+        "samples/s (DLIO: every step, warm-up kept)",
+        "samples/s",
+        lambda b: b.train_throughput_samples_per_second,
+    ),
+    ('MiB/s of nominal records (DLIO\'s "MB/s")', "MiB/s", lambda b: b.train_io_MB_per_second),
+    ("record length (mean bytes asked per sample)", "bytes", lambda b: b.record_length),
+    ("steps per accelerator (warm-up included)", "steps", lambda b: b.steps),
+)
+
+
+def dlio_table(runs: list[Run]) -> Table | Note:
+    """The runs' figures by DLIO 2.0.0's definitions (summary.json's ``dlio`` block), a column per
+    run, beside the harness's own in the table above."""
+    blocks = [run.dlio() for run in runs]
+    if all(block is None for block in blocks):
+        return Note("info", "No run has a step to compute DLIO's figures from.")
+    rows, styles = [], []
+    for label, unit, figure in DLIO_ROWS:
+        values = [None if block is None else figure(block) for block in blocks]
+        cells = [v if isinstance(v, str) else fmt(v, unit) for v in values]
+        rows.append([label, unit, *cells])
+        styles.append(["", "muted", *["" if isinstance(v, str) else num_style(v) for v in values]])
+    return Table(
+        "table-dlio",
+        "DLIO-comparable figures per run (dlio_benchmark 2.0.0's definitions)",
+        ["figure", "unit", *[run.label for run in runs]],
+        rows,
+        styles,
+        key_columns=2,
+        split_columns=True,
+        caption="As DLIO / MLPerf Storage compute them, one run as one DLIO epoch: AU = the "
+        "nominal compute time of every step but the first / (wall time less the first step's "
+        "load and compute), mean over accelerators ('measured': the timed compute, where no "
+        "nominal time was drawn: real training); samples/s over every step, the first and the "
+        "warm-up included, summed over accelerators; MiB/s = samples/s x record length / 2^20, "
+        "not bytes read (MiB = 2^20 bytes). harness export --to dlio lists these per run.",
     )
 
 

@@ -9,7 +9,7 @@ says why in the words the run printed. A run killed before it could write one ha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -51,6 +51,24 @@ class CollectorsRecord(OpenRecord):
     io_device: str | None = None  # the dataset's block device
 
 
+class DlioBlock(OpenRecord):
+    """The run's figures as DLIO (dlio_benchmark 2.0.0, MLPerf Storage's tool) defines them, one
+    run playing one of DLIO's epochs; made by :func:`harness.dlio_metrics.dlio_block` (its
+    docstring gives DLIO's rules, file and line). Named as DLIO names them; ``au_pct`` is DLIO's
+    ``train_au_percentage`` of one epoch (the summary's ``busy_pct`` stays the measured-step
+    figure)."""
+
+    definition: str  # "dlio_benchmark 2.0.0": whose rules
+    au_pct: float | None  # nominal compute of steps 2.. / (wall - step 1's load and compute)
+    au_source: Literal["nominal", "measured"]  # compute times drawn by the profile, or timed
+    train_throughput_samples_per_second: float | None  # all steps, the first included; all ranks
+    train_io_MB_per_second: float | None  # DLIO's "MB/s": samples/s x record_length / 2^20 (MiB/s)
+    record_length: float | None  # bytes per sample: the mean the pipeline asked for
+    num_accelerators: int  # ranks: AU is their mean, throughput their sum
+    steps: int  # per rank, warm-up steps included (DLIO has none)
+    metric_exclude_start_steps: int  # left out of AU at the start of the run (DLIO: 1)
+
+
 class SummaryFile(RunDocument):
     """``summary.json`` (see README "Runs"). Open records that another module owns keep their
     JSON shape: ``page_cache`` (``harness.pagecache.prepare``), ``cross_checks`` (one shape per
@@ -76,6 +94,7 @@ class SummaryFile(RunDocument):
     warnings: list[str] = Field(default_factory=list)
     finished: str | None = None  # local time, ISO 8601
     emulation: dict[str, Any] | None = None  # emulated runs: the profile and its scaling
+    dlio: DlioBlock | None = None  # DLIO's definitions; runs written before it have none
 
     def value(self, name: str) -> float | None:
         """Metric ``name``'s value; None when it was not measured or is not there."""
