@@ -7,7 +7,8 @@ emulated step (``harness.train.emulated.EmulatedStep`` on the CPU device, timed 
 loop times it: ``time.monotonic`` around the call), then as many of the plain ``time.sleep`` to
 the same deadline that the step used before (the "before" column). Per step time: the p50 and
 p99 of (measured - drawn) in µs, the p50 relative to the drawn time, and the CPU the loop's
-thread spent per step (the spin's cost; a plain sleep costs almost none).
+thread spent per step and the emulated step's spin per step (the spin's cost; a plain sleep
+costs almost none).
 
 Target (``--strict`` exits 1 on a miss): the emulated step's p50 error is at most 10 µs at every
 step time from 0.2 ms up. No data, no workers: the steps run back to back in this process, so the
@@ -100,16 +101,21 @@ def main() -> int:
         f"({load()})"
     )
     header = f"{'p50 µs':>8s} {'p99 µs':>8s} {'p50 %':>7s} {'CPU µs':>7s}"
-    print(f"  {'step':>7s}   emulated step: {header} {'margin µs':>9s}   plain sleep: {header}")
+    print(
+        f"  {'step':>7s}   emulated step: {header} {'spin µs':>7s} {'margin µs':>9s}   "
+        f"plain sleep: {header}"
+    )
     missed = []
     for step_ms in STEP_MS:
         step_s = step_ms / 1e3
         emulated = EmulatedStep(constant_times(step_s), device)
         new = row(step_s, *timed(emulated, batch, args.steps))
+        spin_us = emulated.waiter.spun_ns / args.steps / 1e3
         old = row(step_s, *timed(plain_sleep(step_s), batch, args.steps))
         print(
             f"  {step_ms:5.1f} ms   {'':15s}{new['p50_us']:8.1f} {new['p99_us']:8.1f} "
-            f"{new['p50_pct']:7.2f} {new['cpu_us']:7.1f} {emulated.waiter.margin_ns / 1e3:9.1f}"
+            f"{new['p50_pct']:7.2f} {new['cpu_us']:7.1f} "
+            f"{spin_us:7.1f} {emulated.waiter.margin_ns / 1e3:9.1f}"
             f"   {'':13s}{old['p50_us']:8.1f} {old['p99_us']:8.1f} {old['p50_pct']:7.2f} "
             f"{old['cpu_us']:7.1f}",
             flush=True,
@@ -119,8 +125,8 @@ def main() -> int:
         if new["p50_us"] > TARGET_P50_US:
             missed.append(f"{step_ms:g} ms: p50 error {new['p50_us']:.1f} µs > {TARGET_P50_US:g}")
     print(
-        "  (CPU µs: the loop thread's CPU per step; margin: the emulated step's learnt sleep "
-        "margin at the end)"
+        "  (CPU µs: the loop thread's CPU per step; spin µs: the emulated step's spin per step, "
+        "mean; margin: its learnt sleep margin at the end)"
     )
     print(f"\ntarget: p50 error <= {TARGET_P50_US:g} µs from 0.2 ms up, never early")
     for miss in missed:
