@@ -69,6 +69,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_run.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_report.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_emulated.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_step_timing.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_dlio.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_collect.py $(BENCH_FLAGS)
 

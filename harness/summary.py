@@ -33,6 +33,7 @@ STEP_COLUMNS = (
     "t_end",
     "wait_s",
     "compute_s",
+    "compute_nominal_s",  # the drawn compute time of an emulated step; NaN for a real one
     "barrier_s",
     "loss",
     "samples",
@@ -63,8 +64,10 @@ Summary = SummaryFile
 
 
 def step_table(parts: list[RankRecords]) -> pd.DataFrame:
-    """Every rank's steps, one row each (a record without a barrier time has 0)."""
-    rows = [{"barrier_s": 0.0, **row, "rank": part.rank} for part in parts for row in part.steps]
+    """Every rank's steps, one row each (a record without a barrier time has 0, one without a
+    drawn compute time NaN)."""
+    defaults = {"barrier_s": 0.0, "compute_nominal_s": float("nan")}
+    rows = [{**defaults, **row, "rank": part.rank} for part in parts for row in part.steps]
     steps = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
     steps["warmup"] = steps["warmup"].astype(bool)
     return steps

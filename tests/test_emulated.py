@@ -87,6 +87,7 @@ def test_a_20ms_profile_on_data_in_the_page_cache_spends_every_drawn_step(tmp_pa
     # every emulated step waited out the profile's whole drawn time (a flat 20 ms, scale 1), as
     # measured (a loaded machine makes it longer, never shorter), and trained no model
     assert (measured["compute_s"] >= FLAT_MS / 1000).all(), measured["compute_s"].min()
+    assert (steps["compute_nominal_s"] == FLAT_MS / 1000).all()  # the drawn time, recorded
     assert steps["loss"].isna().all() and value(summary, "loss_first") is None
     assert summary["emulation"]["profile"] == "flat-20ms"
     assert manifest["emulation"]["scale"] == 1.0

@@ -18,6 +18,8 @@ from harness.pipeline import BACKEND_NAMES, backend_unavailable, require_backend
 from harness.pipeline.batch import Batch, Sample
 from harness.pipeline.prefetch import BackgroundBatches
 from harness.scenario import Collectors, Pipeline, Scenario
+from harness.summary import RankRecords, step_table
+from harness.train.emulated import DeadlineWaiter, emulated_step
 from harness.train.loop import Device, LoopRecords, train
 from harness.train.profiles import (
     ComputeTimes,
@@ -192,6 +194,57 @@ def test_the_loop_times_wait_compute_and_barrier_and_stops_on_the_vote() -> None
         total = row["wait_s"] + row["compute_s"] + row["barrier_s"]
         assert total == pytest.approx(row["t_end"] - row["t_start"], abs=1e-4)
     assert [row["warmup"] for row in records.steps[:3]] == [True, True, False]
+
+
+def test_the_deadline_waiter_never_returns_before_its_deadline() -> None:
+    waiter = DeadlineWaiter()
+    # each path: spun whole (under the margin), slept then spun, already past; the margin at its
+    # bounds too
+    for margin in (waiter.margin_ns, DeadlineWaiter.MIN_MARGIN_NS, DeadlineWaiter.MAX_MARGIN_NS):
+        for wait_ns in (-1_000, 0, 30_000, 150_000, 700_000, 2_000_000):
+            waiter.margin_ns = margin
+            deadline = time.monotonic_ns() + wait_ns
+            waiter.wait_until(deadline)
+            assert time.monotonic_ns() >= deadline, (margin, wait_ns)
+            low, high = DeadlineWaiter.MIN_MARGIN_NS, DeadlineWaiter.MAX_MARGIN_NS
+            assert low <= waiter.margin_ns <= high
+
+
+def test_the_margin_rises_after_late_wake_ups_and_drifts_down_after_timely_ones() -> None:
+    waiter = DeadlineWaiter()
+    start = waiter.margin_ns
+    waiter._learn(late=True)
+    assert waiter.margin_ns > start
+    for _ in range(10_000):
+        waiter._learn(late=False)
+    assert waiter.margin_ns == DeadlineWaiter.MIN_MARGIN_NS
+    for _ in range(10_000):
+        waiter._learn(late=True)
+    assert waiter.margin_ns == DeadlineWaiter.MAX_MARGIN_NS
+
+
+def test_the_loop_records_an_emulated_step_s_drawn_time_beside_the_measured_one() -> None:
+    cpu = Device(torch.device("cpu"), "fp32")
+    times = StepTimes(ComputeTimes(profile([0.0002, 0.0005, 0.001, 0.003]), 1.0, None), seed=3)
+    emulated = emulated_step(times, cpu)
+    records = LoopRecords()
+    batches = [Batch.collate([_sample(time.monotonic_ns())]) for _ in range(40)]
+    train(emulated, batches, cpu, t0=time.monotonic(), warmup_steps=2, steps=40,
+          duration_s=None, records=records)  # fmt: skip
+    drawn = [row["compute_nominal_s"] for row in records.steps]
+    assert len(drawn) == 40 and set(drawn) <= {0.0002, 0.0005, 0.001, 0.003}
+    assert len(set(drawn)) > 1  # each step its own draw
+    for row in records.steps:  # the measured step is never shorter than the drawn one
+        assert row["compute_s"] >= row["compute_nominal_s"]
+    steps = step_table([RankRecords(0, records.steps, [])])
+    assert steps["compute_nominal_s"].tolist() == drawn
+
+    real = LoopRecords()  # a step that runs (no drawn time): NaN, in the loop and the table
+    train(lambda _batch: 0.5, batches[:3], cpu, t0=time.monotonic(), warmup_steps=1, steps=3,
+          duration_s=None, records=real)  # fmt: skip
+    assert all(math.isnan(row["compute_nominal_s"]) for row in real.steps)
+    older = [{k: v for k, v in row.items() if k != "compute_nominal_s"} for row in real.steps]
+    assert step_table([RankRecords(0, older, [])])["compute_nominal_s"].isna().all()
 
 
 def test_background_batches_deliver_in_order_then_the_failure() -> None:

@@ -3,7 +3,7 @@
     results/<run-id>/
       manifest.json        the resolved scenario, hardware and software tables, command line
       summary.json         {"format", "format_version", "scenario", "complete", "metrics", ...}
-      steps.parquet        one row per training step (rank, wait, compute, loss)
+      steps.parquet        one row per training step (rank, wait, compute, drawn compute, loss)
       samples.parquet      one row per sample (fetch latency, bytes requested)
       series_<name>.parquet  one per collector (io, cpu, gpu), time series
       thumbnails/*.png     held-out samples as pictures (harness.train.samples), listed in the

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import torch
@@ -89,6 +89,17 @@ def prepare_inputs(batch: Batch, device: Device) -> tuple[torch.Tensor, torch.Te
 StepFunction = Callable[[Batch], float | None]
 
 
+@runtime_checkable
+class DrawnStep(Protocol):
+    """A step function whose compute time is drawn rather than run (an emulated accelerator's):
+    ``drawn_s`` is the time it drew for its last step, recorded as ``compute_nominal_s`` beside
+    the measured ``compute_s`` (NaN for a real step)."""
+
+    drawn_s: float
+
+    def __call__(self, batch: Batch) -> float | None: ...
+
+
 def real_step(model: nn.Module, optimizer: torch.optim.Optimizer, device: Device) -> StepFunction:
     """The U-Net's forward, loss, backward and optimiser step (bf16 autocast where asked)."""
     autocast = torch.autocast(
@@ -135,7 +146,8 @@ def train(
 
     Per step: ``wait_s`` (asking for the batch until it arrives), ``compute_s`` (the step
     function) and ``barrier_s`` (``synchronise``: the stand-in for the all-reduce between
-    emulated accelerators, 0 without one), each timed on its own. ``synchronise`` takes this
+    emulated accelerators, 0 without one), each timed on its own; ``compute_nominal_s``, the
+    compute time an emulated step drew (NaN for a real one). ``synchronise`` takes this
     rank's wish to stop and returns whether all ranks stop, so that every rank runs the same
     number of steps and none waits for a partner that has left."""
     # The live line ends when the loop does, however it ends, so the next output starts a line.
@@ -143,6 +155,7 @@ def train(
     with _training_stream(device), shown:
         iterator = iter(batches)
         measured_since: float | None = None
+        drawn = step_function if isinstance(step_function, DrawnStep) else None
         step = 0
         while True:
             started = time.monotonic()
@@ -180,6 +193,7 @@ def train(
                     "t_end": finished - t0,
                     "wait_s": arrived - started,
                     "compute_s": computed - arrived,
+                    "compute_nominal_s": float("nan") if drawn is None else drawn.drawn_s,
                     "barrier_s": finished - computed,
                     "loss": float("nan") if loss is None else loss,
                     "samples": len(batch),
