@@ -1,11 +1,12 @@
 """The window rule for every rate: which samples and bytes fall in an interval of the run.
 
 A sample has two moments: its fetch ended (its bytes were read: ``fetched``) and a step took it
-(``taken``; never, for a sample still prefetched when the run stopped). In a window [start, end]
+(``taken``; never, for a sample still prefetched when the run stopped). In a window [start, end)
 a fetch's bytes count when its read ended inside it (requested bytes), and a sample counts as
-consumed when its step took it inside it (samples/s, consumed bytes). The two differ by what
-the pipeline held at the edges: samples fetched and not yet taken at the start and at the end
-(``in_flight``): fetched - consumed = in flight at the end - in flight at the start, exactly.
+consumed when its step took it inside it (samples/s, consumed bytes); half-open, so that
+windows that meet (the fill, then the measured steps) count every sample once. The two differ
+by what the pipeline held at the edges: samples fetched and not yet taken at the start and at
+the end (``in_flight``): fetched - consumed = in flight at the end - in flight at the start.
 A short window whose pipeline holds as much at both edges sees the same rate both ways; one that
 starts while the pipeline is still filling does not, hence the steady window (``fill_batches``).
 
@@ -74,7 +75,7 @@ class Count:
 
 @dataclass(frozen=True)
 class WindowFigures:
-    """What happened in [start, end]: fetched (read ended in it), consumed (taken in it) and
+    """What happened in [start, end): fetched (read ended in it), consumed (taken in it) and
     what was fetched but not yet taken at each edge."""
 
     start: float
@@ -125,15 +126,15 @@ class WindowFigures:
 
 
 def window_figures(timeline: Timeline, start: float, end: float) -> WindowFigures:
-    """The window [start, end] of ``timeline`` by the rule above."""
+    """The window [start, end) of ``timeline`` by the rule above."""
     fetched, taken, requested = timeline.fetched, timeline.taken, timeline.requested
     return WindowFigures(
         start=start,
         end=end,
-        fetched=Count.of(requested[(fetched >= start) & (fetched <= end)]),
-        consumed=Count.of(requested[(taken >= start) & (taken <= end)]),
+        fetched=Count.of(requested[(fetched >= start) & (fetched < end)]),
+        consumed=Count.of(requested[(taken >= start) & (taken < end)]),
         in_flight_at_start=Count.of(requested[(fetched < start) & (taken >= start)]),
-        in_flight_at_end=Count.of(requested[(fetched <= end) & (taken > end)]),
+        in_flight_at_end=Count.of(requested[(fetched < end) & (taken >= end)]),
     )
 
 
