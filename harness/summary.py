@@ -17,6 +17,13 @@ import numpy as np
 import pandas as pd
 
 from harness.dlio_metrics import dlio_block
+from harness.pipeline.window import (
+    NEVER,
+    Timeline,
+    WindowFigures,
+    fill_batches,
+    window_figures,
+)
 from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
@@ -41,6 +48,12 @@ STEP_COLUMNS = (
     "rank",
 )
 SAMPLE_COLUMNS = ("t_end", "latency_ms", "requested_bytes", "first_time_bytes", "step", "rank")
+# Samples fetched that no step took (still prefetched when the run stopped)
+UNCONSUMED_COLUMNS = ("t_end", "requested_bytes", "first_time_bytes", "rank")
+WINDOW_RULE = (
+    "a fetch's bytes count in the window in which its read ended; a sample counts as consumed "
+    "when its step takes it; in_flight: fetched, not yet taken, at each edge"
+)
 
 
 @dataclass
@@ -57,6 +70,9 @@ class RankRecords:
     sampler_cpu_s: dict[str, float] = field(default_factory=dict)
     io_read_bytes: int | None = None  # the process tree's read_bytes over the run
     io_device: str | None = None  # the dataset's block device
+    # samples fetched that no step took: rows of UNCONSUMED_COLUMNS but "rank"; None: the
+    # backend does not log its fetches
+    unconsumed: list[dict[str, Any]] | None = None
 
 
 # ``summary.json``'s model; run.py knows it by this name.
@@ -78,6 +94,31 @@ def sample_table(parts: list[RankRecords]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
 
 
+def unconsumed_table(parts: list[RankRecords]) -> pd.DataFrame | None:
+    """Every rank's samples fetched that no step took; None when a rank's backend does not log
+    its fetches (then nobody knows how many there were)."""
+    if any(part.unconsumed is None for part in parts):
+        return None
+    rows = [dict(row, rank=part.rank) for part in parts for row in part.unconsumed or []]
+    return pd.DataFrame(rows, columns=list(UNCONSUMED_COLUMNS))
+
+
+def fetch_timeline(
+    steps: pd.DataFrame, samples: pd.DataFrame, unconsumed: pd.DataFrame | None
+) -> Timeline:
+    """Every sample fetched: consumed ones taken when their step's batch arrived, the others
+    never (those the summary does not know of, with ``unconsumed`` None, are missing)."""
+    arrival = steps.assign(taken=steps["t_start"] + steps["wait_s"])[["rank", "step", "taken"]]
+    consumed = samples.merge(arrival, on=["rank", "step"], how="left")
+    timeline = Timeline.of(
+        consumed["t_end"], consumed["taken"].fillna(NEVER), consumed["requested_bytes"]
+    )
+    if unconsumed is None or unconsumed.empty:
+        return timeline
+    never = np.full(len(unconsumed), NEVER)
+    return timeline + Timeline.of(unconsumed["t_end"], never, unconsumed["requested_bytes"])
+
+
 def build_summary(
     *,
     run_id: str,
@@ -93,8 +134,8 @@ def build_summary(
     finished: str,
 ) -> SummaryFile:
     """The run's summary from what every rank measured (``parts``, rank 0's first)."""
-    steps, samples = step_table(parts), sample_table(parts)
-    metrics = loop_metrics(steps, samples)
+    steps, samples, unconsumed = step_table(parts), sample_table(parts), unconsumed_table(parts)
+    metrics = loop_metrics(steps, samples, unconsumed)
     if emulation is not None:
         metrics["accelerators"] = metric(len(parts), "accelerators", "context")
     metrics.update(collector_metrics(parts))
@@ -104,11 +145,17 @@ def build_summary(
         metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
     read_parts = [part.io_read_bytes for part in parts if part.io_read_bytes is not None]
     read_bytes = sum(read_parts) if len(read_parts) == len(parts) else None  # a rank unknown: None
-    requested = samples["first_time_bytes"].sum(min_count=1) if len(samples) else None
-    requested = None if requested is None or pd.isna(requested) else int(requested)
+    requested = first_requested_bytes(samples, unconsumed) if len(samples) else None
+    window = window_record(steps, samples, unconsumed, _fill_batches(scenario))
     cross_checks = [
         bytes_cross_check(
-            read_bytes, requested, page_cache["condition"], dataset_read_bytes(page_cache)
+            read_bytes,
+            requested,
+            page_cache["condition"],
+            dataset_read_bytes(page_cache),
+            never_consumed=None
+            if unconsumed is None
+            else int(unconsumed["first_time_bytes"].sum()),
         ),
         busy_vs_gpu_check(metrics.get("busy_pct", {}).get("value"), mean_gpu_util(metrics)),
     ]
@@ -147,8 +194,14 @@ def build_summary(
         warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
         finished=finished,
         emulation=emulation,
+        window=window,
         dlio=dlio_block(steps, samples),
     )
+
+
+def _fill_batches(scenario: Scenario) -> int:
+    pipeline = scenario.pipeline
+    return fill_batches(pipeline.workers, pipeline.prefetch_factor)
 
 
 def collector_metrics(parts: list[RankRecords]) -> dict[str, dict[str, Any]]:
@@ -237,8 +290,12 @@ def measured_window(steps: pd.DataFrame) -> tuple[float, float] | None:
     return float(measured["t_start"].min()), float(measured["t_end"].max())
 
 
-def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """samples/s, busy and data-wait %, fetch latency and batch wait percentiles, bytes asked."""
+def loop_metrics(
+    steps: pd.DataFrame, samples: pd.DataFrame, unconsumed: pd.DataFrame | None = None
+) -> dict[str, dict[str, Any]]:
+    """samples/s, busy and data-wait %, fetch latency and batch wait percentiles, bytes asked
+    (the fetches that ended in the window: ``unconsumed`` adds those no step took) and bytes
+    consumed (the samples the window's steps took)."""
     window = measured_window(steps)
     metrics: dict[str, dict[str, Any]] = {
         "steps": metric(len(steps), "steps", "context"),
@@ -280,17 +337,63 @@ def loop_metrics(steps: pd.DataFrame, samples: pd.DataFrame) -> dict[str, dict[s
         metrics[f"fetch_latency_{label}_ms"] = metric(value, "ms", "lower")
     for label, value in percentiles(measured["wait_s"] * 1000, (50.0, 99.0)).items():
         metrics[f"batch_wait_{label}_ms"] = metric(value, "ms", "lower")
-    fetched = samples[(samples["t_end"] >= start) & (samples["t_end"] <= end)]
-    requested = fetched["requested_bytes"].sum(min_count=1)  # NaN: the backend cannot count
+    figures = window_figures(fetch_timeline(steps, samples, unconsumed), start, end)
+    counted = len(samples) > 0  # no sample recorded: bytes not measured, not 0 MB/s
     metrics["requested_MBps"] = metric(
-        None if pd.isna(requested) else float(requested) / wall / 1e6, "MB/s", "context"
+        figures.requested_MBps if counted else None, "MB/s", "context"
     )
+    metrics["consumed_MBps"] = metric(figures.consumed_MBps if counted else None, "MB/s", "context")
+    metrics["fill_s"] = metric(start - float(steps["t_start"].min()), "s", "context")
     losses = steps["loss"].dropna()  # emulated steps train no model: no loss
     metrics["loss_first"] = metric(float(losses.iloc[0]) if len(losses) else None, "", "lower")
     metrics["loss_last"] = metric(
         float(losses.tail(5).mean()) if len(losses) else None, "", "lower"
     )
     return metrics
+
+
+def window_record(
+    steps: pd.DataFrame, samples: pd.DataFrame, unconsumed: pd.DataFrame | None, fill: int
+) -> dict[str, Any] | None:
+    """``summary.json``'s ``window``: the measured window by the window rule (what was fetched,
+    consumed, and in flight at each edge), the time before it (the pipeline filling and the
+    warm-up: ``fill``) apart, whether the window began after the pipeline's ``fill`` batches
+    had been consumed, and the samples fetched that no step took (None: not logged). None
+    without a measured step."""
+    window = measured_window(steps)
+    if window is None:
+        return None
+    start, end = window
+    timeline = fetch_timeline(steps, samples, unconsumed)
+    measured = steps[~steps["warmup"]]
+    first_measured = int(measured.groupby("rank")["step"].min().min())
+    before: WindowFigures = window_figures(timeline, float(steps["t_start"].min()), start)
+    inside = window_figures(timeline, start, end).record()
+    if unconsumed is None:  # the samples still prefetched at the end are not known
+        inside["in_flight_at_end"] = None
+    return {
+        "rule": WINDOW_RULE,
+        "fill_batches": fill,
+        "after_fill": first_measured >= fill,
+        "in_flight_known": unconsumed is not None,
+        "measured": inside,
+        "fill": before.record(),
+        "never_consumed": None
+        if unconsumed is None
+        else {
+            "samples": len(unconsumed),
+            "bytes": int(unconsumed["requested_bytes"].sum()),
+            "first_time_bytes": int(unconsumed["first_time_bytes"].sum()),
+        },
+    }
+
+
+def first_requested_bytes(samples: pd.DataFrame, unconsumed: pd.DataFrame | None) -> int | None:
+    """Bytes the pipeline asked for the first time over the run: the samples steps took and
+    those fetched that none took (prefetched when the run stopped: read all the same)."""
+    frames = [samples] if unconsumed is None else [samples, unconsumed]
+    total = pd.concat([f["first_time_bytes"] for f in frames]).sum(min_count=1)
+    return None if pd.isna(total) else int(total)
 
 
 def dataset_read_bytes(page_cache: PageCacheRecord) -> int | None:
@@ -310,6 +413,8 @@ def bytes_cross_check(
     requested_bytes: int | None,
     condition: str,
     dataset_read: int | None = None,
+    *,
+    never_consumed: int | None = None,
 ) -> dict:
     """Bytes the kernel says the run's processes read vs bytes the pipeline asked for the first
     time (page by page, per host: a page any rank or worker of the host asked for before is
@@ -322,7 +427,11 @@ def bytes_cross_check(
     ``mincore``) tells the two kinds of "more" apart: reads of the dataset's files beyond what
     the pipeline asked for (read-ahead: a real disagreement) and reads of other files by the
     run's processes (libraries paged in, file-system metadata), which are reported apart as
-    ``other_read_bytes`` and do not make the pipeline's count wrong."""
+    ``other_read_bytes`` and do not make the pipeline's count wrong.
+
+    ``requested_bytes`` counts what was asked for, consumed or not: samples still prefetched
+    when the run stopped were read all the same; ``never_consumed`` (their first-time bytes,
+    part of ``requested_bytes``; None: the backend does not log them) is shown apart."""
     share = ratio(read_bytes, requested_bytes)
     on_dataset = ratio(dataset_read, requested_bytes)
     other = (
@@ -356,6 +465,7 @@ def bytes_cross_check(
         "name": "bytes read (collector) vs bytes first requested (pipeline)",
         "read_bytes": read_bytes,
         "first_requested_bytes": requested_bytes,
+        "never_consumed_first_requested_bytes": never_consumed,
         "ratio": None if share is None else round(share, 4),
         "dataset_read_bytes": dataset_read,
         "dataset_ratio": None if on_dataset is None else round(on_dataset, 4),
@@ -418,6 +528,7 @@ SHOWN_METRICS = (
     "barrier_pct",
     "read_MBps",
     "requested_MBps",
+    "consumed_MBps",
     "fetch_latency_p50_ms",
     "fetch_latency_p99_ms",
     "batch_wait_p50_ms",
@@ -443,6 +554,7 @@ def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
             continue
         lines.append(f"  {name:24s} {entry.value:12.3f} {entry.unit}")
     lines.extend(storage_lines(summary))
+    lines.extend(window_lines(summary.window))
     for check in summary.cross_checks:
         lines.append(f"  check: {check['name']}: {check['verdict']}")
     for verdict in summary.thresholds:
@@ -450,6 +562,28 @@ def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
         lines.append(f"  threshold {verdict.threshold} {verdict.limit}: {state}")
     lines.extend(f"  warning: {warning}" for warning in summary.warnings)
     return lines
+
+
+def window_lines(window: dict[str, Any] | None) -> list[str]:
+    """The measured window's samples: fetched, consumed, and in flight at its edges."""
+    if not window:
+        return []
+    measured = window["measured"]
+
+    def count(entry: dict[str, Any] | None) -> str:
+        if entry is None:
+            return "?"
+        size = "" if entry["bytes"] is None else f" ({entry['bytes'] / 1e6:.1f} MB)"
+        return f"{entry['samples']}{size}"
+
+    end = measured["in_flight_at_end"] if window.get("in_flight_known") else None
+    after = "" if window.get("after_fill") else f", began before {window['fill_batches']} batches"
+    return [
+        f"  window: {measured['seconds']:.1f} s after {window['fill']['seconds']:.1f} s of "
+        f"fill{after}; fetched {count(measured['fetched'])}, consumed "
+        f"{count(measured['consumed'])}; in flight {count(measured['in_flight_at_start'])} at "
+        f"the start, {count(end)} at the end"
+    ]
 
 
 # (metric, label as iostat / nfsiostat print it, format) for storage_lines

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.capacity.hosts import Hosts
 from harness.capacity.limiter import name_limiter
+from harness.pipeline.window import fill_batches
 from harness.results.capacity_file import (
     PROBE_METRICS,
     HostCeiling,
@@ -24,7 +25,7 @@ from harness.run import RunOutcome, prepare_run, run_accelerators
 from harness.scenario import CapacitySettings, load_scenario
 
 # Rates that add up across hosts; the other metrics of a probe are the first host's.
-SUMMED_METRICS = ("samples_per_s", "read_MBps", "requested_MBps")
+SUMMED_METRICS = ("samples_per_s", "read_MBps", "requested_MBps", "consumed_MBps")
 
 
 def probe_overrides(settings: CapacitySettings, overrides: Sequence[str]) -> list[str]:
@@ -53,8 +54,18 @@ class ProbeRequest:
 
 
 def probe_here(request: ProbeRequest, count: int, hosts: Hosts) -> RunOutcome:
-    """This host's share of one probe: ``count`` emulated accelerators, a real run folder."""
-    probe_item = load_scenario(request.file, [*request.overrides, f"training.accelerators={count}"])
+    """This host's share of one probe: ``count`` emulated accelerators, a real run folder.
+
+    Its rates come from the steady window: the warm-up lasts until the pipeline's prefetched
+    batches (``fill_batches``) have been consumed, if that is later than the scenario's warm-up;
+    before, the steps take what was fetched while the pipeline filled (the summary's ``window``
+    shows that time apart: ``fill``)."""
+    overrides = [*request.overrides, f"training.accelerators={count}"]
+    probe_item = load_scenario(request.file, overrides)
+    pipeline, training = probe_item.scenario.pipeline, probe_item.scenario.training
+    fill = fill_batches(pipeline.workers, pipeline.prefetch_factor)
+    if training.warmup_steps < fill:
+        probe_item = load_scenario(request.file, [*overrides, f"training.warmup_steps={fill}"])
     return run_accelerators(
         prepare_run(probe_item),
         count,

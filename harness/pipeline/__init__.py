@@ -29,6 +29,7 @@ from harness.registry import Backend as BackendProtocol
 if TYPE_CHECKING:
     import torch
 
+    from harness.pipeline.accounting import FetchLog
     from harness.pipeline.batch import Batch
     from harness.pipeline.plan import SamplePlan
     from harness.pipeline.sources import Source
@@ -67,6 +68,8 @@ class BatchRequest:
     steps: int | None  # None: until the loop stops (duration-bound runs)
     device: torch.device  # where the loop trains: batches are pinned for, or made on, it
     work_dir: Path  # the run folder, for files a backend needs to write (DALI's file lists)
+    # where the backend logs every sample it fetched, consumed or not (None: not logged)
+    fetch_log: FetchLog | None = None
 
     @property
     def device_index(self) -> int | None:

@@ -284,3 +284,63 @@ def pages_touched(array: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
     counts = last - first + 1
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.unique(np.repeat(first, counts) + offsets)
+
+
+FETCH_RECORD = struct.Struct("<qdd")  # end (monotonic ns), bytes requested, bytes first-time
+
+
+class FetchLog:
+    """Every sample one rank's pipeline fetched, consumed by a step or not.
+
+    Samples travel to the loop inside batches, so those still prefetched (in a worker's queue or
+    the background thread's) when the loop stops never reach it, yet their bytes were read. Each
+    process that fetches for the rank (its DataLoader workers, or the rank itself) appends one
+    record per sample to this file in shared memory (``O_APPEND``: whole records, never
+    interleaved): when its read ended and its bytes. The rank reads it back after its workers
+    have stopped (``read``); the live progress line reads what has been added (``offset``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._pid = 0
+
+    @classmethod
+    def create(cls, path: Path) -> FetchLog:
+        """An empty log at ``path`` (a leftover of the same name is replaced)."""
+        path.write_bytes(b"")
+        return cls(path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self._fd, self._pid = Path(state["path"]), None, 0
+
+    def note(self, end_ns: int, requested: float, first_time: float) -> None:
+        """One sample fetched: its read ended at ``end_ns`` (``time.monotonic_ns``)."""
+        if self._pid != os.getpid():  # forked: this process opens the file itself
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self._pid = os.getpid()
+        assert self._fd is not None
+        os.write(self._fd, FETCH_RECORD.pack(end_ns, requested, first_time))
+
+    def read(self, offset: int = 0) -> tuple[np.ndarray, int]:
+        """The records from byte ``offset`` on (whole records only) as a structured array with
+        fields ``end_ns``, ``requested`` and ``first_time``, and the offset after them."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            data = b""
+        whole = len(data) - len(data) % FETCH_RECORD.size
+        dtype = np.dtype([("end_ns", "<i8"), ("requested", "<f8"), ("first_time", "<f8")])
+        return np.frombuffer(data[:whole], dtype=dtype), offset + whole
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def fetch_log_path(run_id: str, rank: int) -> Path:
+    """Where rank ``rank`` of run ``run_id`` logs its fetches (beside the page ledger)."""
+    return ledger_path(run_id).with_name(f"harness-fetches-{run_id}-rank{rank}")

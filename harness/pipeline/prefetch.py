@@ -18,6 +18,7 @@ from typing import Any
 from harness.pipeline.batch import Batch
 
 _END = object()
+QUEUE_DEPTH = 1  # batches the thread holds ready for the loop, beyond the backend's own prefetch
 
 
 class _Failure:
@@ -28,7 +29,7 @@ class _Failure:
 class BackgroundBatches:
     """Iterate ``batches`` in a daemon thread, at most ``depth`` batches ahead."""
 
-    def __init__(self, batches: Iterable[Batch], depth: int = 1) -> None:
+    def __init__(self, batches: Iterable[Batch], depth: int = QUEUE_DEPTH) -> None:
         self._batches = batches
         self._source: Iterator[Batch] | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from harness.errors import HarnessError, one_line
 from harness.lifeline import die_with_parent
 from harness.pipeline import BatchRequest
+from harness.pipeline.accounting import FetchLog
 from harness.pipeline.batch import Batch, FileError, Sample, sample_failure
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
@@ -45,10 +46,12 @@ class SegmentationSamples(Dataset):
         on_corrupt: str,
         held_out: bool = False,
         read_threads: int = 1,
+        fetch_log: FetchLog | None = None,
     ) -> None:
         self.source, self.plan, self.crop = source, plan, crop
         self.on_corrupt, self.held_out = on_corrupt, held_out
         self.read_threads = read_threads
+        self.fetch_log = fetch_log  # every sample fetched is noted: the loop may never take it
 
     def __len__(self) -> int:
         return 2**62  # samples are numbered, not enumerated: the sampler decides how many
@@ -75,7 +78,14 @@ class SegmentationSamples(Dataset):
         return self._sample(number)
 
     def _sample(self, number: int, planned: SampleRef | None = None) -> Sample:
-        """Sample ``number`` (``planned``: its place, when the caller already asked the plan)."""
+        """Sample ``number`` (``planned``: its place, when the caller already asked the plan),
+        noted in the fetch log."""
+        sample = self._fetch(number, planned)
+        if self.fetch_log is not None:
+            self.fetch_log.note(sample.end_ns, sample.requested_bytes, sample.first_time_bytes)
+        return sample
+
+    def _fetch(self, number: int, planned: SampleRef | None) -> Sample:
         started = time.monotonic_ns()
         errors: list[FileError] = []
         ahead = self.source.read_ahead
@@ -240,6 +250,7 @@ def batches(request: BatchRequest) -> BackgroundBatches:
         request.crop,
         request.on_corrupt,
         read_threads=request.read_threads,
+        fetch_log=request.fetch_log,
     )
     loader = build_loader(
         dataset,

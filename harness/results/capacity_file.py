@@ -42,6 +42,8 @@ PROBE_METRICS = (
     "barrier_pct",
     "read_MBps",
     "requested_MBps",
+    "consumed_MBps",
+    "fill_s",
     "cpu_pct",
     "fetch_latency_p50_ms",
     "fetch_latency_p99_ms",

@@ -94,6 +94,9 @@ class SummaryFile(RunDocument):
     warnings: list[str] = Field(default_factory=list)
     finished: str | None = None  # local time, ISO 8601
     emulation: dict[str, Any] | None = None  # emulated runs: the profile and its scaling
+    # the measured window by the window rule, the fill before it, the samples never consumed
+    # (``harness.summary.window_record``); None: no measured step, or written before it was kept
+    window: dict[str, Any] | None = None
     dlio: DlioBlock | None = None  # DLIO's definitions; runs written before it have none
 
     def value(self, name: str) -> float | None:

@@ -33,7 +33,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, one_line
-from harness.pipeline.accounting import ledger_path
+from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
 from harness.run.finish import (
     RunOutcome,
     keep_thumbnails,
@@ -255,7 +255,8 @@ def accelerator_rank(job: RankJob) -> None:
             if training.sync == "barrier" and world > 1  # nothing to wait for alone
             else None
         )
-        batches = prepared.backend.batches(prepared.batch_request(ranks, job.folder))
+        fetch_log = FetchLog.create(fetch_log_path(job.folder.name, rank))
+        batches = prepared.backend.batches(prepared.batch_request(ranks, job.folder, fetch_log))
         complete, reason, code = train_and_collect(
             context,
             emulated_step(times, prepared.device),
@@ -264,6 +265,7 @@ def accelerator_rank(job: RankJob) -> None:
             records,
             [],
             synchronise,
+            fetch_log,
         )
         result = RankResult(complete, reason, code, None)
     except Exception as exc:  # refused or failed before the loop: one line, in the result

@@ -203,4 +203,5 @@ def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -
         sampler_cpu_s={c.name: c.cpu_seconds for c in collectors},
         io_read_bytes=read_bytes,
         io_device=getattr(io, "device", None),
+        unconsumed=records.unconsumed,
     )

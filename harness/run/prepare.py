@@ -22,6 +22,7 @@ from harness.data.index import dataset_manifest as dataset_index
 from harness.data.manifest import DatasetManifest
 from harness.errors import HarnessError
 from harness.pipeline import Backend, BatchRequest, require_backend
+from harness.pipeline.accounting import FetchLog
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
@@ -63,7 +64,9 @@ class PreparedRun:
     def scenario(self) -> Scenario:
         return self.loaded.scenario
 
-    def batch_request(self, ranks: Ranks, folder: Path) -> BatchRequest:
+    def batch_request(
+        self, ranks: Ranks, folder: Path, fetch_log: FetchLog | None = None
+    ) -> BatchRequest:
         pipeline = self.scenario.pipeline
         return BatchRequest(
             source=self.source,
@@ -80,6 +83,7 @@ class PreparedRun:
             steps=self.scenario.training.steps,
             device=self.device.torch_device,
             work_dir=folder,
+            fetch_log=fetch_log,
         )
 
 

@@ -22,7 +22,7 @@ import torch
 from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError
-from harness.pipeline.accounting import ledger_path
+from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
 from harness.pipeline.batch import Batch, Sample, worker_error
 from harness.run.finish import (
     RunOutcome,
@@ -38,6 +38,7 @@ from harness.train.loop import (
     LoopRecords,
     RunFailed,
     StepFunction,
+    note_unconsumed,
     progress_printer,
     real_step,
     train,
@@ -66,12 +67,13 @@ def run_single(
     ranks = context.ranks
     torch.manual_seed(scenario.training.seed)
     model, step_function, synchronise = _training_step(context, prepared)
-    batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder))
+    fetch_log = FetchLog.create(fetch_log_path(context.folder.name, ranks.rank))
+    batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder, fetch_log))
     records = LoopRecords()
     t0 = time.monotonic()
     collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, ranks)
     complete, reason, exit_code = train_and_collect(
-        context, step_function, batches, t0, records, collectors, synchronise
+        context, step_function, batches, t0, records, collectors, synchronise, fetch_log
     )
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context)  # every rank on this host
@@ -166,9 +168,11 @@ def train_and_collect(
     records: LoopRecords,
     collectors: list[Collector],
     synchronise: Synchronise | None = None,
+    fetch_log: FetchLog | None = None,
 ) -> tuple[bool, str | None, int]:
     """The timed loop with the collectors around it; Ctrl-C, SIGTERM and failures end it with
-    what was measured kept, as (complete, reason, exit code)."""
+    what was measured kept, as (complete, reason, exit code). Once the pipeline has stopped,
+    the samples its ``fetch_log`` holds that no step took are noted in ``records``."""
     scenario, ranks, quiet = context.scenario, context.ranks, context.quiet
     steps = scenario.training.steps
     signals = _HeldSignals()
@@ -189,7 +193,9 @@ def train_and_collect(
             duration_s=scenario.training.duration_s,
             records=records,
             synchronise=synchronise,
-            progress=None if quiet or not ranks.is_main else progress_printer(steps),
+            progress=None
+            if quiet or not ranks.is_main
+            else progress_printer(steps, fetch_log=fetch_log, t0=t0),
         )
         complete, exit_code = True, ExitCode.OK
     except (Interrupted, Exception) as exc:
@@ -200,6 +206,9 @@ def train_and_collect(
         for collector in collectors:
             collector.stop()
         _stop_batches(iterator)
+        if fetch_log is not None:
+            note_unconsumed(records, fetch_log, t0)
+            fetch_log.remove()
         signals.restore()
     return complete, reason, exit_code
 

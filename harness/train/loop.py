@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.pipeline.accounting import FetchLog
 from harness.pipeline.batch import Batch, FileError, worker_error
+from harness.pipeline.window import NEVER, Timeline, not_taken, window_figures
 from harness.progress import StatusLine
 
 # On CUDA the steps run on a stream of their own, created non-blocking: work that a decoder
@@ -44,6 +46,10 @@ class LoopRecords:
     steps: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
+    # Samples the pipeline fetched that no step took (still prefetched when the run stopped),
+    # rows of t_end, requested_bytes and first_time_bytes; None: the backend does not log its
+    # fetches (``note_unconsumed``)
+    unconsumed: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,9 +214,36 @@ def train(
                 break
 
 
+def run_seconds(end_ns: np.ndarray, t0: float) -> np.ndarray:
+    """Monotonic nanoseconds as seconds of the run's clock (one formula: the fetch log's moments
+    are matched to the samples' to the bit)."""
+    return end_ns / 1e9 - t0
+
+
+def note_unconsumed(records: LoopRecords, fetch_log: FetchLog, t0: float) -> None:
+    """Once the pipeline has stopped: the samples its fetch log holds that no step took. Left
+    None when the log misses samples the steps took (a backend that does not log)."""
+    logged, _ = fetch_log.read()
+    ends = run_seconds(logged["end_ns"], t0)
+    left = not_taken(ends, [s["t_end"] for s in records.samples])
+    if len(logged) - int(left.sum()) < len(records.samples):
+        records.unconsumed = None
+        return
+    columns = zip(
+        ends[left].tolist(),
+        logged["requested"][left].tolist(),
+        logged["first_time"][left].tolist(),
+        strict=True,
+    )
+    records.unconsumed = [
+        {"t_end": end, "requested_bytes": requested, "first_time_bytes": first_time}
+        for end, requested, first_time in columns
+    ]
+
+
 def _record_samples(records: LoopRecords, batch: Batch, step: int, t0: float) -> None:
     """Per sample: when it was ready, its fetch latency and bytes (NaN: not measured)."""
-    ends = batch.end_ns / 1e9 - t0
+    ends = run_seconds(batch.end_ns, t0)
     columns = zip(
         ends.tolist(),
         (batch.latency_ns / 1e6).tolist(),
@@ -307,11 +340,21 @@ def mean_iou(confusion: torch.Tensor) -> float | None:
 
 class TrainingProgress:
     """A live line: steps, samples/s, busy %, MB/s requested over the last 20 steps (rewritten
-    every ``every_s`` on a terminal, a line every ten seconds in logs)."""
+    every ``every_s`` on a terminal, a line every ten seconds in logs). MB/s requested follows
+    the summary's window rule (``harness.pipeline.window``): the bytes of the fetches that ended
+    in those steps' time, the ones still prefetched included (read from the fetch log)."""
 
-    def __init__(self, total_steps: int | None, every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        total_steps: int | None,
+        every_s: float = 1.0,
+        fetch_log: FetchLog | None = None,
+        t0: float = 0.0,
+    ) -> None:
         self.total_steps = total_steps
         self._status = StatusLine(every_s=every_s, log_every_s=10.0, keep=True)
+        self._log, self._t0, self._offset = fetch_log, t0, 0
+        self._logged = Timeline.of([], [], [])  # recent fetches of the log, taken or not
 
     def __call__(self, records: LoopRecords) -> None:
         if not self._status.due():
@@ -320,24 +363,50 @@ class TrainingProgress:
         wall = recent[-1]["t_end"] - recent[0]["t_start"] if recent else 0
         if wall <= 0:
             return
-        samples = sum(r["samples"] for r in recent)
-        busy = sum(r["compute_s"] for r in recent) / wall * 100
-        window_start = recent[0]["t_start"]
-        requested = sum(
-            s["requested_bytes"]
-            for s in records.samples[-len(recent) * 64 :]
-            if s["t_end"] >= window_start and np.isfinite(s["requested_bytes"])
+        figures = window_figures(
+            self._timeline(records, recent), recent[0]["t_start"], recent[-1]["t_end"]
         )
+        busy = sum(r["compute_s"] for r in recent) / wall * 100
         of = f"/{self.total_steps}" if self.total_steps else ""
         self._status.show(
-            f"step {len(records.steps)}{of}  {samples / wall:7.1f} samples/s  busy "
-            f"{busy:5.1f} %  {requested / wall / 1e6:7.1f} MB/s requested"
+            f"step {len(records.steps)}{of}  {figures.samples_per_s or 0:7.1f} samples/s  busy "
+            f"{busy:5.1f} %  {figures.requested_MBps or 0:7.1f} MB/s requested"
+        )
+
+    def _timeline(self, records: LoopRecords, recent: list[dict[str, Any]]) -> Timeline:
+        """The samples the ``recent`` steps took, and the fetches logged since they began that
+        no step took yet."""
+        count = sum(r["samples"] for r in recent)
+        taken_at = {r["step"]: r["t_start"] + r["wait_s"] for r in recent}
+        consumed = records.samples[-count:] if count else []
+        timeline = Timeline.of(
+            [s["t_end"] for s in consumed],
+            [taken_at.get(s["step"], NEVER) for s in consumed],
+            [s["requested_bytes"] for s in consumed],
+        )
+        if self._log is None:
+            return timeline
+        logged, self._offset = self._log.read(self._offset)
+        start = recent[0]["t_start"]
+        fetched = np.concatenate([self._logged.fetched, run_seconds(logged["end_ns"], self._t0)])
+        requested = np.concatenate([self._logged.requested, logged["requested"]])
+        keep = fetched >= start  # older fetches cannot fall in a later window
+        fetched, requested = fetched[keep], requested[keep]
+        self._logged = Timeline.of(fetched, np.full(fetched.size, NEVER), requested)
+        waiting = not_taken(fetched, timeline.fetched)
+        return timeline + Timeline.of(
+            fetched[waiting], np.full(int(waiting.sum()), NEVER), requested[waiting]
         )
 
     def close(self) -> None:
         self._status.close()
 
 
-def progress_printer(total_steps: int | None, every_s: float = 1.0) -> TrainingProgress:
+def progress_printer(
+    total_steps: int | None,
+    every_s: float = 1.0,
+    fetch_log: FetchLog | None = None,
+    t0: float = 0.0,
+) -> TrainingProgress:
     """The live line of a run's training loop (see ``TrainingProgress``)."""
-    return TrainingProgress(total_steps, every_s)
+    return TrainingProgress(total_steps, every_s, fetch_log, t0)
