@@ -43,12 +43,15 @@ def test_the_models_carry_what_readers_ask_for() -> None:
     collage = results.RunFolder.read(GOLDEN / "collage")
     assert collage.summary is not None and collage.manifest is not None
     assert collage.summary.complete and collage.summary.reason is None
-    assert collage.summary.value("samples_per_s") == pytest.approx(49.892529)
+    # the model gives back what the file holds (the golden numbers are whatever its run measured)
+    raw = json.loads((GOLDEN / "collage" / "summary.json").read_text())
+    assert collage.summary.value("samples_per_s") == raw["metrics"]["samples_per_s"]["value"]
     assert collage.metrics["samples_per_s"]["unit"] == "samples/s"  # the plain view
     assert collage.summary.thresholds[0].passed is True
     assert collage.summary.collectors.io_device == "vda"
     assert collage.manifest.device == "cpu" and collage.manifest.repeat is None
-    assert collage.started == "2026-12-02T09:05:10+0000"
+    manifest = json.loads((GOLDEN / "collage" / "manifest.json").read_text())
+    assert collage.started == manifest["started"]
     assert collage.hardware_table["cpu_model"] == "AMD EPYC"
     dumped = document_fields(collage.summary)
     assert list(dumped)[:4] == ["run_id", "scenario", "complete", "reason"]
