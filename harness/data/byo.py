@@ -12,11 +12,15 @@ Without masks the scenario must declare ``label_rule`` and the labels are record
 Every file is checked from its header (an image's, with its end marker: a few kB per file; a video
 is decoded at its first and last frame), so an unreadable or truncated file, a mask that is not
 one channel or not its image's size, is named here, before any run relies on it; pixels that
-cannot be decoded and mask values that are not class ids are named when first read.
+cannot be decoded and mask values that are not class ids are named when first read. A video's
+frames are counted from its packets (demuxed, never decoded) wherever its header's count does not
+end where its last packets do; one holding fewer frames than it declares is named with both
+counts.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Required, TypedDict
 
@@ -201,26 +205,11 @@ def _probe(path: Path) -> Geometry:
     """Frame count and geometry (as shown) of a video, after decoding its first and last frames;
     variable frame rate, rotation and extra video streams noted in the record and said."""
     with VideoReader(path) as reader:
-        head = reader.packet_timestamps(HEAD_PACKETS)
-        timestamps = None
-        # Off the rate's grid (or frames missing from it): number frames by their timestamps. On
-        # it, a count short of the header's is a truncated file, named below.
-        if not reader.constant_rate(head):
-            timestamps = reader.packet_timestamps()
-            if len(timestamps) > MAX_VARIABLE_RATE_FRAMES:
-                raise HarnessError(
-                    f"{path}: variable frame rate with {len(timestamps)} frames (this harness "
-                    f"indexes up to {MAX_VARIABLE_RATE_FRAMES} frames of such a video); "
-                    "re-encode it at a constant rate (ffmpeg -fps_mode cfr)"
-                )
-            print(f"note: {path}: variable frame rate; frames are indexed by their timestamps")
+        frames, timestamps = _count_frames(path, reader)
         streams = reader.video_streams
     if streams > 1:
         print(f"note: {path}: {streams} video streams; the first is read")
     with VideoReader(path, timestamps=timestamps) as reader:
-        frames = reader.declared_frames
-        if frames <= 0:
-            raise HarnessError(f"{path}: frame count unknown (no header count or duration)")
         try:
             first = reader.read(0)
             reader.read(frames - 1)
@@ -241,3 +230,60 @@ def _probe(path: Path) -> Geometry:
         if timestamps is not None:
             probe["pts"] = timestamps
         return probe
+
+
+def _count_frames(path: Path, reader: VideoReader) -> tuple[int, list[int] | None]:
+    """(frames, their timestamps where they are off the rate's grid) of a video, from its
+    packets, demuxed, never decoded: the header's count where the packets at its end agree
+    with it, else every packet counted. Containers misdeclare (an audio track longer than the
+    video, a late start); a file with fewer frames than it declares is named, whichever side
+    is wrong: refused when its packets end early (cut short), said when frames are missing
+    between its first and last (dropped when recorded, or damaged)."""
+    declared = reader.declared_frames
+    head = reader.packet_timestamps(HEAD_PACKETS)
+    if not head:
+        raise HarnessError(f"{path}: no video frames in its packets")
+    complete = len(head) < HEAD_PACKETS  # the head holds every packet
+    if reader.constant_rate(head) and declared > 0:
+        if complete and len(head) == declared:
+            return declared, None
+        if not complete and _ends_as_declared(reader, declared):
+            return declared, None  # the count its header declares ends where it says
+    timestamps = head if complete else reader.packet_timestamps()
+    missing = _check_declared(path, reader, declared, timestamps)
+    if reader.constant_rate(timestamps):
+        return len(timestamps), None
+    if len(timestamps) > MAX_VARIABLE_RATE_FRAMES:
+        raise HarnessError(
+            f"{path}: variable frame rate with {len(timestamps)} frames (this harness "
+            f"indexes up to {MAX_VARIABLE_RATE_FRAMES} frames of such a video); "
+            "re-encode it at a constant rate (ffmpeg -fps_mode cfr)"
+        )
+    if not missing:
+        print(f"note: {path}: variable frame rate; frames are indexed by their timestamps")
+    return len(timestamps), timestamps
+
+
+def _ends_as_declared(reader: VideoReader, declared: int) -> bool:
+    """Whether the packets of the last GOP sit on the rate's grid, one per slot, the last at
+    frame ``declared - 1``."""
+    indices = [reader.index_of(pts) for pts in reader.tail_timestamps(declared)]
+    return bool(indices) and indices == list(range(indices[0], declared))
+
+
+def _check_declared(path: Path, reader: VideoReader, declared: int, timestamps: list[int]) -> bool:
+    """Name a video whose packets hold fewer frames than its header declares: refused when they
+    end more than a frame before the declared end, said when the missing ones lie between
+    (then True)."""
+    found = len(timestamps)
+    if found >= declared:
+        return False
+    counts = f"{found} frames in its packets, its header declares {declared}"
+    if reader.end_slot(timestamps) < declared - 1:
+        raise HarnessError(f"{path}: truncated or damaged: {counts}")
+    print(
+        f"warning: {path}: {counts}, the missing ones between its first and last (dropped "
+        "when recorded, or the file is damaged); the frames found are indexed by their timestamps",
+        file=sys.stderr,
+    )
+    return True

@@ -83,16 +83,37 @@ class VideoReader:
 
     @property
     def declared_frames(self) -> int:
-        """Frame count from the container header, or from its duration; 0 when neither is known."""
+        """The frame count the file declares for its video stream; 0 when it declares none.
+
+        The stream's own count, else its duration times its rate: the stream's duration,
+        Matroska's per-track ``DURATION`` tag, or the container's duration only where the video
+        is its only stream (else it is the longest stream's: an audio track longer than the
+        video). Where the stream starts late, a duration may be an end time (Matroska writes it
+        so) or a span (MP4): the smaller reading is taken, so that a misread header never calls
+        a whole file short. Only a hint: ``harness.data.byo`` checks it against the packets."""
         if self._timestamps is not None:
             return len(self._timestamps)
         if self._stream.frames:
             return int(self._stream.frames)
-        duration = self._stream.duration or self._container.duration
-        if duration:
-            base = self._time_base if self._stream.duration else Fraction(1, 1_000_000)
-            return math.floor(duration * base * self.fps + Fraction(1, 2))
-        return 0
+        seconds = self._declared_seconds()
+        if seconds is None:
+            return 0
+        start = self._start * self._time_base
+        if 0 < start < seconds:
+            seconds -= start
+        return math.floor(seconds * self.fps + Fraction(1, 2))
+
+    def _declared_seconds(self) -> Fraction | None:
+        if self._stream.duration:
+            return self._stream.duration * self._time_base
+        for key, value in self._stream.metadata.items():
+            if key.upper().startswith("DURATION"):  # "DURATION" or "DURATION-eng"
+                seconds = _clock_seconds(value)
+                if seconds:
+                    return seconds
+        if self._container.duration and len(self._container.streams) == 1:
+            return Fraction(self._container.duration, 1_000_000)
+        return None
 
     @property
     def mean_fps(self) -> float:
@@ -115,11 +136,20 @@ class VideoReader:
     def packet_timestamps(self, limit: int | None = None) -> list[int]:
         """The pts of the first ``limit`` (or all) frames of the video stream, in presentation
         order, from its packets (demuxed, not decoded)."""
+        return self._demuxed(self._start, limit)
+
+    def tail_timestamps(self, frames: int) -> list[int]:
+        """The pts of the frames from the keyframe at or before frame ``frames - 1`` to the end
+        of the file (demuxed, not decoded): whether a declared count holds, for one GOP's
+        packets rather than the whole file's."""
+        return self._demuxed(self._pts_of(max(frames - 1, 0)), None)
+
+    def _demuxed(self, pts: int, limit: int | None) -> list[int]:
         import av
 
-        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         found: list[int] = []
         try:
+            self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
             for packet in self._container.demux(self._stream):
                 if packet.pts is not None:
                     found.append(packet.pts)
@@ -130,11 +160,19 @@ class VideoReader:
         return sorted(found)
 
     def constant_rate(self, timestamps: Sequence[int]) -> bool:
-        """Whether the frames sit on the stream's rate grid, one frame per slot."""
+        """Whether the frames sit on the stream's rate grid from its start, one frame per slot
+        (frame 0 at the stream's start time)."""
         if not timestamps:
             return True
         indices = [self.index_of(pts) for pts in timestamps]
-        return indices == list(range(indices[0], indices[0] + len(indices)))
+        return indices == list(range(len(indices)))
+
+    def end_slot(self, timestamps: Sequence[int]) -> float:
+        """Where the last of ``timestamps`` ends, in frames of the stream's rate from its
+        start: the frames a header's duration would count up to it."""
+        if not timestamps:
+            return 0.0
+        return float((max(timestamps) - self._start) * self._time_base * self.fps) + 1
 
     def frames(
         self, start: int = 0, stop: int | None = None, *, pixel_format: str = "rgb24"
@@ -176,6 +214,15 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     counter-clockwise, as ``np.rot90`` turns."""
     turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def _clock_seconds(text: str) -> Fraction | None:
+    """Seconds of a Matroska duration tag, "HH:MM:SS.nnnnnnnnn"; None when it is not one."""
+    try:
+        hours, minutes, seconds = str(text).strip().split(":")
+        return (int(hours) * 60 + int(minutes)) * 60 + Fraction(seconds)
+    except ValueError:
+        return None
 
 
 def _reason(exc: BaseException) -> str:
