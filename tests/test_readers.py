@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from harness.errors import HarnessError
 from harness.pipeline.batch import INLINE_PIXEL_BYTES, Batch
-from harness.pipeline.plan import SamplePlan
+from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import CollageSource, _array_from_npy_bytes
 from harness.pipeline.torch_backend import RankSampler, SegmentationSamples
 
@@ -47,8 +47,13 @@ def test_npy_bytes_parse_as_numpy_does_twice_over(array: np.ndarray) -> None:
 
 def test_broken_npy_bytes_are_one_line_naming_the_file() -> None:
     data = npy_bytes(np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(HarnessError) as caught:
+        _array_from_npy_bytes(data[:-1], Path("cam/f.npy"))
+    assert (
+        str(caught.value)
+        == f"cam/f.npy: truncated: {len(data) - 1} bytes, the header says {len(data)}"
+    )
     for broken, why in (
-        (data[:-1], "smaller than requested"),
         (data[:9], "not a .npy file"),
         (b"PNG" + data, "not a .npy file"),
         (data[:20], "truncated header"),
@@ -139,3 +144,52 @@ def test_read_ahead_reports_a_missing_file_as_a_plain_read_does(
         assert errors and all("img1.png" in file for file, _ in errors)
         assert all("No such file" in message for _, message in errors)
         assert all(sample.fatal is None for sample in samples)
+
+
+@pytest.fixture
+def npy_collage(tmp_path: Path) -> CollageSource:
+    """Two memory-mapped .npy images of 256x256 with .npy masks."""
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(2):
+        np.save(tmp_path / f"img{index}.npy", rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+        np.save(tmp_path / f"img{index}.mask.npy", rng.integers(0, 5, (256, 256), dtype=np.uint8))
+        records.append(
+            {"path": f"img{index}.npy", "mask": f"img{index}.mask.npy", "width": 256, "height": 256}
+        )
+    return CollageSource(tmp_path, {"files": records, "labels": "masks", "classes": 5})
+
+
+def _cut(path: Path, size: int) -> None:
+    with open(path, "r+b") as handle:  # in place: the same file, as a mapping of it sees
+        handle.truncate(size)
+
+
+def test_a_mapped_npy_cut_during_a_run_is_named_not_a_bus_error(npy_collage: CollageSource) -> None:
+    """A page past a cut file's end is a SIGBUS: the worker would die unnamed ("out of shared
+    memory"). Each crop checks the file first: one line naming it, the run going on under skip."""
+    image = npy_collage.root / "img1.npy"
+    whole = image.stat().st_size
+    source = pickle.loads(pickle.dumps(npy_collage))
+    plan = SamplePlan(source.files, crop=16, seed=3, shuffle=True)
+    dataset = SegmentationSamples(source, plan, 16, "skip")
+    loader = DataLoader(
+        dataset,
+        batch_size=6,
+        sampler=RankSampler(0, 1, 6, steps=12),
+        num_workers=1,
+        collate_fn=Batch.collate,
+        multiprocessing_context="fork",
+        prefetch_factor=1,
+    )
+    batches = []
+    for batch in loader:  # both files mapped by the worker in the first batches, then one cut
+        batches.append(batch)
+        if len(batches) == 3:
+            _cut(image, 4096)
+    errors = [error for batch in batches[5:] for error in batch.errors]
+    assert errors and all(batch.fatal is None for batch in batches)
+    assert set(errors) == {(str(image), f"truncated: 4096 bytes, the header says {whole}")}
+    with pytest.raises(HarnessError) as caught:  # cut before it is mapped: named alike
+        pickle.loads(pickle.dumps(npy_collage)).load(SampleRef(1, 0, 0, 0), 16)
+    assert str(caught.value) == f"{image}: truncated: 4096 bytes, the header says {whole}"

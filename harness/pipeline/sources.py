@@ -141,7 +141,7 @@ class CollageSource(_DatasetSource):
         self._reset()
 
     def _reset(self) -> None:
-        self._maps: OrderedDict[str, np.memmap] = OrderedDict()
+        self._maps: OrderedDict[str, _MappedNpy] = OrderedDict()
 
     def whole_files(self, ref: SampleRef) -> list[Path]:
         record = self.records[ref.file]
@@ -164,31 +164,61 @@ class CollageSource(_DatasetSource):
     def _read(self, path: Path, rows: slice, cols: slice, reads: Reads, decode: Any) -> np.ndarray:
         if path.suffix != ".npy":
             return decode(self.read_whole(path, reads), path)[rows, cols]
-        array = self._map(path, reads)
+        mapped = self._map(path, reads)
+        mapped.check_whole(path)  # a page past a cut file's end would kill the process: SIGBUS
+        array = mapped.array
         crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
         pages = pages_touched(array, rows, cols)
         size = array.offset + array.nbytes if isinstance(array, np.memmap) else array.nbytes
         reads.add(pages.size * PAGE, self.ledger.note(str(path), pages, size))
         return crop
 
-    def _map(self, path: Path, reads: Reads) -> np.memmap:
+    def _map(self, path: Path, reads: Reads) -> _MappedNpy:
         key = str(path)
-        array = self._maps.get(key)
-        if array is None:
-            array = self._maps[key] = _map_npy(path)
-            size = array.offset + array.nbytes
+        mapped = self._maps.get(key)
+        if mapped is None:
+            mapped = self._maps[key] = _map_npy(path)
+            size = mapped.array.offset + mapped.array.nbytes
             reads.add(PAGE, self.ledger.note_range(key, 0, PAGE, size))  # the header's page
             if len(self._maps) > 4096:  # bound open maps per worker on huge datasets
                 self._maps.popitem(last=False)
         else:
             self._maps.move_to_end(key)
-        return array
+        return mapped
 
 
-def _map_npy(path: Path) -> np.memmap:
+@dataclass
+class _MappedNpy:
+    """A memory-mapped ``.npy`` array and the file it maps (device, inode), to check that the
+    file still holds every byte of it before a crop touches its pages."""
+
+    array: np.memmap
+    device: int
+    inode: int
+
+    def check_whole(self, path: Path) -> None:
+        """Named here, one line, when the file was cut short since it was mapped: a page past
+        its new end would be a SIGBUS, the DataLoader worker killed without a word ("out of
+        shared memory"). A file deleted or replaced since is not this one: its map still
+        reads the bytes it mapped."""
+        try:
+            found = os.stat(path)
+        except OSError:
+            return
+        if (found.st_dev, found.st_ino) == (self.device, self.inode):
+            _check_size(path, found.st_size, self.array.offset + self.array.nbytes)
+
+
+def _check_size(path: Path, size: int, expected: int) -> None:
+    if size < expected:
+        raise HarnessError(f"{path}: truncated: {size} bytes, the header says {expected}")
+
+
+def _map_npy(path: Path) -> _MappedNpy:
     """Memory-map a ``.npy`` array so that only the pages a crop lies on are read: the header is
     read with read-ahead off (``np.load`` would read ahead up to a few hundred kB of pixels), and
-    the mapping is advised random (no read-around on page faults)."""
+    the mapping is advised random (no read-around on page faults). A file shorter than its
+    header's shape is named before it is mapped."""
     try:
         with open(path, "rb", buffering=0) as handle:
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
@@ -196,15 +226,17 @@ def _map_npy(path: Path) -> np.memmap:
             stream = io.BytesIO(header)
             shape, fortran, dtype = _npy_header(stream)
             offset = stream.tell()
+            found = os.fstat(handle.fileno())
         if fortran or dtype.hasobject:
             raise ValueError("expected a C-ordered array of plain numbers")
+        _check_size(path, found.st_size, offset + math.prod(shape) * dtype.itemsize)
         array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
         raise HarnessError(f"{path}: cannot map: {one_line(exc)}") from None
     handle_map = getattr(array, "_mmap", None)
     if handle_map is not None and hasattr(mmap, "MADV_RANDOM"):
         handle_map.madvise(mmap.MADV_RANDOM)
-    return array
+    return _MappedNpy(array, found.st_dev, found.st_ino)
 
 
 def _npy_header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -234,6 +266,7 @@ def _array_from_npy_bytes(data: bytes, path: Path) -> np.ndarray:
                 _NPY_HEADERS[header] = known
         shape, dtype, offset = known
         count = math.prod(shape)
+        _check_size(path, len(data), offset + count * dtype.itemsize)
         return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
     except ValueError as exc:
         raise HarnessError(f"{path}: corrupt array: {one_line(exc)}") from None
