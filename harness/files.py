@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -96,8 +97,48 @@ def ensure_writable_dir(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise HarnessError(f"cannot write in {path}: {reason}") from None
+        raise HarnessError(f"cannot write in {path}: {unwritable_reason(path, exc)}") from None
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words: "folder", "named pipe (FIFO)", ..."""
+    kinds = (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symlink"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def unwritable_reason(path: Path, exc: OSError) -> str:
+    """Why no file could be made in the folder ``path``, from what is really there rather than
+    the errno's words alone (a device or a kernel file system answers "File exists" or "No
+    such file or directory" for reasons a user cannot guess)."""
+    existing = None  # the nearest of path and its parents that is there
+    for place in (path, *path.parents):
+        try:
+            info = os.stat(place)
+        except OSError:
+            continue  # missing, or under a file that is not a folder: look higher
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{place} is not a folder (a {file_kind(info.st_mode)})"
+        existing = place
+        break
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if exc.errno == errno.ENOENT and existing is not None:
+        # The folder is there, yet nothing can be created in it: /proc, /sys and the like.
+        where = "" if existing == path else f"{existing} is "
+        return f"{where}not a regular folder (its file system takes no new files, like /proc)"
+    return exc.strerror or str(exc)
 
 
 def sweep_temporaries(folder: Path) -> int:

@@ -202,7 +202,8 @@ def test_foreign_folder_and_unwritable_path(tmp_path: Path, write_scenario) -> N
     result = run_harness("datagen", str(blocked))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: cannot write in {tmp_path / 'a-file/data'}: Not a directory"
+        f"error: cannot write in {tmp_path / 'a-file/data'}: {tmp_path / 'a-file'} is not a folder "
+        "(a regular file)"
     ]
 
 

@@ -24,7 +24,13 @@ import sys
 from pathlib import Path
 from typing import Required, TypedDict
 
-from harness.data.byo_layout import MASK_MARK, MASK_SUFFIXES, content_stamp, listed_files
+from harness.data.byo_layout import (
+    MASK_MARK,
+    MASK_SUFFIXES,
+    content_stamp,
+    is_mask_video,
+    listed_files,
+)
 from harness.data.index import index_file, read_index
 from harness.data.manifest import DatasetManifest, FileRecord, new_manifest
 from harness.data.pictures import read_header
@@ -46,8 +52,8 @@ def index_dataset(
     root = Path(dataset.path)
     candidates = listed_files(dataset)
     stamp = content_stamp(dataset, candidates)
-    existing = read_index(root, stamp)
-    if existing is not None and not force:
+    existing = None if force else read_index(root, stamp)  # --force rewrites a damaged one
+    if existing is not None:
         print(f"bring-your-own {dataset.kind} at {root} is indexed and unchanged")
         return existing
 
@@ -182,7 +188,7 @@ def _check_video(
     record = _record(root, path, min_side, probe)
     if dataset.label_rule:
         return record
-    masks = sorted(path.parent.glob(f"{path.stem}{MASK_MARK}.*"))
+    masks = sorted(p for p in path.parent.glob(f"{path.stem}{MASK_MARK}.*") if is_mask_video(p))
     if not masks:
         raise HarnessError(
             f"{path}: no mask video {path.stem}{MASK_MARK}.mkv beside it; add one or set "

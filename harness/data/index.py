@@ -56,8 +56,9 @@ def read_index(root: Path, stamp: str) -> DatasetManifest | None:
     document = read_json(path)
     if document is not None:
         check_format(path, document, FORMAT, FORMAT_VERSION)
-        if document.get("complete"):
-            return as_dataset_manifest(document)
+        manifest = as_dataset_manifest(document, path)
+        if manifest["complete"]:
+            return manifest
     legacy = read_manifest(root)
     if legacy and legacy.get("fingerprint") == stamp and legacy.get("complete"):
         return legacy

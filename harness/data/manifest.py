@@ -137,13 +137,65 @@ def read_manifest(dataset_dir: Path) -> DatasetManifest | None:
     if document is None:
         return None
     check_format(path, document, FORMAT, FORMAT_VERSION)
-    return as_dataset_manifest(document)
+    return as_dataset_manifest(document, path)
 
 
-def as_dataset_manifest(document: dict[str, Any]) -> DatasetManifest:
-    """A dataset manifest read from JSON, once ``check_format`` has passed it: its format
-    version says which keys it has, so it is taken at its word (the one unchecked step)."""
+# The keys every reader relies on, with their JSON types (``FileRecord``'s and
+# ``DatasetManifest``'s Required keys: TypedDict cannot list them under postponed annotations).
+_MANIFEST_KEYS: dict[str, type] = {
+    "kind": str,
+    "source": str,
+    "fingerprint": str,
+    "classes": int,
+    "labels": str,
+    "params": dict,
+    "complete": bool,
+    "files": list,
+    "total_bytes": int,
+}
+_FILE_KEYS: dict[str, type] = {
+    "path": str,
+    "bytes": int,
+    "width": int,
+    "height": int,
+}
+_VIDEO_FILE_KEYS: dict[str, type] = {"frames": int}
+_JSON_NAMES: dict[type, str] = {
+    str: "string",
+    int: "whole number",
+    bool: "boolean (true or false)",
+    dict: "JSON object",
+    list: "JSON list",
+}
+_REMAKE = "a damaged or hand-edited index; rewrite it with `harness datagen SCENARIO --force`"
+
+
+def as_dataset_manifest(document: dict[str, Any], path: Path) -> DatasetManifest:
+    """A dataset manifest read from JSON, once ``check_format`` has passed it: a hand-edited or
+    damaged one missing a key that readers rely on (or holding the wrong type there) is refused
+    in one line naming the file and the key."""
+    _require_keys(path, document, _MANIFEST_KEYS, "")
+    if not document.get("complete"):
+        return cast(DatasetManifest, document)  # an interrupted generation: no files yet
+    file_keys = _FILE_KEYS | (_VIDEO_FILE_KEYS if document["kind"] == "video" else {})
+    for index, record in enumerate(document["files"]):
+        if not isinstance(record, dict):
+            raise HarnessError(f"{path}: files[{index}] is not an object: {_REMAKE}")
+        _require_keys(path, record, file_keys, f"files[{index}].")
     return cast(DatasetManifest, document)
+
+
+def _require_keys(path: Path, document: dict[str, Any], keys: dict[str, type], where: str) -> None:
+    for key, expected in keys.items():
+        if key not in document:
+            raise HarnessError(f"{path}: no key {where}{key}: {_REMAKE}")
+        value = document[key]
+        wrong_bool = isinstance(value, bool) and expected is not bool  # JSON true is no count
+        if wrong_bool or not isinstance(value, expected):
+            raise HarnessError(
+                f"{path}: {where}{key} should be a {_JSON_NAMES[expected]}, found "
+                f"{json.dumps(value)[:40]}: {_REMAKE}"
+            )
 
 
 def require_complete(dataset_dir: Path, scenario_hint: str = "SCENARIO") -> DatasetManifest:
