@@ -1,7 +1,8 @@
 """Command-line interface: parse and dispatch; each command lives in ``harness.commands``.
 
 Every command that takes a scenario also takes a suite file and ``-o key.path=value`` overrides.
-A ``HarnessError`` becomes one line per problem on stderr and exit code 2.
+A ``HarnessError`` becomes one line per problem on stderr and exit code 2; a closed stdout (the
+reader of a pipe gone) ends the command quietly with 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[INDEX_DIR_ENV] = str(args.index_dir.absolute())
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        sys.stdout.flush()  # here, where a reader that has gone is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader of stdout has gone (`harness run X | head -1`): what was written is kept;
+        # stop quietly, as a tool killed by SIGPIPE would (no traceback at exit either).
+        _silence_stdout()
+        return ExitCode.BROKEN_PIPE
     except ScenarioError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -54,3 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return ExitCode.INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit cannot fail on
+    the closed pipe again (the recipe of Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file behind stdout (captured in a test)
+        pass
+    finally:
+        os.close(devnull)

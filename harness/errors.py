@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # a run failed or is incomplete, a threshold missed (--strict), a regression
     BAD_INPUT = 2  # the input or environment was refused: one line per problem, nothing run
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C), what finished is kept: 128 + 2
+    BROKEN_PIPE = 141  # stdout's reader has gone (| head): a quiet stop, as SIGPIPE's 128 + 13
     TERMINATED = 143  # stopped by SIGTERM, what finished is kept: 128 + 15
 
     @classmethod

@@ -81,12 +81,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return document
 
 
-def disk_error(exc: OSError, path: Path) -> HarnessError:
+class DiskError(HarnessError):
+    """A file that could not be written (a full disk, a read-only or vanished folder)."""
+
+
+def disk_error(exc: OSError, path: Path) -> DiskError:
     """One line that names the file and says what went wrong on the disk."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return HarnessError(f"disk full while writing {path}: free space or choose another path")
+        return DiskError(f"disk full while writing {path}: free space or choose another path")
     reason = exc.strerror or str(exc)
-    return HarnessError(f"cannot write {path}: {reason}")
+    return DiskError(f"cannot write {path}: {reason}")
 
 
 def ensure_writable_dir(path: Path) -> None:

@@ -4,6 +4,7 @@
 - the DALI backend, where DALI is not installed, is "not available" with the reason, and a run
   that asks for it stops before any work (exit 2);
 - Ctrl-C (SIGINT) ends a run with exit 130 and keeps what it measured, marked incomplete;
+- a suite or capacity search refuses a report folder it cannot write before any work;
 - hostile strings in every environment field of a run (host name, CPU model, mount options,
   software versions, warnings; the description is not shown) reach the report as text, never
   as markup.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -160,3 +162,47 @@ def test_hostile_environment_strings_reach_the_report_as_text(
     fields = ["hostname", "cpu_model", "storage_mount_options", "warning", *list(software)[:3]]
     for field in fields:
         assert f"{field} {escaped}&amp;amp;" in text, field
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A real read-only file system (a tmpfs mounted ``ro``): root cannot write there either."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+PROFILE = "h200-unet-w64-512-bf16-b16"  # a shipped one: capacity emulates accelerators
+
+
+def test_an_unwritable_report_folder_is_refused_before_any_work(
+    tmp_path: Path, cli, read_only_folder: Path
+) -> None:
+    """``suite --report`` and ``capacity --report``/``--json`` check their folder first: one
+    line naming it, exit 2, no data generated and no scenario run."""
+    scenario = tiny_collage_scenario(tmp_path)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
+    (tmp_path / "suite.yaml").write_text("name: tiny\nscenarios: [a.yaml]\n")
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    results = tmp_path / "results"
+    for report in (read_only_folder / "report", not_a_folder / "report"):
+        attempts = {
+            "suite": ["suite", tmp_path / "suite.yaml", "--report", report],
+            "capacity --report": ["capacity", tmp_path / "a.yaml", "--report", report],
+            "capacity --json": ["capacity", tmp_path / "a.yaml", "--json", report / "c.json"],
+        }
+        for name, args in attempts.items():
+            done = cli(*args, "--results", results, "-o", f"training.profile={PROFILE}")
+            assert done.returncode == 2, (name, done.stderr)
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith(f"error: cannot write in {report}"), (name, line)
+            assert not results.exists() and not (tmp_path / "collage").exists(), name

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from harness.commands import override_arg, results_arg, utc_stamp
 from harness.errors import HarnessError
-from harness.files import STDOUT
+from harness.files import STDOUT, ensure_writable_dir
 from harness.scenario.capacity_settings import CapacitySettings, bounds_text
 
 if TYPE_CHECKING:
@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     default = Path("reports") / f"{utc_stamp()}-capacity" / "capacity.json"
     out = default if args.json is None or to_stdout else Path(args.json)
     say = partial(print, file=sys.stderr) if to_stdout else print
+    for folder in (out.parent, args.report):  # before the first probe, not after the search
+        if folder is not None:
+            ensure_writable_dir(folder)
     result = search_capacity(
         args.files,
         settings,

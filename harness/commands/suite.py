@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.commands import capacity as capacity_command
 from harness.commands import run as run_command
 from harness.errors import HarnessError
+from harness.files import ensure_writable_dir
 from harness.scenario import CapacitySettings
 
 HELP = (
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = args.report or run_command.default_report_dir(args.files)
     suites = [load_suite(file)[0] for file in args.files if is_suite(file)]
+    ensure_writable_dir(report)  # before any scenario runs, not after the last
     searches = [suite.capacity for suite in suites if suite.capacity is not None]
     if not searches:
         return run_command.run_scenarios(args, report=report)

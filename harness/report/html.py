@@ -17,6 +17,7 @@ import matplotlib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from harness.files import atomic_write
 from harness.report.charts import STYLE
 from harness.report.content import Chart, Document, Note, Table
 from harness.report.runs import Run
@@ -110,7 +111,6 @@ def render_html(document: Document, runs: list[Run]) -> str:
 
 def write_html(document: Document, runs: list[Run], path: Path) -> Path:
     text = render_html(document, runs)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(text.encode("utf-8"))
     return path

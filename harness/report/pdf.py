@@ -21,13 +21,14 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from harness.files import atomic_write
 from harness.report.charts import INK, MUTED, STYLE, plain
 from harness.report.content import Chart, Document, Note, Section, Table
 from harness.report.pdf_layout import (
@@ -368,8 +369,8 @@ def _chart_need(chart: Chart) -> float:
     return CHART_GAP + _least_height(natural_h, caption_h) + CHART_GAP + caption_h + 0.16
 
 
-def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> None:
-    """Each page with its charts (the pages after it) laid onto it, written to ``path``: each
+def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], out: IO[bytes]) -> None:
+    """Each page with its charts (the pages after it) laid onto it, written to ``out``: each
     chart's page becomes a form XObject drawn at its place (its drawing is not re-parsed)."""
     from pypdf import PdfReader, PdfWriter
     from pypdf.generic import (
@@ -389,14 +390,14 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
         drawing = []
         resources = page[NameObject("/Resources")].get_object()
         if not isinstance(resources, DictionaryObject):  # matplotlib writes one on every page
-            raise RuntimeError(f"{path}: page {index + 1} as drawn has no resource dictionary")
+            raise RuntimeError(f"report.pdf: page {index + 1} as drawn has no resource dictionary")
         forms = resources.get(NameObject("/XObject"))
         forms = DictionaryObject() if forms is None else forms.get_object()
         for offset, item in enumerate(charts, start=1):
             chart = reader.pages[index + offset]
             chart_drawing = chart.get_contents()
             if chart_drawing is None:  # matplotlib draws every figure into a content stream
-                raise RuntimeError(f"{path}: chart page {index + offset + 1} has no content")
+                raise RuntimeError(f"report.pdf: chart page {index + offset + 1} has no content")
             form = DecodedStreamObject()
             form.set_data(chart_drawing.get_data())
             form[NameObject("/Type")] = NameObject("/XObject")
@@ -419,14 +420,12 @@ def _lay_charts(pages: io.BytesIO, placed: list[list[_Placed]], path: Path) -> N
         index += 1 + len(charts)
     if reader.metadata:
         writer.add_metadata(dict(reader.metadata))
-    with open(path, "wb") as handle:
-        writer.write(handle)
+    writer.write(out)
 
 
 def write_pdf(document: Document, path: Path) -> Path:
     """Every section of ``document`` into ``path`` (written under a temporary name first).
     Call after the HTML is written: chart figures are resized here for the page."""
-    tmp = path.with_name(f".{path.name}.tmp")
     pages = io.BytesIO()
     with (
         matplotlib.rc_context(STYLE),
@@ -458,8 +457,8 @@ def write_pdf(document: Document, path: Path) -> Path:
                 else:
                     writer.note(block)
         writer.flush()
-    _lay_charts(pages, writer.placed, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as out:
+        _lay_charts(pages, writer.placed, out)
     return path
 
 

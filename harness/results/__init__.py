@@ -32,7 +32,7 @@ import pandas as pd
 
 from harness.env import hardware_identity
 from harness.errors import HarnessError, one_line
-from harness.files import check_format, read_json, write_json_atomic
+from harness.files import atomic_write, check_format, read_json, write_json_atomic
 from harness.results.document import FORMAT_VERSION, MANIFEST, SUMMARY, DocumentKind
 from harness.results.manifest_file import (
     RepeatRecord,
@@ -97,9 +97,8 @@ def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
     path = folder / f"{name}.parquet"
     table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), PARQUET_KEY: str(FORMAT_VERSION).encode()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), tmp)
-    tmp.replace(path)
+    with atomic_write(path) as handle:  # a full disk: one line naming the file, no partial file
+        pq.write_table(table.replace_schema_metadata(metadata), handle)
     return path
 
 

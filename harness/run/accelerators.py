@@ -32,7 +32,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from harness import results
 from harness.collect.sampler import Collector
-from harness.errors import ExitCode, one_line
+from harness.errors import ExitCode, HarnessError, one_line
 from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
 from harness.run.finish import (
     RunOutcome,
@@ -132,11 +132,14 @@ def run_accelerators(
     found = read_rank_results(folder, ranks)
     parts = _merge_host(found, collectors)
     complete, reason, exit_code = _verdict(found, ranks, launch_failure, exit_code)
+    summary = None
     try:
         summary = write_results(context, parts, None, complete, reason, prepared)
         shutil.rmtree(folder / RANKS_FOLDER, ignore_errors=True)  # merged into the run's tables
         if complete:
             keep_thumbnails(context, prepared, None)
+    except HarnessError as exc:  # the disk is full or gone: what is written stays complete
+        complete, reason, exit_code = False, str(exc), ExitCode.FAILED
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -1,9 +1,11 @@
 """Finishing a run: the files of its folder.
 
 The manifest is written before the first step; after the loop, every rank's records are
-gathered and written as the run's tables and summary (``complete: false`` with the reason when
-the loop did not finish), and the held-out thumbnails are kept. What the numbers mean is decided
-in ``harness.summary`` (pure); this module only writes them.
+gathered and written as the run's tables and summary at once, before the held-out evaluation
+(``complete: false`` with the reason when the loop or the evaluation did not finish; the summary
+is written again with the evaluation's figures), and the held-out thumbnails are kept. Every
+file is written atomically: a full disk leaves one line naming the file, never a partial one.
+What the numbers mean is decided in ``harness.summary`` (pure); this module only writes them.
 """
 
 from __future__ import annotations
@@ -82,16 +84,15 @@ def note_resident_at_end(prepared: PreparedRun, context: RunContext) -> None:
     )
 
 
-def gather_and_write_results(
+def gather_records(
     context: RunContext,
     records: LoopRecords,
     collectors: list[Collector],
-    evaluation: Evaluation | None,
     complete: bool,
     reason: str | None,
-    prepared: PreparedRun,
-) -> Summary | None:
-    """Gather every rank's records on rank 0 and write the tables and the summary."""
+) -> tuple[list[RankRecords] | None, bool, str | None]:
+    """Every rank's records, gathered on rank 0 (None on the others), with the run's verdict:
+    a partner rank gone by now makes it incomplete, and rank 0 keeps its own records."""
     local = rank_records(context.ranks.rank, records, collectors)
     try:
         gathered = distributed.gather(local, context.ranks)
@@ -100,9 +101,9 @@ def gather_and_write_results(
         reason = reason or f"run failed: {one_line(exc, 300)}"
         complete = False
     if not context.ranks.is_main or gathered is None:
-        return None
+        return None, complete, reason
     shutil.rmtree(context.folder / "ranks", ignore_errors=True)  # emulated ranks' pid files
-    return write_results(context, gathered, evaluation, complete, reason, prepared)
+    return gathered, complete, reason
 
 
 def write_results(
@@ -114,12 +115,30 @@ def write_results(
     prepared: PreparedRun,
 ) -> Summary:
     """The run's tables and summary from every rank's records (rank 0's first)."""
-    folder = context.folder
+    write_tables(context.folder, parts)
+    return write_run_summary(context, parts, evaluation, complete, reason, prepared)
+
+
+def write_tables(folder: Path, parts: list[RankRecords]) -> None:
+    """Steps, samples and each collector's series: what the run measured, as soon as it ends
+    (each file atomic: a full disk leaves no partial table, and says which file in one line)."""
     results.write_table(folder, "steps", step_table(parts))
     results.write_table(folder, "samples", sample_table(parts))
     for name in sorted({n for part in parts for n in part.series}):
         frames = [part.series[name].assign(rank=part.rank) for part in parts if name in part.series]
         results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
+
+
+def write_run_summary(
+    context: RunContext,
+    parts: list[RankRecords],
+    evaluation: Evaluation | None,
+    complete: bool,
+    reason: str | None,
+    prepared: PreparedRun,
+) -> Summary:
+    """The run's summary (written again, whole, when the held-out evaluation adds to it)."""
+    folder = context.folder
     times = prepared.compute_times
     assert context.page_cache is not None  # the results' writer prepared the page cache
     summary = build_summary(

@@ -4,6 +4,8 @@ folder to its results.
 Order matters: the manifest is written before the first step; whatever happens after that
 (Ctrl-C, SIGTERM, a dead worker, a corrupt file under ``fail``), the finished steps and collected
 series are written, marked ``"complete": false`` with the reason, and no worker is left behind.
+They are written as soon as training ends, before the held-out evaluation, which Ctrl-C and
+SIGTERM interrupt too and whose failure is the run's reason.
 ``train_and_collect`` is the timed loop with its collectors and signal handling, which every
 emulated accelerator (``harness.run.accelerators``) runs too.
 """
@@ -14,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -26,15 +29,19 @@ from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
 from harness.pipeline.batch import Batch, Sample, worker_error
 from harness.run.finish import (
     RunOutcome,
-    gather_and_write_results,
+    gather_records,
     keep_thumbnails,
     note_resident_at_end,
     write_manifest,
+    write_run_summary,
+    write_tables,
 )
 from harness.run.prepare import PreparedRun, RunContext, collectors_for, prepare_page_cache
+from harness.summary import RankRecords, Summary
 from harness.train import distributed
 from harness.train.emulated import emulated_step, stop_vote, write_pid
 from harness.train.loop import (
+    Evaluation,
     LoopRecords,
     RunFailed,
     StepFunction,
@@ -77,23 +84,97 @@ def run_single(
     )
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context)  # every rank on this host
-    evaluation = None
-    held_out: list[Sample] = []  # the first held-out samples, as the evaluation read them
-    if complete and model is not None:
-        classes = int(prepared.dataset_manifest["classes"])
-        evaluation = evaluate_model(
-            model, scenario, prepared.source, prepared.plan, classes, context.device, held_out
-        )
-    summary = gather_and_write_results(
-        context, records, collectors, evaluation, complete, reason, prepared
-    )
+    parts, complete, reason = gather_records(context, records, collectors, complete, reason)
+    if not complete and exit_code == ExitCode.OK:  # a partner rank was gone at the gather
+        exit_code = ExitCode.FAILED
+    try:
+        saved = _save_and_evaluate(context, prepared, parts, model, complete, reason)
+        complete, reason = saved.complete, saved.reason
+        exit_code = saved.exit_code if saved.exit_code is not None else exit_code
+        summary = saved.summary
+    except HarnessError as exc:  # the disk is full or gone: what is written stays complete
+        complete, reason, exit_code, summary = False, str(exc), ExitCode.FAILED, None
     distributed.shutdown(ranks)
     if ranks.local_rank == 0:
         ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
-    if ranks.is_main and complete:
-        keep_thumbnails(context, prepared, model if evaluation else None, held_out)
     folder = context.folder if ranks.is_main else None
     return RunOutcome(folder, complete, reason, exit_code, summary)
+
+
+EVALUATION_PENDING = "the held-out evaluation did not finish"
+
+
+@dataclass
+class _Saved:
+    complete: bool
+    reason: str | None
+    exit_code: int | None  # None: the training loop's
+    summary: Summary | None
+
+
+def _save_and_evaluate(
+    context: RunContext,
+    prepared: PreparedRun,
+    parts: list[RankRecords] | None,
+    model: torch.nn.Module | None,
+    complete: bool,
+    reason: str | None,
+) -> _Saved:
+    """Write what training measured at once (tables, and a summary marked incomplete while the
+    held-out evaluation runs), then evaluate; the summary is written again with the
+    evaluation's figures, or with why it failed or was interrupted. The thumbnails come last,
+    for a complete run. ``parts``: every rank's records on rank 0, None on the others."""
+    scenario = context.scenario
+    evaluating = complete and model is not None and scenario.training.eval_samples > 0
+    summary = None
+    if parts is not None:
+        write_tables(context.folder, parts)
+        pending = (False, EVALUATION_PENDING) if evaluating else (complete, reason)
+        summary = write_run_summary(context, parts, None, *pending, prepared)
+    if not evaluating:
+        if context.ranks.is_main and complete:
+            keep_thumbnails(context, prepared, None)
+        return _Saved(complete, reason, None, summary)
+    assert model is not None
+    held_out: list[Sample] = []  # the first held-out samples, as the evaluation read them
+    signals = _HeldSignals()
+    try:
+        evaluation, failure = _held_out_evaluation(context, prepared, model, held_out, signals)
+        complete, reason = failure is None, None if failure is None else failure[0]
+        if parts is not None:
+            summary = write_run_summary(context, parts, evaluation, complete, reason, prepared)
+    finally:
+        signals.restore()
+    if context.ranks.is_main and complete:
+        keep_thumbnails(context, prepared, model if evaluation else None, held_out)
+    return _Saved(complete, reason, None if failure is None else failure[1], summary)
+
+
+def _held_out_evaluation(
+    context: RunContext,
+    prepared: PreparedRun,
+    model: torch.nn.Module,
+    held_out: list[Sample],
+    signals: _HeldSignals,
+) -> tuple[Evaluation | None, tuple[str, ExitCode] | None]:
+    """The trained model's held-out evaluation, or why it did not finish (reason, exit code):
+    a file it cannot read, SIGINT or SIGTERM (``signals`` interrupt it at once, as in the
+    loop, then are ignored until the caller has written the summary)."""
+    try:
+        signals.arm()
+        classes = int(prepared.dataset_manifest["classes"])
+        evaluation = evaluate_model(
+            model, context.scenario, prepared.source, prepared.plan, classes, context.device,
+            held_out,
+        )  # fmt: skip
+        return evaluation, None
+    except (Interrupted, Exception) as exc:
+        reason, code = _ending(exc)
+        if isinstance(exc, Interrupted):
+            return None, (f"{reason} during the held-out evaluation", code)
+        return None, (f"held-out evaluation failed: {reason.removeprefix('run failed: ')}", code)
+    finally:
+        signals.ignore()
 
 
 def _start(

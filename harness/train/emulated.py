@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import one_line
+from harness.files import atomic_write
 from harness.pipeline.batch import Batch
 from harness.train.loop import Device, RunFailed
 from harness.train.profiles import StepTimes
@@ -207,9 +208,8 @@ class RankResult:
 def write_rank_result(folder: Path, rank: int, result: RankResult) -> None:
     path = folder / RANKS_FOLDER / f"rank{rank}.pkl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(pickle.dumps(result))
-    temporary.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(pickle.dumps(result))
 
 
 def read_rank_results(folder: Path, ranks: range) -> dict[int, RankResult]:

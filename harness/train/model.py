@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from harness.errors import HarnessError
 from harness.pipeline.batch import Batch, Sample
 from harness.scenario import Scenario
 from harness.train.distributed import Ranks
@@ -123,6 +124,9 @@ def evaluate_model(
     ) -> Iterator[Batch]:
         for i in range(0, total, size):
             chunk = [samples[first + n] for n in range(i, min(i + size, total))]
+            failed = next((s.fatal for s in chunk if s.fatal is not None), None)
+            if failed is not None:  # never evaluate the zeros that stand in for it
+                raise HarnessError(f"{failed[0]}: {failed[1]}")
             if kept is not None:
                 kept.extend(chunk[: SAMPLES - len(kept)])
             yield Batch.collate(chunk)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.files import atomic_write
 from harness.progress import bar
 from harness.scenario import Scenario
 
@@ -332,7 +333,6 @@ def calibrate(
 
 def write_profile(profile: Profile, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(profile.document(), indent=2) + "\n")
-    temporary.replace(path)
+    with atomic_write(path) as handle:
+        handle.write((json.dumps(profile.document(), indent=2) + "\n").encode())
     return path

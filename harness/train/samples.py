@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import one_line
+from harness.files import DiskError, atomic_write
 
 if TYPE_CHECKING:  # types only: the thumbnails import torch and the pipeline when they run
     import torch
@@ -104,11 +105,14 @@ def keep_held_out_samples(
 
     ``predict`` maps a batch of held-out samples to class maps (N, H, W) uint8; without it,
     ``no_prediction`` says why there is none. ``read``: the samples, where the held-out
-    evaluation read them already (a random video frame can cost a hundred decodes). Never
-    raises: a failure becomes ``{"unavailable": reason}``."""
+    evaluation read them already (a random video frame can cost a hundred decodes). A failure
+    becomes ``{"unavailable": reason}``, except a file that cannot be written (``DiskError``):
+    a full disk is the run's failure, said in one line."""
     started = time.perf_counter()
     try:
         entry = _keep(folder, source, plan, crop, dataset_manifest, predict, no_prediction, read)
+    except DiskError:  # a picture that cannot be written (a full disk): the caller says so
+        raise
     except Exception as exc:  # a picture must never cost the run its results
         return {"unavailable": f"{type(exc).__name__}: {one_line(exc, 200)}"}
     entry["seconds"] = round(time.perf_counter() - started, 3)
@@ -246,7 +250,8 @@ def _write_rgb(folder: Path, name: str, image: np.ndarray, longest: int) -> str:
     size = _scaled(image.shape[0], image.shape[1], longest)
     if size != picture.size:
         picture = picture.resize(size, Image.Resampling.BOX)
-    picture.save(folder / name)
+    with atomic_write(folder / name) as handle:  # never a partial picture under its name
+        picture.save(handle, format="PNG")
     return name
 
 
@@ -262,7 +267,8 @@ def _write_mask(
     size = _scaled(mask.shape[0], mask.shape[1], longest)
     if size != picture.size:
         picture = picture.resize(size, Image.Resampling.NEAREST)
-    picture.save(folder / name)
+    with atomic_write(folder / name) as handle:  # never a partial picture under its name
+        picture.save(handle, format="PNG")
     return name
 
 
