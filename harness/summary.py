@@ -27,6 +27,7 @@ from harness.pipeline.window import (
 from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
+from harness.text import visible
 
 if TYPE_CHECKING:  # types only: the summary stays pure (no torch, no data readers imported)
     from harness.data.cache import CacheManifest
@@ -580,7 +581,7 @@ def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
         state = {True: "pass", False: "FAIL", None: "not measured"}[verdict.passed]
         lines.append(f"  threshold {verdict.threshold} {verdict.limit}: {state}")
     lines.extend(f"  warning: {warning}" for warning in summary.warnings)
-    return lines
+    return [visible(line) for line in lines]  # names and file paths are the user's text
 
 
 def window_lines(window: dict[str, Any] | None) -> list[str]:
