@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from harness import __version__
 from harness.commands import COMMANDS, command_module
 from harness.errors import ExitCode, HarnessError, ScenarioError
+from harness.text import visible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,11 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return ExitCode.BROKEN_PIPE
     except ScenarioError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+        for line in exc.problems:  # each may quote the user's text: shown, never acted on
+            print(visible(line), file=sys.stderr)
         return ExitCode.BAD_INPUT
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print(

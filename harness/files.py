@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from harness.errors import HarnessError, one_line
 
@@ -67,11 +67,34 @@ def write_json_output(target: str | Path, document: Mapping[str, Any], *, indent
         handle.write(text.encode())
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON document, or None when the file does not exist."""
+MiB = 2**20
+
+
+class JsonKind(NamedTuple):
+    """What a JSON file holds and the most bytes such a file can sensibly have: a file over it
+    (damaged, foreign, or a sparse file of a terabyte) is refused by its size, before reading,
+    since parsing JSON takes about twice its size in memory."""
+
+    what: str
+    max_bytes: int
+
+
+RESULT_JSON = JsonKind("a results document", 64 * MiB)  # summary, manifest, baseline, capacity
+DATASET_JSON = JsonKind("a dataset index or manifest", 1024 * MiB)  # a file per sample or frame
+
+
+def read_json(path: Path, kind: JsonKind = RESULT_JSON) -> dict[str, Any] | None:
+    """A JSON document, or None when the file does not exist; a one-line HarnessError when it
+    cannot be read, is not a JSON object, or is larger than ``kind`` allows."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > kind.max_bytes:
+                raise HarnessError(
+                    f"{path}: {size / MiB:,.0f} MiB, more than {kind.what} can be "
+                    f"({kind.max_bytes / MiB:,.0f} MiB): not read"
+                )
+            document = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -27,6 +27,7 @@ from harness.pipeline.window import (
 from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
+from harness.text import visible
 
 if TYPE_CHECKING:  # types only: the summary stays pure (no torch, no data readers imported)
     from harness.data.cache import CacheManifest
@@ -191,7 +192,13 @@ def build_summary(
         corrupt_files=corrupt,
         corrupt_samples=[{"file": p, "error": m} for p, m in errors[:100]],
         iou_per_class=None if evaluation is None else evaluation["iou_per_class"],
-        warnings=run_warnings(page_cache, unavailable, corrupt, dataset_manifest, metrics),
+        warnings=run_warnings(
+            page_cache,
+            unavailable,
+            CorruptRecord(corrupt, scenario.pipeline.on_corrupt),
+            dataset_manifest,
+            metrics,
+        ),
         finished=finished,
         emulation=emulation,
         window=window,
@@ -239,10 +246,26 @@ def storage_metrics(
     return out
 
 
+@dataclass(frozen=True)
+class CorruptRecord:
+    """The corrupt samples met, per file, and what the scenario said to do with them."""
+
+    files: dict[str, int]
+    on_corrupt: str  # pipeline.on_corrupt: "skip" or "fail"
+
+    def sentence(self) -> str:
+        samples, files = sum(self.files.values()), len(self.files)
+        if self.on_corrupt == "skip":
+            done = f"{samples} samples skipped from {files} corrupt file(s)"
+        else:
+            done = f"{samples} corrupt sample(s) in {files} file(s) stopped the run"
+        return f"{done} (pipeline.on_corrupt is {self.on_corrupt})"
+
+
 def run_warnings(
     page_cache: PageCacheRecord,
     unavailable: dict[str, str],
-    corrupt: dict[str, int],
+    corrupt: CorruptRecord,
     dataset_manifest: DatasetManifest,
     metrics: dict[str, dict[str, Any]],
 ) -> list[str]:
@@ -268,11 +291,8 @@ def run_warnings(
         )
     for name, why in unavailable.items():
         warnings.append(f"collector {name}: {why}")
-    if corrupt:
-        warnings.append(
-            f"{sum(corrupt.values())} samples skipped from {len(corrupt)} corrupt "
-            "file(s) (pipeline.on_corrupt is skip)"
-        )
+    if corrupt.files:
+        warnings.append(corrupt.sentence())
     if str(dataset_manifest.get("labels", "")).startswith("derived:"):
         warnings.append(f"labels were derived ({dataset_manifest['labels']}), not given as masks")
     if metrics.get("busy_pct", {}).get("value") is None:
@@ -561,7 +581,7 @@ def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
         state = {True: "pass", False: "FAIL", None: "not measured"}[verdict.passed]
         lines.append(f"  threshold {verdict.threshold} {verdict.limit}: {state}")
     lines.extend(f"  warning: {warning}" for warning in summary.warnings)
-    return lines
+    return [visible(line) for line in lines]  # names and file paths are the user's text
 
 
 def window_lines(window: dict[str, Any] | None) -> list[str]:

@@ -218,3 +218,48 @@ def test_a_missing_package_stops_its_exporter_alone(
     done = cli("run", spec, "--export", "mlflow")
     assert done.returncode == 2 and "exporter mlflow not available" in done.stderr
     assert cli("export", COLLAGE, "--to", "dlio").returncode == 0  # the others still work
+
+
+def test_dlio_export_leaves_out_values_that_are_not_finite_and_says_so(cli, tmp_path: Path) -> None:
+    from harness import results
+    from harness.dlio_metrics import run_dlio_block
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    damaged = {
+        "au_pct": float("nan"),
+        "train_throughput_samples_per_second": float("inf"),
+        "record_length": float("-inf"),
+    }
+    for index, changes in enumerate(({"au_pct": 80.0}, damaged), start=1):
+        run = copy_golden("collage", runs / f"r{index}")
+        summary = _summary(run)
+        summary["run_id"] += f"-r{index}"
+        block = run_dlio_block(results.RunFolder.read(run))
+        assert block is not None
+        summary["dlio"] = block.model_dump(mode="json") | changes
+        summary["metrics"]["read_MBps"]["value"] = float("nan") if index == 2 else 1.0
+        (run / "summary.json").write_text(json.dumps(summary))  # Python writes NaN, Infinity
+    for target in (None, tmp_path / "dlio.json"):
+        done = cli(
+            "export", runs, "--to", "dlio", *(() if target is None else ("--target", target))
+        )
+        assert done.returncode == 0, done.stderr
+        text = done.stdout if target is None else target.read_text()
+
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"{constant} written: not JSON")
+
+        document = json.loads(text, parse_constant=refuse)
+        metric, harness = document["metric"], document["harness"]
+        assert metric["train_au_percentage"] == [80.0]
+        assert metric["train_au_mean_percentage"] == 80.0
+        assert metric["train_au_stdev_percentage"] == 0.0
+        assert len(metric["train_throughput_samples_per_second"]) == 1
+        assert harness["record_length"][1] is None
+        left_out = " | ".join(harness["left_out"])
+        for name in ("au_pct is nan", "second is inf", "read_MBps is nan"):
+            assert name in left_out, left_out
+        assert len(harness["left_out"]) == 3
+        warnings = done.stderr.strip().splitlines()
+        assert len(warnings) == 3 and all(w.startswith("warning: ") for w in warnings)

@@ -167,3 +167,81 @@ def test_report_and_compare_refuse_a_malformed_run_in_one_line(
         assert "Traceback" not in done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (case, command[0], lines)
+
+
+# A metric of any shape but an object with a numeric value: each once raised StopIteration from
+# compare and baseline save (exit 1, a regression to CI) or AttributeError from report and export.
+MALFORMED_METRICS: dict[str, tuple[Any, str]] = {
+    "bare number": (5.0, "metrics.samples_per_s: expected an object, found 5.0"),
+    "string": ("fast", "metrics.samples_per_s: expected an object, found 'fast'"),
+    "null": (None, "metrics.samples_per_s: expected an object, found None"),
+    "list": ([1, 2], "metrics.samples_per_s: expected an object, found [1, 2]"),
+    "string value": (
+        {"value": "fast"},
+        "metrics.samples_per_s.value: expected a number, found 'fast'",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(MALFORMED_METRICS))
+def test_every_reading_command_refuses_a_malformed_metric_in_one_line(
+    shape: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    monkeypatch.setenv("HARNESS_BASELINES", str(tmp_path / "baselines"))
+    good = copy_golden("collage", tmp_path / "good")
+    bad = copy_golden("collage", tmp_path / "bad")
+    value, expected = MALFORMED_METRICS[shape]
+    _edit(bad / "summary.json", lambda s: s["metrics"].update(samples_per_s=value))
+    commands = {
+        "compare (current)": ("compare", good, bad),
+        "compare (baseline)": ("compare", bad, good),
+        "baseline save": ("baseline", "save", bad, "--name", "main"),
+        "report": ("report", bad, "--out", tmp_path / "report"),
+        "export --to dlio": ("export", bad, "--to", "dlio", "--target", tmp_path / "dlio"),
+    }
+    for name, command in commands.items():
+        done = cli(*command)
+        assert done.returncode == 2, (shape, name, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, (shape, name, lines)
+        assert lines[0].startswith(f"error: {bad / 'summary.json'}: {expected}"), (shape, name)
+    assert not list(tmp_path.glob("baselines/*/*.json"))  # nothing saved
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no disk (a hole): what a damaged file system, or a
+    hostile one, can hand a reader."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+
+
+def test_a_huge_json_file_is_refused_by_its_size_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    from harness.files import DATASET_JSON, RESULT_JSON, read_json
+
+    huge = tmp_path / "huge.json"
+    _sparse(huge, 2**31)  # 2 GiB: read whole, 4 GB of memory and seconds per command
+    for kind in (RESULT_JSON, DATASET_JSON):
+        with pytest.raises(HarnessError) as caught:
+            read_json(huge, kind)
+        assert str(caught.value) == (
+            f"{huge}: 2,048 MiB, more than {kind.what} can be "
+            f"({kind.max_bytes / 2**20:,.0f} MiB): not read"
+        )
+    good = copy_golden("collage", tmp_path / "good")
+    bad = copy_golden("collage", tmp_path / "bad")
+    _sparse(bad / "summary.json", 2**30)
+    monkeypatch.setenv("HARNESS_BASELINES", str(tmp_path / "baselines"))
+    commands = (
+        ("compare", good, bad),
+        ("compare", good, bad / "summary.json"),
+        ("baseline", "save", bad, "--name", "main"),
+        ("report", bad, "--out", tmp_path / "report"),
+        ("export", bad, "--to", "dlio"),
+    )
+    for command in commands:
+        done = cli(*command)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (command, done.stderr)
+        assert "summary.json: 1,024 MiB, more than a results document can be" in lines[0]

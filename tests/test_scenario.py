@@ -167,3 +167,16 @@ def test_suite_rejects_two_datasets_at_one_path(tmp_path: Path, write_scenario, 
 def test_loading_a_suite_as_a_scenario_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="is a suite file"):
         load_scenario(REPO / "scenarios/quick/suite.yaml")
+
+
+def test_repeat_is_bounded_before_anything_runs(tmp_path: Path, write_scenario, cli) -> None:
+    path = write_scenario(tiny_collage_scenario(tmp_path))
+    for command in ("run", "suite"):
+        for repeat in ("99999999999999999999", "1001", "0"):
+            done = cli(command, path, "--repeat", repeat, "--results", tmp_path / "results")
+            assert done.returncode == 2, (command, repeat, done.stderr)
+            assert done.stderr.strip() == (
+                f"error: --repeat {repeat}: expected 1 to 1000 (each repeat is a whole run; "
+                "compare's statistics need a few dozen at most)"
+            )
+    assert not (tmp_path / "collage").exists() and not (tmp_path / "results").exists()

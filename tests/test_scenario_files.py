@@ -166,3 +166,42 @@ def test_machine_relative_limits_refuse_unless_forced(
         [],
         [],
     )
+
+
+YAML11_NUMBERS = {
+    # the count as written: the field's line, and what the refusal says YAML 1.1 makes of it
+    "010": "010 has a leading zero, which YAML 1.1 reads as octal (8)",
+    "-07": "-07 has a leading zero, which YAML 1.1 reads as octal (-7)",
+    "01.5": "01.5 has a leading zero, which YAML 1.1 reads as 1.5 but 010 as 8",
+    "1:20": "1:20 reads as base 60 in YAML 1.1 (80)",
+    "1:20:30": "1:20:30 reads as base 60 in YAML 1.1 (4830)",
+    "1:20.5": "1:20.5 reads as base 60 in YAML 1.1 (80.5)",
+}
+
+
+@pytest.mark.parametrize("written", sorted(YAML11_NUMBERS))
+def test_yaml11_octal_and_base_60_numbers_are_refused(tmp_path: Path, cli, written: str) -> None:
+    path = tmp_path / "numbers.yaml"
+    text = yaml.safe_dump(tiny_collage_scenario(tmp_path), sort_keys=False)
+    path.write_text(text.replace("  steps: 10\n", f"  steps: {written}\n"))
+    line = path.read_text().splitlines().index(f"  steps: {written}") + 1
+    result = cli("validate", path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{path}:{line}:10: training.steps: {YAML11_NUMBERS[written]}: write the number "
+        "without it (or quote it for a string)"
+        if "zero" in YAML11_NUMBERS[written]
+        else f"{path}:{line}:10: training.steps: {YAML11_NUMBERS[written]}: write the number "
+        "itself (or quote it for a string)"
+    )
+    good = tmp_path / "good.yaml"
+    good.write_text(text)
+    override = cli("validate", good, "-o", f"pipeline.workers={written}")
+    assert override.returncode == 2
+    assert f"-o pipeline.workers={written}: {YAML11_NUMBERS[written]}" in override.stderr
+
+
+@pytest.mark.parametrize("written", ["0", "0.5", "10", "1_000", "0x10", "1e3", "'010'", "-0.25"])
+def test_ordinary_numbers_and_quoted_strings_still_read(written: str) -> None:
+    document = parse_yaml(f"value: {written}\n", Path("x.yaml"))
+    assert document["value"] == yaml.safe_load(written)

@@ -298,7 +298,13 @@ def _rank(rank: int, steps: pd.DataFrame, samples: pd.DataFrame, read: int | Non
     )
 
 
-def _build(parts: list, page_cache: dict, complete: bool = True, reason: str | None = None):
+def _build(
+    parts: list,
+    page_cache: dict,
+    complete: bool = True,
+    reason: str | None = None,
+    on_corrupt: str = "skip",
+):
     from conftest import tiny_collage_scenario
 
     from harness.scenario import Scenario
@@ -306,7 +312,9 @@ def _build(parts: list, page_cache: dict, complete: bool = True, reason: str | N
 
     scenario = Scenario.model_validate(
         tiny_collage_scenario(
-            Path("/data"), thresholds={"min_busy_pct": 70.0, "max_data_wait_pct": 45.0}
+            Path("/data"),
+            thresholds={"min_busy_pct": 70.0, "max_data_wait_pct": 45.0},
+            pipeline__on_corrupt=on_corrupt,
         )
     )
     return build_summary(
@@ -405,3 +413,18 @@ def test_bytes_cross_check_tells_other_files_from_read_ahead_on_the_dataset() ->
     assert dataset_read_bytes({**cache, **pages}) == 7_000_000
     warm = {**cache, **pages, "condition": "warm"}
     assert dataset_read_bytes(warm) is None
+
+
+@pytest.mark.parametrize(
+    ("on_corrupt", "expected"),
+    [
+        ("skip", "1 samples skipped from 1 corrupt file(s) (pipeline.on_corrupt is skip)"),
+        ("fail", "1 corrupt sample(s) in 1 file(s) stopped the run (pipeline.on_corrupt is fail)"),
+    ],
+)
+def test_the_corrupt_files_warning_says_the_scenario_s_own_setting(
+    on_corrupt: str, expected: str
+) -> None:
+    parts = [_rank(0, STEPS, SAMPLES, 60_000_000), _rank(1, STEPS.assign(rank=1), SAMPLES, 1)]
+    summary = _build(parts, _page_cache(), False, "corrupt", on_corrupt=on_corrupt)
+    assert expected in summary.warnings

@@ -9,6 +9,8 @@ from pathlib import Path
 from harness.commands import results_arg, scenario_args, utc_stamp
 from harness.errors import ExitCode, HarnessError
 
+MAX_REPEAT = 1000
+
 HELP = "run each scenario's training loop with its collectors; write results/<run-id>/"
 
 
@@ -20,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="run each scenario N times (for noise-aware comparisons)",
+        help=f"run each scenario N times, at most {MAX_REPEAT} (for noise-aware comparisons)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a scenario's thresholds are not met"
@@ -54,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
 def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
     """Run every scenario ``--repeat`` times; with ``report``, end with the report of the runs
     (also when a run stops early: a stopped suite still reports what it has)."""
-    if args.repeat < 1:
-        raise HarnessError(f"--repeat {args.repeat}: expected 1 or more")
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        raise HarnessError(
+            f"--repeat {args.repeat}: expected 1 to {MAX_REPEAT} (each repeat is a whole run; "
+            "compare's statistics need a few dozen at most)"
+        )
     if args.export:
         from harness.export import exporter
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.commands import override_arg
 from harness.errors import ExitCode, HarnessError, ScenarioError
+from harness.text import visible
 
 HELP = "check scenario and suite files (--schema: print a scenario's JSON Schema)"
 
@@ -62,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
                         continue
                 # a setting that would do nothing: said, not refused
                 for line in ignored_settings(s):
-                    print(f"warning: {item.file}: {line}", file=sys.stderr)
+                    print(visible(f"warning: {item.file}: {line}"), file=sys.stderr)
                 mode = f", {s.pipeline.mode}" if s.pipeline.mode else ""
                 lines.append(f"ok {item.file}: {s.name} ({s.dataset.kind}{mode})")
         except ScenarioError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ScenarioError(problems)
-    print("\n".join(lines))
+    print("\n".join(visible(line) for line in lines))  # file names are the user's text
     return ExitCode.OK

@@ -26,6 +26,7 @@ from harness.compare.sides import (
 )
 from harness.errors import ExitCode, HarnessError
 from harness.files import STDOUT, atomic_write, write_json_output
+from harness.text import visible
 
 # --- harness compare ------------------------------------------------------------------------------
 
@@ -76,7 +77,7 @@ def compare_command(
     totals = judge.totals(compared)
     exit_code = ExitCode.FAILED if totals["regressed"] else ExitCode.OK
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(visible(f"warning: {warning}"), file=sys.stderr)
     if junit is not None:
         with atomic_write(junit) as stream:
             stream.write(output.render_junit(compared, base_side, cur_side).encode())
@@ -207,7 +208,7 @@ def baseline_save_command(run: Path, name: str, *, baselines: Path | None = None
     store.check_name(name)
     side = side_from_path(Path(run))
     for warning in side.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(visible(f"warning: {warning}"), file=sys.stderr)
     incomplete = [f"{g.scenario}: {r}" for g in side.scenarios.values() for r in g.incomplete]
     if incomplete:
         raise HarnessError(
@@ -225,9 +226,11 @@ def baseline_save_command(run: Path, name: str, *, baselines: Path | None = None
     )
     verb = "replaced" if replaced else "saved"
     key = hardware_key(side.hardware)
-    print(f"{verb} baseline {name} for hardware {key} ({describe_hardware(side.hardware)})")
-    print(f"  scenarios: {groups}")
-    print(f"  file: {path}")
+    print(
+        visible(f"{verb} baseline {name} for hardware {key} ({describe_hardware(side.hardware)})")
+    )
+    print(visible(f"  scenarios: {groups}"))
+    print(visible(f"  file: {path}"))
     return ExitCode.OK
 
 
@@ -244,5 +247,5 @@ def baseline_list_command(*, baselines: Path | None = None) -> int:
     print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + "  machine")
     for row in rows:
         cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-        print(f"  {cells}  {row[-1]}")
+        print(visible(f"  {cells}  {row[-1]}"))
     return ExitCode.OK

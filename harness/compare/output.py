@@ -19,6 +19,7 @@ from harness.compare.hardware import describe_hardware, hardware_key
 from harness.compare.judge import ScenarioComparison, totals
 from harness.compare.mannwhitney import EXACT_MAX_N
 from harness.compare.sides import Side
+from harness.text import visible, xml_text
 
 COMPARISON_FORMAT = "harness-comparison"
 COMPARISON_FORMAT_VERSION = 1
@@ -77,7 +78,7 @@ def render_table(
         for row in item.metrics:
             if row.verdict.outcome in ("regressed", "improved", "inconclusive", "missing"):
                 lines.append(f"  {row.verdict.outcome}: {row.metric}: {row.verdict.reason}")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)  # names are the user's text
 
 
 def _side_kind(side: Side) -> str:
@@ -180,7 +181,7 @@ def result_line(compared: list[ScenarioComparison], counts: dict[str, int], code
         if m.verdict.outcome == "regressed"
     ]
     verdict = f"REGRESSED: {', '.join(regressions)}" if regressions else "no regression"
-    return f"result: {verdict} ({counted}; {len(compared)} scenario(s)); exit {code}"
+    return visible(f"result: {verdict} ({counted}; {len(compared)} scenario(s)); exit {code}")
 
 
 # --- CI systems -----------------------------------------------------------------------------------
@@ -246,6 +247,10 @@ def render_junit(compared: list[ScenarioComparison], baseline: Side, current: Si
     root.set("failures", str(totals["failures"]))
     root.set("errors", "0")
     root.set("time", "0")
+    for element in root.iter():  # no character XML 1.0 forbids; names and messages one line
+        element.text = None if element.text is None else xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, visible(value))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -254,7 +259,8 @@ _MARK = {"regressed": "❌ regressed", "improved": "✅ improved", "ok": "ok"}
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text for one cell of a Markdown table: its controls (a line break, ESC) escaped."""
+    return visible(text).replace("|", "\\|")
 
 
 def render_markdown(
@@ -282,7 +288,7 @@ def render_markdown(
                 f"{p} | {_MARK.get(judged.outcome, judged.outcome)} |"
             )
         reasons = [
-            f"- {row.verdict.outcome}: `{row.metric}`: {_cell(row.verdict.reason)}"
+            f"- {row.verdict.outcome}: `{_cell(row.metric)}`: {_cell(row.verdict.reason)}"
             for row in item.metrics
             if row.verdict.outcome in ("regressed", "improved", "inconclusive", "missing")
         ]

@@ -36,6 +36,7 @@ from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.files import (
+    DATASET_JSON,
     atomic_write,
     check_format,
     ensure_writable_dir,
@@ -147,7 +148,7 @@ def read_cache_manifest(scenario: Scenario) -> CacheManifest:
     assert cache is not None
     cache_dir = Path(cache.path)
     dataset_manifest = dataset_index(scenario.dataset)
-    manifest = read_json(cache_dir / MANIFEST_NAME)
+    manifest = read_json(cache_dir / MANIFEST_NAME, DATASET_JSON)
     if manifest is None:
         raise HarnessError(
             f"no complete frame cache at {cache_dir}: build it with `harness cache SCENARIO`"
@@ -185,7 +186,7 @@ def build_cache(scenario: Scenario, *, force: bool = False) -> CacheManifest:
     wanted = cache_fingerprint(dataset, cache)
     ensure_writable_dir(cache_dir)
     _claim_folder(cache_dir, wanted, force)
-    existing = read_json(cache_dir / MANIFEST_NAME)
+    existing = read_json(cache_dir / MANIFEST_NAME, DATASET_JSON)
     if existing is not None and existing.get("fingerprint") == wanted and existing.get("complete"):
         # The fingerprint covers the format version: this is a manifest of this format.
         up_to_date = cast(CacheManifest, existing)
@@ -382,7 +383,7 @@ def _segment_done(cache_dir: Path, video: str, start: int, wanted: str) -> Segme
     """A finished segment's manifest, or None when the segment still has to be built."""
     path = _segment_manifest_path(cache_dir, video, start)
     try:
-        document = read_json(path)
+        document = read_json(path, DATASET_JSON)
     except HarnessError:
         return None  # unreadable: rebuild it
     if document is None or document.get("fingerprint") != wanted:

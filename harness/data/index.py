@@ -26,7 +26,7 @@ from harness.data.manifest import (
     require_complete,
 )
 from harness.errors import HarnessError
-from harness.files import check_format, read_json
+from harness.files import DATASET_JSON, check_format, read_json
 from harness.scenario import ImageCollageDataset, VideoDataset
 
 INDEX_DIR_ENV = "HARNESS_INDEX_DIR"
@@ -53,7 +53,7 @@ def read_index(root: Path, stamp: str) -> DatasetManifest | None:
     """The complete index of the dataset at ``root`` with content ``stamp``, if there is one: in
     the state folder, or (written by an older harness) inside the dataset."""
     path = index_file(root, stamp)
-    document = read_json(path)
+    document = read_json(path, DATASET_JSON)
     if document is not None:
         check_format(path, document, FORMAT, FORMAT_VERSION)
         manifest = as_dataset_manifest(document, path)

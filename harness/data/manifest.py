@@ -15,7 +15,7 @@ from typing import Any, Literal, Required, TypedDict, cast
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.files import check_format, read_json, write_json_atomic
+from harness.files import DATASET_JSON, check_format, read_json, write_json_atomic
 
 MANIFEST_NAME = "dataset.json"
 FORMAT = "harness-dataset"
@@ -133,7 +133,7 @@ def write_manifest(dataset_dir: Path, manifest: DatasetManifest) -> None:
 def read_manifest(dataset_dir: Path) -> DatasetManifest | None:
     """The manifest of ``dataset_dir``, None when there is none; a clear error for other formats."""
     path = manifest_path(dataset_dir)
-    document = read_json(path)
+    document = read_json(path, DATASET_JSON)
     if document is None:
         return None
     check_format(path, document, FORMAT, FORMAT_VERSION)

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.data import render
 from harness.errors import HarnessError
-from harness.files import check_format, read_json, write_json_atomic
+from harness.files import DATASET_JSON, check_format, read_json, write_json_atomic
 
 TRACKS_FORMAT = "harness-tracks"
 TRACKS_FORMAT_VERSION = 2  # 2 added the segment schedule; version 1 files (no schedule) still read
@@ -147,7 +147,7 @@ class Tracks:
 
     @classmethod
     def load(cls, path: Path) -> Tracks:
-        document = read_json(path)
+        document = read_json(path, DATASET_JSON)
         if document is None:
             raise HarnessError(f"{path}: missing: the masks of its video cannot be drawn")
         older = document.get("format_version") == 1 and document.get("format") == TRACKS_FORMAT

@@ -23,6 +23,7 @@ is beside it under ``harness``, which also names the runs.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -48,24 +49,52 @@ def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.pstdev(values)
 
 
-def _figures(blocks: Sequence[DlioBlock | None], name: str) -> list[float]:
-    """Field ``name`` of each run's DLIO block that has it, in order."""
-    found = (None if block is None else getattr(block, name) for block in blocks)
-    return [float(value) for value in found if value is not None]
+def _finite(values: Sequence[tuple[str, Any]], name: str, left_out: list[str]) -> list[float]:
+    """The finite ones of ``(run_id, value)``, in order; a NaN or an infinity (a hand-edited or
+    damaged summary.json: JSON readers accept them) has no mean or stdev, so it is left out and
+    said so in ``left_out``, rather than stopping the export or being written as invalid JSON."""
+    kept = []
+    for run_id, value in values:
+        if value is None:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            kept.append(float(value))
+        else:
+            left_out.append(f"{run_id}: {name} is {value!r}, not a finite number: left out")
+    return kept
+
+
+def _figures(
+    runs: Sequence[results.RunFolder],
+    blocks: Sequence[DlioBlock | None],
+    name: str,
+    left_out: list[str],
+) -> list[float]:
+    """Field ``name`` of each run's DLIO block that has it and is finite, in order."""
+    found = [
+        (r.run_id, None if b is None else getattr(b, name))
+        for r, b in zip(runs, blocks, strict=True)
+    ]
+    return _finite(found, name, left_out)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
     """The DLIO-shaped summary of the runs of one scenario (oldest first)."""
     first, last = runs[0], runs[-1]
     blocks = [run_dlio_block(run) for run in runs]
-    au = _figures(blocks, "au_pct")
-    rate = _figures(blocks, "train_throughput_samples_per_second")
-    io = _figures(blocks, "train_io_MB_per_second")
-    read = (run.metrics.get("read_MBps", {}).get("value") for run in runs)
-    storage = [float(v) * 1e6 / MiB for v in read if v is not None]  # MB/s -> MiB/s
+    left_out: list[str] = []
+    au = _figures(runs, blocks, "au_pct", left_out)
+    rate = _figures(runs, blocks, "train_throughput_samples_per_second", left_out)
+    io = _figures(runs, blocks, "train_io_MB_per_second", left_out)
+    read = [(run.run_id, run.metrics.get("read_MBps", {}).get("value")) for run in runs]
+    storage = [v * 1e6 / MiB for v in _finite(read, "read_MBps", left_out)]  # MB/s -> MiB/s
     thresholds = (first.settings or {}).get("thresholds") or {}
-    expected = thresholds.get("min_busy_pct")
-    expected = DEFAULT_AU_PCT if expected is None else float(expected)
+    given = _finite([(first.run_id, thresholds.get("min_busy_pct"))], "min_busy_pct", left_out)
+    expected = given[0] if given else DEFAULT_AU_PCT
     au_mean, au_stdev = _stats(au)
     rate_mean, rate_stdev = _stats(rate)
     io_mean, io_stdev = _stats(io)
@@ -102,7 +131,9 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
             "complete": [r.complete for r in runs],
             "definition": next((b.definition for b in blocks if b is not None), None),
             "au_source": [None if b is None else b.au_source for b in blocks],
-            "record_length": [None if b is None else b.record_length for b in blocks],
+            "record_length": [
+                None if b is None else _finite_or_none(b.record_length) for b in blocks
+            ],
             "expected_au_percentage": expected,
             "au": "DLIO 2.0.0's AU: nominal compute time of every step but the first / (wall "
             "time - the first step's load and compute), mean over accelerators (au_source "
@@ -114,6 +145,7 @@ def dlio_summary(runs: Sequence[results.RunFolder]) -> dict[str, Any]:
             "pipeline asked for per sample",
             "storage_read_mean_MiB_per_second": _stats(storage)[0],
             "storage_read": "bytes the run's processes read from storage (/proc/<pid>/io)",
+            "left_out": left_out,  # values that were not finite numbers, a sentence each
         },
     }
 
@@ -126,9 +158,12 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
     for run in sorted(runs, key=lambda r: (r.repeat_index, r.run_id)):
         groups.setdefault(run.scenario_name, []).append(run)
     documents = {scenario: dlio_summary(group) for scenario, group in groups.items()}
+    for document in documents.values():
+        for sentence in document["harness"]["left_out"]:
+            print(f"warning: {document['harness']['scenario']}: {sentence}", file=sys.stderr)
     if target is None:
         only = next(iter(documents.values())) if len(documents) == 1 else documents
-        json.dump(only, sys.stdout, indent=4)
+        json.dump(only, sys.stdout, indent=4, allow_nan=False)
         sys.stdout.write("\n")
         return []
     path = Path(target)
@@ -143,6 +178,6 @@ def export(runs: list[results.RunFolder], target: str | None, options: ExportOpt
         except OSError as exc:
             raise HarnessError(f"--target {file}: cannot write: {exc.strerror or exc}") from None
         with atomic_write(file) as stream:
-            stream.write((json.dumps(document, indent=4) + "\n").encode())
+            stream.write((json.dumps(document, indent=4, allow_nan=False) + "\n").encode())
         written.append(f"dlio: {file} ({document['harness']['scenario']})")
     return written

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file, charts inline as SVG, styles inline, no script.
 
 Escaping is the template engine's job (autoescape on): every string from a scenario or the
-environment goes through it, so a scenario named ``<script>...</script>`` shows as text. The one
+environment goes through it, so a scenario named ``<script>...</script>`` shows as text; its
+``finalize`` shows control and bidirectional-override characters as escapes first. The one
 exception is each chart's SVG, marked safe because matplotlib writes it and escapes the text it
 draws; its ids are prefixed with the chart's id, so that many SVGs can share one page.
 """
@@ -21,6 +22,7 @@ from harness.files import atomic_write
 from harness.report.charts import STYLE
 from harness.report.content import Chart, Document, Note, Table
 from harness.report.runs import Run
+from harness.text import xml_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 _ID_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
@@ -80,11 +82,20 @@ def _view(block: Table | Chart | Note) -> dict[str, Any]:
     return {"kind": "note", "level": block.level, "text": block.text}
 
 
+def _shown(value: Any) -> Any:
+    """Every value a template prints, before autoescaping: a string's control characters (NUL,
+    ESC, BEL) and bidirectional overrides shown as escapes; the charts' own markup kept."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return xml_text(value)  # tab and line breaks are whitespace in HTML
+    return value
+
+
 def render_html(document: Document, runs: list[Run]) -> str:
     """The whole page as a string (every figure saved as SVG here, before the PDF reuses it)."""
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        finalize=_shown,
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -27,7 +27,7 @@ from harness.scenario.model import (
     Suite,
     VideoDataset,
 )
-from harness.scenario.reading import Document, read_yaml
+from harness.scenario.reading import Document, parse_yaml, read_yaml
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -40,10 +40,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not sep or not all(parts):
         raise ScenarioError([f"-o {text}: expected key.path=value, e.g. -o pipeline.workers=4"])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ScenarioError([f"-o {text}: value is not valid YAML: {one_line(exc)}"]) from None
+    if not raw.strip():
+        return parts, ""
+    try:  # the scenario files' reader: the same bounds, and YAML 1.1's 010 and 1:20 refused
+        value = parse_yaml(raw, Path("-o"))
+    except ScenarioError as exc:
+        problems = [problem.split(": ", 1)[-1] for problem in exc.problems]
+        raise ScenarioError([f"-o {text}: {problem}" for problem in problems]) from None
     return parts, value
 
 

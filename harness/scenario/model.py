@@ -22,6 +22,7 @@ from pydantic.json_schema import JsonDict
 from harness.errors import one_line
 from harness.registry import BACKENDS, COLLECTOR_NAMES
 from harness.scenario.capacity_settings import CapacitySettings
+from harness.text import unsafe_character
 
 BACKEND_NAMES = BACKENDS.names  # the schema's choices; the backends themselves load lazily
 
@@ -72,7 +73,20 @@ class Amount(GroupedMetadata):
 
 PATH_MAX = 4096  # Linux's longest path
 PathText = Annotated[str, Field(min_length=1, max_length=PATH_MAX)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _printable_name(value: str) -> str:
+    """A name reaches terminals, CI logs, HTML and XML: a control or bidirectional-override
+    character in it could forge a line of a CI log (``\n::error``) or hide what it says."""
+    where = unsafe_character(value)
+    if where is not None:
+        raise ValueError(
+            f"a control or bidirectional-override character ({where}) cannot be in a name"
+        )
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable_name)]
 Description = Annotated[str, Field(max_length=20_000)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Workers = Annotated[int, Count(1024, "processes or threads on one host")]

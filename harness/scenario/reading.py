@@ -17,6 +17,7 @@ Scalars are resolved and constructed by PyYAML's safe resolver and constructor (
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ class _Builder:
         self.marks[path] = _position(event.start_mark)
         self.count(1, event.start_mark)
         if isinstance(event, ScalarEvent):
-            value, size = self.scalar(event), 1
+            value, size = self.scalar(event, path), 1
         elif isinstance(event, SequenceStartEvent):
             self.plain_collection(event, "tag:yaml.org,2002:seq")
             value, size = self.sequence(path, depth)
@@ -141,7 +142,7 @@ class _Builder:
         if event.tag not in (None, "!", tag):
             raise self.fail(event.start_mark, f"tag {event.tag} is not supported here")
 
-    def scalar(self, event: ScalarEvent) -> Any:
+    def scalar(self, event: ScalarEvent, path: Path_) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
@@ -149,7 +150,7 @@ class _Builder:
             raise self.fail(event.start_mark, f"tag {tag} is not supported here")
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.loader.construct_object(node)
+            value = self.loader.construct_object(node)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or one_line(exc)
             raise self.fail(event.start_mark, one_line(problem, 200)) from None
@@ -158,6 +159,12 @@ class _Builder:
             raise self.fail(
                 event.start_mark, f"cannot read value: {one_line(reason, 120)}"
             ) from None
+        if event.implicit[0] and tag in (INT_TAG, FLOAT_TAG):
+            problem = yaml11_number_problem(event.value, value)
+            if problem is not None:
+                where = f"{dotted(path)}: " if path else ""
+                raise self.fail(event.start_mark, where + problem)
+        return value
 
     def sequence(self, path: Path_, depth: int) -> tuple[list[Any], int]:
         items: list[Any] = []
@@ -217,6 +224,35 @@ class _Builder:
             )
         for source in reversed(sources):  # earlier mappings in the list win
             merged.update(source)
+
+
+INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]")  # 010: octal 8 in YAML 1.1, 10 in YAML 1.2
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")  # 1:20 = 80
+
+
+def yaml11_number_problem(text: str, value: Any) -> str | None:
+    """Why the plain scalar ``text``, which YAML 1.1 reads as the number ``value``, is refused:
+    a leading zero (octal: ``010`` is 8) or colons (base 60: ``1:20`` is 80) give a number that
+    YAML 1.2, JSON and people read otherwise; None for an ordinary number."""
+    if _LEADING_ZERO.match(text):
+        reading = f"as octal ({value})" if isinstance(value, int) else f"as {value} but 010 as 8"
+        return (
+            f"{text} has a leading zero, which YAML 1.1 reads {reading}: write the number "
+            "without it (or quote it for a string)"
+        )
+    if _SEXAGESIMAL.fullmatch(text):
+        return (
+            f"{text} reads as base 60 in YAML 1.1 ({value}): write the number itself (or quote "
+            "it for a string)"
+        )
+    return None
+
+
+def dotted(path: Path_) -> str:
+    """A value's place as the field names messages use: ``training.steps``, ``tags[0]``."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.removeprefix(".")
 
 
 def _position(mark: Any) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.files import atomic_write
+from harness.files import atomic_write, read_json
 from harness.progress import bar
 from harness.scenario import Scenario
 
@@ -127,11 +127,10 @@ def resolve_profile(name_or_file: str) -> Profile:
 
 
 def read_profile(path: Path) -> Profile:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{path}: cannot read the profile: {exc}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    document = read_json(path)  # bounded in size: a profile may come with a pull request
+    if document is None:
+        raise HarnessError(f"{path}: cannot read the profile: no such file")
+    if document.get("format") != FORMAT:
         raise HarnessError(f'{path}: not a harness profile (no "format": "{FORMAT}")')
     version = document.get("format_version")
     if version != FORMAT_VERSION:
