@@ -117,6 +117,31 @@ def _residency(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
             yield in_file, whole, size
 
 
+def resident_vector(fd: int, offset: int, length: int) -> bytes:
+    """One byte per page of ``fd``'s [offset, offset + length) (``offset`` a page multiple): 1
+    where the page is in the page cache now, 0 where a read would have to fetch it."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = -(-length // page)
+    if pages <= 0:
+        return b""
+    vector = (ctypes.c_ubyte * pages)()
+    _resident_pages(fd, offset, length, vector, pages)
+    return bytes(vector).translate(_LOW_BIT)
+
+
+def resident_mapped(address: int, length: int) -> bytes:
+    """``resident_vector`` for memory already mapped at ``address`` (page-aligned)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = -(-length // page)
+    if pages <= 0:
+        return b""
+    vector = (ctypes.c_ubyte * pages)()
+    if _libc().mincore(ctypes.c_void_p(address), length, vector) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return bytes(vector).translate(_LOW_BIT)
+
+
 class Residency:
     """Which pages of one open file are in the page cache, asked as often as needed: the file is
     mapped once (a mapping reads nothing) and each question is one ``mincore`` call."""
@@ -145,6 +170,13 @@ class Residency:
             raise OSError(code, os.strerror(code))
         run = bytes(vector).translate(_LOW_BIT).find(b"\x00")
         return pages if run < 0 else run
+
+    def vector(self, first_page: int, pages: int) -> bytes:
+        """One byte per page from ``first_page`` (never past the end): 1 resident, 0 not."""
+        pages = min(pages, -(-self.size // self.page) - first_page)
+        if self.address is None or pages <= 0:
+            return b""
+        return resident_mapped(self.address + first_page * self.page, pages * self.page)
 
     def close(self) -> None:
         if self.address is not None:

@@ -205,6 +205,8 @@ THRESHOLDS = {
     "client CPU": ("CPU_SHARE", 100 * limiter_constants.CPU_SHARE),
     "synchronisation": ("BARRIER_PCT", limiter_constants.BARRIER_PCT),
     "page cache": ("PAGE_CACHE_SHARE", 100 * limiter_constants.PAGE_CACHE_SHARE),
+    "network link": ("SERVER_DISK_SHARE", 100 * limiter_constants.SERVER_DISK_SHARE),
+    "storage or link": ("STORAGE_SHARE", 100 * limiter_constants.STORAGE_SHARE),
 }
 
 
@@ -365,3 +367,49 @@ def test_capacity_json_is_written_as_read(tmp_path: Path) -> None:
     entry.limiter, entry.limiter_evidence = record.limiter, record.evidence
     write_capacity_file(document, path)
     assert json.loads(path.read_text())["scenarios"][0]["limiter"] == record.limiter
+
+
+SSHFS_MOUNT = {
+    "fs_type": "fuse.sshfs",
+    "server": "10.201.1.1",
+    "interface": "hlc1",
+    "counted_by": "pipeline",
+}
+
+
+def limiter_on_a_network_mount(**values: float) -> str:
+    return name_limiter(
+        metrics(read_MBps=1.15, requested_MBps=1.2, **values),
+        passed=False,
+        ceiling_MBps=1.2,
+        ceiling_how="harness whole-file reads",
+        cores=2,
+        dataset_bytes=10**8,
+        page_cache_bytes=2 * 10**10,
+        mount=SSHFS_MOUNT,
+    ).name
+
+
+def test_a_network_mount_at_its_ceiling_names_the_link_or_the_storage_by_the_server_view() -> None:
+    assert limiter_on_a_network_mount(server_disk_util_pct=12.0) == "network link"
+    assert limiter_on_a_network_mount(server_disk_util_pct=97.0) == "storage"
+    assert limiter_on_a_network_mount() == "storage or link"
+    # a local disk at its ceiling stays "storage", server view or not
+    local = name_limiter(
+        metrics(read_MBps=29.0, requested_MBps=29.5, server_disk_util_pct=10.0),
+        passed=False,
+        ceiling_MBps=30.0,
+        ceiling_how="O_DIRECT",
+        cores=2,
+        dataset_bytes=10**8,
+        page_cache_bytes=2 * 10**10,
+        mount={"fs_type": "ext4", "server": None, "counted_by": "block"},
+    )
+    assert local.name == "storage"
+
+
+def test_bytes_that_crossed_a_link_are_never_called_memory() -> None:
+    """On sshfs the pipeline's misses are the read figure: a cold probe reading what it asked
+    for names the link or storage, never the page cache."""
+    name = limiter_on_a_network_mount(server_disk_util_pct=5.0)
+    assert name not in ("page cache", "synchronisation")

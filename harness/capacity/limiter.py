@@ -1,5 +1,6 @@
 """What limits a capacity probe, named from the numbers it measured, with the evidence: the
-storage, the client's CPU, synchronisation, the page cache, or the harness itself. Pure.
+storage (on a network mount: the storage, the network link, or the two not told apart), the
+client's CPU, synchronisation, the page cache, or the harness itself. Pure.
 
 Every threshold is one constant below, and the README's limiter table states each of them
 (``tests/test_capacity_search.py`` checks that they agree). A scenario's limiter is that of its
@@ -12,8 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# read MB/s at or above this share of the ceiling: the storage is the limit
+# read MB/s at or above this share of the ceiling: the storage is the limit (on a network mount:
+# the storage or the link to it, told apart by the server's own view)
 STORAGE_SHARE = 0.90
+# a network mount at its ceiling whose server's disks are busy at least this share of the time:
+# the storage; below it: the network link
+SERVER_DISK_SHARE = 0.90
 # the run's processes' CPU at or above this share of the cores its workers can use: the client
 CPU_SHARE = 0.90
 # the stop vote taking this % of the wall time or more (with 2 or more accelerators):
@@ -26,7 +31,9 @@ PAGE_CACHE_SHARE = 0.5
 
 @dataclass(frozen=True)
 class Limiter:
-    name: str  # storage | client CPU | synchronisation | page cache | harness | none
+    # storage | network link | storage or link | client CPU | synchronisation | page cache |
+    # harness | none
+    name: str
     evidence: str
 
 
@@ -41,6 +48,7 @@ def name_limiter(
     page_cache_bytes: int | None,
     accelerators: int = 1,
     workers: int = 1,
+    mount: dict[str, Any] | None = None,
 ) -> Limiter:
     """What held this probe back, from what it measured, with the evidence in numbers.
 
@@ -49,7 +57,12 @@ def name_limiter(
     synchronisation (the stop vote's share of the time); then the page cache (it served most
     reads of a dataset that fits in memory: not a storage result), and otherwise the harness
     itself (nothing is saturated, yet the accelerators wait). A limiter found while the page
-    cache served most reads says so too. A passing probe names what is closest to its limit."""
+    cache served most reads says so too. A passing probe names what is closest to its limit.
+
+    ``mount``: the mount the probe read (``summary.json`` ``storage``). On a network mount the
+    ceiling is the mount's (storage and link together): at it, the server's disks (a Prometheus
+    server view, ``server_disk_util_pct``) tell the storage from the link; without that view
+    the limiter is "storage or link"."""
     read = _value(metrics, "read_MBps")
     requested = _value(metrics, "requested_MBps")
     cpu = _value(metrics, "cpu_pct")
@@ -64,6 +77,8 @@ def name_limiter(
         and served > PAGE_CACHE_SHARE
     )
     found = _saturated(read, ceiling_MBps, ceiling_how, cpu, cores, accelerators, workers, barrier)
+    if found is not None and found.name == "storage" and (mount or {}).get("server"):
+        found = _storage_or_link(found, mount or {}, _value(metrics, "server_disk_util_pct"))
     if found is not None:
         if from_memory:
             found = Limiter(
@@ -132,6 +147,29 @@ def _saturated(
             "(each step waits for the slowest accelerator)",
         )
     return None
+
+
+def _storage_or_link(
+    at_ceiling: Limiter, mount: dict[str, Any], disk_util: float | None
+) -> Limiter:
+    """A network mount read at its ceiling: the server's disks say whether they or the link to
+    them held the probe back."""
+    where = f"{mount.get('fs_type')} mount from {mount.get('server')}" + (
+        f" over {mount['interface']}" if mount.get("interface") else ""
+    )
+    evidence = f"{at_ceiling.evidence}; a {where}"
+    if disk_util is None:
+        return Limiter(
+            "storage or link",
+            f"{evidence}: the mount's ceiling is the storage and the link together, and no "
+            "server view (collectors.prometheus) tells them apart",
+        )
+    if disk_util >= 100 * SERVER_DISK_SHARE:
+        return Limiter("storage", f"{evidence}; the server's disks were busy {disk_util:.0f} %")
+    return Limiter(
+        "network link",
+        f"{evidence}; the server's disks were busy only {disk_util:.0f} % of the time",
+    )
 
 
 def _headroom(read: float | None, ceiling: float | None, cpu: float | None, cores: int) -> str:

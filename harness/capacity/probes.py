@@ -88,6 +88,8 @@ class HostResult:
     run: str | None
     metrics: dict[str, float | None]
     page_cache: dict[str, Any] = field(default_factory=dict)
+    # the mount the probe read and who counted its bytes (``summary.json`` ``storage``'s last)
+    mount: dict[str, Any] = field(default_factory=dict)
 
 
 def host_result(outcome: RunOutcome) -> HostResult:
@@ -100,6 +102,7 @@ def host_result(outcome: RunOutcome) -> HostResult:
         run=str(outcome.folder) if outcome.folder else None,
         metrics={name: summary.value(name) if summary else None for name in PROBE_METRICS},
         page_cache=dict(summary.page_cache) if summary else {},
+        mount=dict(summary.storage[-1]) if summary and summary.storage else {},
     )
 
 
@@ -164,6 +167,7 @@ def _host_probe(
         page_cache_bytes=part.page_cache.get("ram_bytes"),
         accelerators=count,
         workers=workers,
+        mount=part.mount,
     )
     return HostProbe(
         host=part.host,

@@ -9,7 +9,8 @@ cost; ``per_host`` says whether one process per machine
 samples it (the GPUs: every rank would see all of them).
 
 * ``io``  - procio.IoCollector: bytes read by the run's process tree; the dataset's disk (iostat's
-            figures, diskstats) and NFS mount (READ calls, mountstats)
+            figures, diskstats) and NFS mount (READ calls, mountstats); the pipeline's cache
+            misses (misses) and the network link's bytes where the mount is neither (mounts)
 * ``cpu`` - cpu.CpuCollector: process-tree CPU and RSS, utilisation of every core
 * ``gpu`` - gpu.GpuCollector: NVML utilisation, memory, PCIe, clocks, power, NVDEC, GPM
 
@@ -40,7 +41,13 @@ class CollectorContext:
     rate_hz: float
     t0: float
     root_pid: int
-    dataset_path: Path
+    dataset_path: Path  # the folder the run reads: the dataset's, or its frame cache's
+    role: str = "dataset"  # what that folder is: "dataset" or "frame cache"
+    # the host's counter of the pipeline's cache misses (``misses``); None: not counted
+    missed_counter: Path | None = None
+    # whether this process reports what the host shares (its first rank; the GPUs, the miss
+    # counter): the others' figures would count the host again
+    host_counters: bool = True
     _tree: ProcessTree | None = field(default=None, repr=False)
 
     @property
@@ -63,7 +70,15 @@ __all__ = ["COLLECTORS", "KNOWN", "PER_HOST", "CollectorContext", "make_collecto
 
 
 def make_collectors(
-    names: Sequence[str], *, rate_hz: float, root_pid: int, dataset_path: Path, t0: float
+    names: Sequence[str],
+    *,
+    rate_hz: float,
+    root_pid: int,
+    dataset_path: Path,
+    t0: float,
+    role: str = "dataset",
+    missed_counter: Path | None = None,
+    host_counters: bool = True,
 ) -> list[Collector]:
     """Collectors for ``names`` (a subset of KNOWN), in the order given, each once.
 
@@ -73,6 +88,8 @@ def make_collectors(
     for name in names:
         if name not in KNOWN:
             raise ValueError(f"unknown collector {name!r}; known: {', '.join(KNOWN)}")
-    context = CollectorContext(rate_hz, t0, root_pid, dataset_path)
+    context = CollectorContext(
+        rate_hz, t0, root_pid, dataset_path, role, missed_counter, host_counters
+    )
     wanted = dict.fromkeys(name for name in names if name in COLLECTORS)
     return [cast(Factory, COLLECTORS.load(name)).collector(context) for name in wanted]

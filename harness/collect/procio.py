@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from harness.collect import CollectorContext, diskstats, mountstats
+from harness.collect.misses import MissCounter
+from harness.collect.mounts import StorageMount, interface_bytes, locate, locate_device
 from harness.collect.proctree import ProcessTree, TreeCounters
 from harness.collect.sampler import (
     Collector,
@@ -50,6 +52,8 @@ MB = 1e6
 RAW_COLUMNS = ("t", "read_bytes", "rchar", "device_read_bytes", "procs")
 DEVICE_COLUMNS = tuple(f"device_{name}" for name in diskstats.COUNTER_NAMES)
 NFS_COLUMNS = tuple(f"nfs_{name}" for name in mountstats.COUNTER_NAMES)
+MISS_COLUMNS = ("missed_bytes",)  # the host's cache misses (misses.MissCounter), cumulative
+LINK_COLUMNS = ("link_rx_bytes", "link_tx_bytes")  # the interface towards the mount's server
 MOUNTSTATS = "/proc/self/mountstats"
 
 
@@ -59,15 +63,6 @@ def parse_io(data: bytes) -> tuple[int, int]:
     if fields[0] != b"rchar:" or fields[8] != b"read_bytes:":
         raise ValueError("unexpected layout of /proc/<pid>/io")
     return int(fields[9]), int(fields[1])
-
-
-def diskstats_names(text: str) -> dict[tuple[int, int], str]:
-    names = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 6:
-            names[(int(fields[0]), int(fields[1]))] = fields[2]
-    return names
 
 
 def real_disks() -> list[str]:
@@ -82,33 +77,6 @@ def real_disks() -> list[str]:
         for name in entries
         if "/devices/virtual/" not in os.path.realpath(os.path.join("/sys/block", name))
     ]
-
-
-def locate_device(dataset_path: Path) -> tuple[str | None, str | None]:
-    """(diskstats name of the device holding the dataset, or None; a note when None or when
-    the device was found through the mount table)."""
-    path = existing_parent(dataset_path)
-    st_dev = path.stat().st_dev
-    dev = f"{os.major(st_dev)}:{os.minor(st_dev)}"
-    try:
-        names = diskstats_names(Path("/proc/diskstats").read_text())
-    except OSError:
-        return None, "no /proc/diskstats on this system"
-    name = names.get((os.major(st_dev), os.minor(st_dev)))
-    if name is not None:
-        return name, None
-    try:
-        mount = find_mount(path, Path("/proc/self/mountinfo").read_text())
-    except OSError:
-        mount = None
-    if mount is None:
-        return None, f"no block device found for {path} (st_dev {dev})"
-    fstype, source = mount.fs_type, mount.source
-    if source.startswith("/dev/"):
-        candidate = os.path.basename(os.path.realpath(source))
-        if candidate in names.values():
-            return candidate, f"{path} is on {fstype} over {source}"
-    return None, f"the dataset is on {fstype} ({source}), which has no local block device"
 
 
 def locate_nfs_mount(dataset_path: Path) -> str | None:
@@ -135,14 +103,38 @@ class IoCollector(Collector):
         tree: ProcessTree | None = None,
         nfs_mount: str | None = None,
         mountstats_path: str = MOUNTSTATS,
+        role: str = "dataset",
+        missed_counter: Path | None = None,
+        host_counters: bool = True,
+        mount: StorageMount | None = None,
     ) -> None:
         """``nfs_mount``: the NFS mount point to follow (found from the dataset path when None);
-        ``mountstats_path``: where its counters are read (tests give a captured copy)."""
+        ``mountstats_path``: where its counters are read (tests give a captured copy);
+        ``missed_counter``: the host's cache-miss counter; ``host_counters``: this process
+        reports the host's figures (the miss counter, the link); ``mount``: the mount under the
+        dataset path and who counts its bytes (found when None)."""
+        self.mount = mount or locate(Path(dataset_path), role)
         self.nfs_mount = nfs_mount or locate_nfs_mount(Path(dataset_path))
         self._mountstats_path = mountstats_path
+        self.host_counters = host_counters
+        # The host's counters, sampled by one process per host only (the others' would count
+        # the host again when ranks are summed).
+        self._misses = MissCounter(missed_counter) if missed_counter and host_counters else None
+        self._miss_baseline: int | None = None
+        self._link_baseline: tuple[int, int] | None = None
         nfs_columns = NFS_COLUMNS if self.nfs_mount else ()
+        miss_columns = MISS_COLUMNS if self._misses is not None else ()
+        link_columns = LINK_COLUMNS if self.mount.interface and host_counters else ()
         super().__init__(
-            rate_hz=rate_hz, t0=t0, columns=(*RAW_COLUMNS, *DEVICE_COLUMNS, *nfs_columns)
+            rate_hz=rate_hz,
+            t0=t0,
+            columns=(
+                *RAW_COLUMNS,
+                *DEVICE_COLUMNS,
+                *nfs_columns,
+                *miss_columns,
+                *link_columns,
+            ),
         )
         self.root_pid = root_pid
         self.device: str | None = None
@@ -225,10 +217,36 @@ class IoCollector(Collector):
                     self._nfs_baseline = nfs
                 grown_nfs = nfs.minus(self._nfs_baseline)
                 row += [float(getattr(grown_nfs, name)) for name in mountstats.COUNTER_NAMES]
+        if self._misses is not None:
+            row.append(self._missed_since_start())
+        if self.mount.interface and self.host_counters:
+            row += self._link_since_start(self.mount.interface)
         self._record(row)
+
+    def _missed_since_start(self) -> float:
+        assert self._misses is not None
+        value = self._misses.value()
+        if value is None:  # not made yet (the pipeline makes it) or gone: not a zero
+            return math.nan
+        if self._miss_baseline is None:
+            self._miss_baseline = value
+        return float(value - self._miss_baseline)
+
+    def _link_since_start(self, interface: str) -> list[float]:
+        counters = interface_bytes(interface)
+        if counters is None:
+            return [math.nan, math.nan]
+        if self._link_baseline is None:
+            self._link_baseline = counters
+        return [
+            float(counters[0] - self._link_baseline[0]),
+            float(counters[1] - self._link_baseline[1]),
+        ]
 
     def _close(self) -> None:
         self._counters.close()
+        if self._misses is not None:
+            self._misses.close()
         if self._diskstats is not None:
             self._diskstats.close()
             self._diskstats = None
@@ -243,7 +261,9 @@ class IoCollector(Collector):
                 "t": t,
                 "read_bytes": read_bytes,
                 "rchar": rchar,
-                "read_MBps": per_sample_rate(t, read_bytes) / MB,
+                # the read rate from the source that sees this mount's reads (mounts.py)
+                "read_MBps": per_sample_rate(t, self._read_counter(columns)) / MB,
+                "process_read_MBps": per_sample_rate(t, read_bytes) / MB,
                 "rchar_MBps": per_sample_rate(t, rchar) / MB,
                 "device_read_bytes": device_bytes,
                 "device_read_MBps": per_sample_rate(t, device_bytes) / MB,
@@ -251,6 +271,16 @@ class IoCollector(Collector):
                 **extra,
             }
         )
+
+    def _read_counter(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The cumulative bytes behind the run's read rate: the tree's read_bytes on a block
+        device, the bytes from the server on NFS, the host's cache misses elsewhere (NaN in a
+        process that does not sample them)."""
+        if self.mount.counted_by == "nfs" and "nfs_server_read_bytes" in columns:
+            return columns["nfs_server_read_bytes"]
+        if self.mount.counted_by == "pipeline":
+            return columns.get("missed_bytes", np.full(len(columns["t"]), np.nan))
+        return columns["read_bytes"]
 
     @staticmethod
     def _window(
@@ -273,8 +303,11 @@ class IoCollector(Collector):
         figures, over [start, end]; all context (facts about the run, never judged)."""
         frame = self.frame()
         out: dict[str, dict] = {}
-        if self.device is None and self.nfs_mount:
-            grown = None  # local disks tell nothing about a dataset on NFS: its mount does
+        if self.mount.counted_by != "block":
+            # Local disks tell nothing about a dataset on NFS, FUSE or another mount without a
+            # block device of its own: its mount and its link do. Never another device's
+            # figures under the dataset's name.
+            grown = None
         else:
             grown = self._window(frame, "device_", diskstats.COUNTER_NAMES, start, end)
         figures = (
@@ -283,7 +316,7 @@ class IoCollector(Collector):
         if self.device is None and len(self.disks) != 1:
             figures.pop("util_pct", None)  # a sum of several disks' busy time is no utilisation
         for name, key, unit in diskstats.SUMMARY_METRICS:
-            if key in figures or (grown is None and not self.nfs_mount):
+            if key in figures or (grown is None and self.mount.counted_by == "block"):
                 out[name] = metric(figures.get(key), unit, "context")
         if self.nfs_mount:
             grown = self._window(frame, "nfs_", mountstats.COUNTER_NAMES, start, end)
@@ -303,21 +336,59 @@ class IoCollector(Collector):
         t = frame["t"].to_numpy()
 
         def rate(column: str) -> float | None:
+            if column not in frame:
+                return None
             found = counter_rate(t, frame[column].to_numpy(), start, end)
             return None if found is None else found / MB
 
-        return {
-            "read_MBps": metric(rate("read_bytes"), "MB/s", "context"),
-            "read_bytes": metric(
-                window_delta(t, frame["read_bytes"].to_numpy(), start, end), "B", "context"
-            ),
+        def delta(column: str) -> float | None:
+            if column not in frame:
+                return None
+            return window_delta(t, frame[column].to_numpy(), start, end)
+
+        storage = self.storage_metrics(start, end)
+        # The run's read figure from the source that sees this mount's reads (mounts.py).
+        if self.mount.counted_by == "nfs":
+            read_MBps = storage.get("nfs_read_MBps", {}).get("value")
+            read_bytes = None if read_MBps is None else read_MBps * MB * (end - start)
+        elif self.mount.counted_by == "pipeline":
+            read_MBps, read_bytes = rate("missed_bytes"), delta("missed_bytes")
+        else:
+            read_MBps, read_bytes = rate("read_bytes"), delta("read_bytes")
+        host: dict[str, dict] = {}
+        if self.host_counters:
+            host = {
+                "missed_MBps": metric(rate("missed_bytes"), "MB/s", "context"),
+                "link_rx_MBps": metric(rate("link_rx_bytes"), "MB/s", "context"),
+                "link_rx_bytes": metric(delta("link_rx_bytes"), "B", "context"),
+            }
+            host = {k: v for k, v in host.items() if v["value"] is not None}
+        figures = {
+            "read_MBps": metric(read_MBps, "MB/s", "context"),
+            "read_bytes": metric(read_bytes, "B", "context"),
+            "process_read_MBps": metric(rate("read_bytes"), "MB/s", "context"),
+            **host,
             "rchar_MBps": metric(rate("rchar"), "MB/s", "context"),
             "device_read_MBps": metric(rate("device_read_bytes"), "MB/s", "context"),
             "device_read_bytes": metric(
                 window_delta(t, frame["device_read_bytes"].to_numpy(), start, end), "B", "context"
             ),
-            **self.storage_metrics(start, end),
+            **storage,
         }
+        if self.mount.counted_by == "pipeline" and not self.host_counters:
+            del figures["read_MBps"], figures["read_bytes"]
+        return figures
+
+    def whole_run(self, column: str) -> int | None:
+        """How much counter ``column`` grew from the first sample to the last (None: not
+        sampled, or fewer than two valid samples)."""
+        frame = self.frame()
+        if column not in frame:
+            return None
+        values = frame[column].dropna()
+        if len(values) < 2:
+            return None
+        return int(values.iloc[-1] - values.iloc[0])
 
 
 def collector(context: CollectorContext) -> IoCollector:
@@ -328,4 +399,7 @@ def collector(context: CollectorContext) -> IoCollector:
         root_pid=context.root_pid,
         dataset_path=context.dataset_path,
         tree=context.tree,
+        role=context.role,
+        missed_counter=context.missed_counter,
+        host_counters=context.host_counters,
     )

@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from harness.collect.misses import MissCounter
+
 PAGE = mmap.PAGESIZE
+
+
+def absent_pages(resident: bytes, first_page: int) -> np.ndarray:
+    """The page numbers a residency vector (``harness.pagecache.resident_vector``, starting at
+    ``first_page``) shows absent from the page cache."""
+    return np.flatnonzero(np.frombuffer(resident, dtype=np.uint8) == 0) + first_page
 
 
 class PageLedger:
@@ -41,17 +49,32 @@ class PageLedger:
 
     def __init__(self) -> None:
         self._seen: dict[str, np.ndarray] = {}
+        self.missed_bytes = 0  # a lone process's cache misses (a shared ledger: its counter)
 
-    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
+    def note(
+        self, path: str, pages: np.ndarray, file_size: int, absent: np.ndarray | None = None
+    ) -> int:
         """Mark ``pages`` (page numbers) of ``path`` as asked for; return the bytes of those
-        that were not asked for before."""
+        that were not asked for before. ``absent``: the pages ``mincore`` found out of the page
+        cache just before the read; those asked for the first time are cache misses, counted
+        (``missed_bytes``, or the host's counter) as bytes the storage served."""
         seen = self._seen.get(path)
         if seen is None:
             seen = self._seen[path] = np.zeros(-(-file_size // PAGE), dtype=bool)
         pages = pages[pages < seen.size]
         fresh = np.unique(pages[~seen[pages]])
         seen[fresh] = True
+        self._count_missed(fresh, absent)
         return int(fresh.size) * PAGE
+
+    def _count_missed(self, fresh: np.ndarray, absent: np.ndarray | None) -> None:
+        if absent is not None and fresh.size:
+            missed = np.intersect1d(fresh, absent, assume_unique=True).size * PAGE
+            if missed:
+                self._add_missed(int(missed))
+
+    def _add_missed(self, count: int) -> None:
+        self.missed_bytes += count
 
     def unseen(self, path: str, start: int, stop: int, file_size: int) -> np.ndarray:
         """The page numbers in [start, stop) of ``path`` not asked for yet (a hint: another
@@ -62,13 +85,19 @@ class PageLedger:
             return np.arange(start, stop)
         return np.flatnonzero(~seen[start:stop]) + start
 
-    def note_range(self, path: str, offset: int, length: int, file_size: int) -> int:
+    def note_range(
+        self,
+        path: str,
+        offset: int,
+        length: int,
+        file_size: int,
+        absent: np.ndarray | None = None,
+    ) -> int:
         """``note`` for the pages under ``length`` bytes at ``offset``."""
         if length <= 0:
             return 0
-        return self.note(
-            path, np.arange(offset // PAGE, (offset + length - 1) // PAGE + 1), file_size
-        )
+        pages = np.arange(offset // PAGE, (offset + length - 1) // PAGE + 1)
+        return self.note(path, pages, file_size, absent)
 
 
 LEDGER_MAGIC = b"HLEDGER1"
@@ -108,6 +137,8 @@ class SharedPageLedger(PageLedger):
             os.link(scratch, path)  # whole or not at all, and never over another's
         except FileExistsError:
             pass
+        else:
+            MissCounter.create(missed_path(path))
         finally:
             scratch.unlink()
         return cls(path)
@@ -117,6 +148,7 @@ class SharedPageLedger(PageLedger):
         self._lock = threading.Lock()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         self._map = mmap.mmap(self._fd, 0)
+        self._misses = MissCounter(missed_path(self.path))
         magic, _creator, length = _HEADER.unpack_from(self._map, 0)
         if magic != LEDGER_MAGIC:
             raise ValueError(f"{self.path}: not a page ledger")
@@ -138,13 +170,15 @@ class SharedPageLedger(PageLedger):
         self.path = state["path"]
         self._open()
 
-    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
+    def note(
+        self, path: str, pages: np.ndarray, file_size: int, absent: np.ndarray | None = None
+    ) -> int:
         if self._pid != os.getpid():  # forked: this process needs its own lock and descriptor
             self._open()
         place = self._files.get(path)
         if place is None:
             with self._lock:
-                return super().note(path, pages, file_size)
+                return super().note(path, pages, file_size, absent)
         base, count = place
         pages = pages[(pages >= 0) & (pages < count)]
         with self._lock:
@@ -155,7 +189,11 @@ class SharedPageLedger(PageLedger):
                 seen[fresh] = True
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._count_missed(fresh, absent)
         return int(fresh.size) * PAGE
+
+    def _add_missed(self, count: int) -> None:
+        self._misses.add(count)
 
     def unseen(self, path: str, start: int, stop: int, file_size: int) -> np.ndarray:
         if self._pid != os.getpid():
@@ -176,6 +214,21 @@ def ledger_path(run_id: str) -> Path:
     return folder / f"harness-ledger-{run_id}"
 
 
+def missed_path(ledger: Path) -> Path:
+    """The host's counter of cache misses beside its ledger (``harness.collect.misses``: the
+    io collector finds it by the run's id)."""
+    prefix = "harness-ledger-"
+    if ledger.name.startswith(prefix):
+        return ledger.with_name("harness-misses-" + ledger.name.removeprefix(prefix))
+    return ledger.with_name(ledger.name + ".misses")
+
+
+def remove_ledger(ledger: Path) -> None:
+    """The run's ledger and its miss counter, once every process of the host is done."""
+    ledger.unlink(missing_ok=True)
+    missed_path(ledger).unlink(missing_ok=True)
+
+
 def remove_stale_ledgers(folder: Path) -> None:
     """Remove the ledgers (and half-made ones) of runs whose creator is gone (killed before it
     could remove them); files that are not ledgers are left alone."""
@@ -187,7 +240,7 @@ def remove_stale_ledgers(folder: Path) -> None:
                 continue
             os.kill(creator, 0)
         except ProcessLookupError:
-            path.unlink(missing_ok=True)
+            remove_ledger(path)
         except (OSError, struct.error):
             continue
 
@@ -230,8 +283,24 @@ class CountingFile(io.FileIO):
             self._residency = None
         super().close()
 
-    def _count(self, offset: int, count: int) -> None:
-        first_time = self.ledger.note_range(self.key, offset, count, self.size)
+    def _absent(self, offset: int, length: int) -> np.ndarray | None:
+        """The pages of [offset, offset + length) out of the page cache now (before the read);
+        None where the file system cannot say."""
+        if length <= 0 or offset >= self.size:
+            return None
+        from harness.pagecache import Residency
+
+        first = offset // PAGE
+        try:
+            if self._residency is None:
+                self._residency = Residency(self.fileno(), self.size)
+            vector = self._residency.vector(first, (offset + length - 1) // PAGE + 1 - first)
+        except OSError:
+            return None
+        return absent_pages(vector, first)
+
+    def _count(self, offset: int, count: int, absent: np.ndarray | None) -> None:
+        first_time = self.ledger.note_range(self.key, offset, count, self.size, absent)
         if count > 0:
             first_time += self._read_ahead(offset + count)
         self.reads.add(count, first_time)
@@ -256,19 +325,22 @@ class CountingFile(io.FileIO):
             return 0
         if run == 0:
             return 0
-        return self.ledger.note(self.key, np.arange(first, first + run), self.size)
+        pages = np.arange(first, first + run)  # what this read made the kernel fetch: misses
+        return self.ledger.note(self.key, pages, self.size, absent=pages)
 
     def readinto(self, buffer: Any) -> int | None:
         offset = self.tell()
+        absent = self._absent(offset, memoryview(buffer).nbytes)
         count = super().readinto(buffer)
         if count:
-            self._count(offset, count)
+            self._count(offset, count, absent)
         return count
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
         offset = self.tell()
+        absent = self._absent(offset, self.size - offset if size < 0 else size)
         data = super().read(size)
-        self._count(offset, len(data))
+        self._count(offset, len(data), absent)
         return data
 
 

@@ -105,9 +105,11 @@ class _SharedLedger(PageLedger):
         super().__init__()
         self._lock = threading.Lock()
 
-    def note(self, path: str, pages: np.ndarray, file_size: int) -> int:
+    def note(
+        self, path: str, pages: np.ndarray, file_size: int, absent: np.ndarray | None = None
+    ) -> int:
         with self._lock:
-            return super().note(path, pages, file_size)
+            return super().note(path, pages, file_size, absent)
 
 
 @dataclass

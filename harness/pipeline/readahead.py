@@ -12,16 +12,25 @@ the sample takes them, as if the worker had read them itself.
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from harness.pagecache import resident_vector
 
-def read_file(path: Path) -> tuple[bytes, int]:
-    """(the file's bytes, time.monotonic_ns() when the read began), unbuffered."""
+
+def read_file(path: Path) -> tuple[bytes, int, bytes | None]:
+    """(the file's bytes, time.monotonic_ns() when the read began, which of its pages were in the
+    page cache just before the read: ``harness.pagecache.resident_vector``, None where the file
+    system cannot say), unbuffered."""
     began = time.monotonic_ns()
     with open(path, "rb", buffering=0) as handle:
-        return handle.read(), began
+        try:
+            resident = resident_vector(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError:
+            resident = None
+        return handle.readall(), began, resident
 
 
 class ReadAhead:
@@ -33,7 +42,7 @@ class ReadAhead:
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[Path, Future[tuple[bytes, int]]] = {}
+        self._pending: dict[Path, Future[tuple[bytes, int, bytes | None]]] = {}
         self.earliest_taken: int | None = None  # when the first read of what was taken began
 
     def submit(self, paths: list[Path]) -> None:
@@ -43,16 +52,16 @@ class ReadAhead:
             if path not in self._pending:
                 self._pending[path] = self._pool.submit(read_file, path)
 
-    def take(self, path: Path) -> tuple[bytes, int] | None:
+    def take(self, path: Path) -> tuple[bytes, int, bytes | None] | None:
         """The file's bytes and read start, if it was submitted (its read error, if it failed);
         None if it was not."""
         future = self._pending.pop(path, None)
         if future is None:
             return None
-        data, began = future.result()
+        data, began, resident = future.result()
         if self.earliest_taken is None or began < self.earliest_taken:
             self.earliest_taken = began
-        return data, began
+        return data, began, resident
 
     def forget(self) -> None:
         """Drop what was read ahead and not taken (a batch that ended early)."""

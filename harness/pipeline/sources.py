@@ -29,12 +29,14 @@ from harness.data.pictures import checked_classes, decode_mask, decode_rgb, to_r
 from harness.data.tracks import Tracks
 from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError, one_line
+from harness.pagecache import resident_mapped, resident_vector
 from harness.pipeline.accounting import (
     PAGE,
     CountingFile,
     PageLedger,
     Reads,
     SharedPageLedger,
+    absent_pages,
     pages_touched,
 )
 from harness.pipeline.plan import FileInfo, SampleRef
@@ -96,8 +98,9 @@ class Source:
     def read_whole(self, path: Path, reads: Reads) -> bytes:
         """A whole file's bytes, from the read-ahead threads when they have it, counted."""
         taken = self.read_ahead.take(path) if self.read_ahead is not None else None
-        data = read_file(path)[0] if taken is None else taken[0]
-        reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data)))
+        data, _began, resident = read_file(path) if taken is None else taken
+        absent = None if resident is None else absent_pages(resident, 0)
+        reads.add(len(data), self.ledger.note_range(str(path), 0, len(data), len(data), absent))
         return data
 
     def data_files(self) -> list[Path]:
@@ -167,10 +170,11 @@ class CollageSource(_DatasetSource):
         mapped = self._map(path, reads)
         mapped.check_whole(path)  # a page past a cut file's end would kill the process: SIGBUS
         array = mapped.array
-        crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
         pages = pages_touched(array, rows, cols)
+        absent = _absent_mapped(array, pages)  # before the copy faults them in
+        crop = np.array(array[rows, cols])  # copies, which faults in exactly the pages touched
         size = array.offset + array.nbytes if isinstance(array, np.memmap) else array.nbytes
-        reads.add(pages.size * PAGE, self.ledger.note(str(path), pages, size))
+        reads.add(pages.size * PAGE, self.ledger.note(str(path), pages, size, absent))
         return crop
 
     def _map(self, path: Path, reads: Reads) -> _MappedNpy:
@@ -179,7 +183,8 @@ class CollageSource(_DatasetSource):
         if mapped is None:
             mapped = self._maps[key] = _map_npy(path)
             size = mapped.array.offset + mapped.array.nbytes
-            reads.add(PAGE, self.ledger.note_range(key, 0, PAGE, size))  # the header's page
+            absent = np.arange(1) if mapped.header_absent else None
+            reads.add(PAGE, self.ledger.note_range(key, 0, PAGE, size, absent))  # the header
             if len(self._maps) > 4096:  # bound open maps per worker on huge datasets
                 self._maps.popitem(last=False)
         else:
@@ -195,6 +200,7 @@ class _MappedNpy:
     array: np.memmap
     device: int
     inode: int
+    header_absent: bool  # its first page was out of the page cache when the header was read
 
     def check_whole(self, path: Path) -> None:
         """Named here, one line, when the file was cut short since it was mapped: a page past
@@ -222,6 +228,7 @@ def _map_npy(path: Path) -> _MappedNpy:
     try:
         with open(path, "rb", buffering=0) as handle:
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+            header_absent = _first_page_absent(handle.fileno())
             header = handle.read(PAGE)
             stream = io.BytesIO(header)
             shape, fortran, dtype = _npy_header(stream)
@@ -236,7 +243,30 @@ def _map_npy(path: Path) -> _MappedNpy:
     handle_map = getattr(array, "_mmap", None)
     if handle_map is not None and hasattr(mmap, "MADV_RANDOM"):
         handle_map.madvise(mmap.MADV_RANDOM)
-    return _MappedNpy(array, found.st_dev, found.st_ino)
+    return _MappedNpy(array, found.st_dev, found.st_ino, header_absent)
+
+
+def _first_page_absent(fd: int) -> bool:
+    try:
+        return resident_vector(fd, 0, PAGE)[:1] == b"\x00"
+    except OSError:  # a file system that cannot say: not counted as a miss
+        return False
+
+
+def _absent_mapped(array: np.ndarray, pages: np.ndarray) -> np.ndarray | None:
+    """Which of ``pages`` (file page numbers, sorted) of a memory-mapped array are out of the
+    page cache now; None where that cannot be asked (not a mapping, or mincore refused)."""
+    if not isinstance(array, np.memmap) or pages.size == 0:
+        return None
+    # np.memmap maps from the page holding ``offset``: file byte b sits at data - offset + b.
+    base = array.ctypes.data - array.offset
+    first, last = int(pages[0]), int(pages[-1])
+    try:
+        resident = resident_mapped(base + first * PAGE, (last - first + 1) * PAGE)
+    except OSError:
+        return None
+    absent = absent_pages(resident, first)
+    return absent[np.isin(absent, pages, assume_unique=True)]
 
 
 def _npy_header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype]:

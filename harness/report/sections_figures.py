@@ -136,7 +136,47 @@ def storage_tables(runs: list[Run]) -> list[Block]:
         tables.append(
             Table(key, title, [*header, *(c for _, c, _ in columns)], rows, styles, caption=caption)
         )
-    return tables
+    mounts = mount_table(ordered)
+    return tables if mounts is None else [mounts, *tables]
+
+
+def mount_table(runs: list[Run]) -> Table | None:
+    """Per run: the mount under the folder it read, its file system, and the source that counted
+    its bytes, with the read rate and the link's (a table only when some run read from a mount
+    that is not a local block device: the disk table covers those)."""
+    rows, styles = [], []
+    for run in runs:
+        storage = (run.summary and run.summary.storage) or []
+        read_root = storage[-1] if storage else None  # the frame cache when there is one
+        if read_root is None or read_root.get("counted_by") == "block":
+            continue
+        values = [run.value(name) for name in ("read_MBps", "link_rx_MBps")]
+        link = read_root.get("interface") or "not known"
+        rows.append(
+            [
+                run.label,
+                f"{read_root.get('mount_point')} ({read_root.get('role')})",
+                str(read_root.get("fs_type")),
+                str(read_root.get("counted_by_source", read_root.get("counted_by"))),
+                link,
+                *(fmt(v, "") for v in values),
+            ]
+        )
+        styles.append(["", "", "", "", "", *(num_style(v) for v in values)])
+    if not rows:
+        return None
+    return Table(
+        "table-mount",
+        "The mount each run read and who counted its bytes",
+        ["run", "mount", "type", "bytes counted by", "link", "read (MB/s)", "link rx (MB/s)"],
+        rows,
+        styles,
+        caption="The per-process read_bytes misses FUSE and some network file systems: on those "
+        "the read rate is the pipeline's cache misses (pages first asked for that mincore "
+        "found absent before the read), and the interface on the route to the server counts "
+        "what crossed the link (protocol overhead included). The server's own disks are not "
+        "this client's: see the server view where a Prometheus source was scraped.",
+    )
 
 
 def cpu_section(runs: list[Run]) -> Section:

@@ -83,7 +83,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("gpu_util_mean", "GPU utilisation (NVML, mean of GPUs)", "%"),
     ("busy_pct", "loop busy % (measured step: compute / wall)", "%"),
     ("data_wait_pct", "waiting for data", "%"),
-    ("read_MBps", "storage read (10^6 B/s, /proc read_bytes)", "MB/s"),
+    ("read_MBps", "storage read (10^6 B/s; source per mount type)", "MB/s"),
     ("requested_MBps", "pipeline asked for (10^6 B/s)", "MB/s"),
     ("fetch_latency_p50_ms", "fetch latency p50", "ms"),
     ("fetch_latency_p99_ms", "fetch latency p99", "ms"),

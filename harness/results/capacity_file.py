@@ -47,6 +47,9 @@ PROBE_METRICS = (
     "cpu_pct",
     "fetch_latency_p50_ms",
     "fetch_latency_p99_ms",
+    "link_rx_MBps",  # a network mount: bytes received over the link to its server
+    "server_disk_util_pct",  # a Prometheus server view: the server's disks' busy time
+    "server_disk_read_MBps",
 )
 
 

@@ -98,6 +98,10 @@ class SummaryFile(RunDocument):
     # (``harness.summary.window_record``); None: no measured step, or written before it was kept
     window: dict[str, Any] | None = None
     dlio: DlioBlock | None = None  # DLIO's definitions; runs written before it have none
+    # Per path the scenario reads (dataset, frame cache): its mount, file-system type and which
+    # source counted its bytes (``harness.collect.mounts.StorageMount.record``); runs written
+    # before it have none
+    storage: list[dict[str, Any]] | None = None
 
     def value(self, name: str) -> float | None:
         """Metric ``name``'s value; None when it was not measured or is not there."""

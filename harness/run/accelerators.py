@@ -33,7 +33,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError, one_line
-from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
+from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
 from harness.run.finish import (
     RunOutcome,
     keep_thumbnails,
@@ -112,7 +112,7 @@ def run_accelerators(
     config = _launch_config(folder, accelerators, nodes)
     _quiet_launcher_logs()
     t0 = time.monotonic()
-    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, context.ranks)
+    collectors = collectors_for(scenario, t0, context.ranks, folder.name)
     # Ours come back afterwards, and nothing interrupts the merge of what the ranks measured.
     saved = {sig: signal.getsignal(sig) for sig in LAUNCHER_SIGNALS}
     for collector in collectors:
@@ -124,7 +124,7 @@ def run_accelerators(
             signal.signal(sig, signal.SIG_IGN)
         for collector in collectors:
             collector.stop()
-        ledger.unlink(missing_ok=True)
+        remove_ledger(ledger)
     if nodes is None:  # every rank on this host: the page cache saw all their reads
         note_resident_at_end(prepared, context)
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
@@ -297,6 +297,8 @@ def _merge_host(found: dict[int, RankResult], collectors: list[Collector]) -> li
     first.series, first.collector_metrics = host.series, host.collector_metrics
     first.unavailable, first.sampler_cpu_s = host.unavailable, host.sampler_cpu_s
     first.io_read_bytes, first.io_device = host.io_read_bytes, host.io_device
+    first.io_mount, first.io_missed_bytes = host.io_mount, host.io_missed_bytes
+    first.io_link_rx_bytes = host.io_link_rx_bytes
     for part in parts[1:]:  # the host's collector counted their reads in the first one's
         part.io_read_bytes = 0 if host.io_read_bytes is not None else None
     return parts

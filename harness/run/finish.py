@@ -20,11 +20,14 @@ import pandas as pd
 import torch
 
 from harness import pagecache, results
+from harness.collect import mounts
+from harness.collect.procio import IoCollector
 from harness.collect.sampler import Collector
 from harness.env import environment
 from harness.errors import HarnessError, one_line
 from harness.pipeline.batch import Sample
 from harness.run.prepare import PreparedRun, RunContext
+from harness.scenario import Scenario
 from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
 from harness.train import distributed
 from harness.train.loop import Evaluation, LoopRecords
@@ -153,6 +156,7 @@ def write_run_summary(
         complete=complete,
         reason=reason,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        storage=storage_records(context.scenario),
     )
     results.write_summary(folder, summary)
     return summary
@@ -185,6 +189,16 @@ def keep_thumbnails(
         read=read,
     )
     results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
+
+
+def storage_records(scenario: Scenario) -> list[dict[str, Any]]:
+    """The mount under each folder the scenario names (its dataset, its frame cache) and which
+    source counts the bytes read from it."""
+    paths = [(Path(scenario.dataset.path), "dataset")]
+    cache = scenario.pipeline.cache
+    if scenario.pipeline.mode == "cached" and cache is not None:
+        paths.append((Path(cache.path), "frame cache"))
+    return [mounts.locate(path, role).record() for path, role in paths]
 
 
 def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
@@ -222,5 +236,8 @@ def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -
         sampler_cpu_s={c.name: c.cpu_seconds for c in collectors},
         io_read_bytes=read_bytes,
         io_device=getattr(io, "device", None),
+        io_mount=io.mount.record() if isinstance(io, IoCollector) else None,
+        io_missed_bytes=io.whole_run("missed_bytes") if isinstance(io, IoCollector) else None,
+        io_link_rx_bytes=io.whole_run("link_rx_bytes") if isinstance(io, IoCollector) else None,
         unconsumed=records.unconsumed,
     )

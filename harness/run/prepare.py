@@ -16,6 +16,7 @@ import torch
 
 from harness import pagecache
 from harness.collect import PER_HOST, make_collectors
+from harness.collect.misses import missed_bytes_path
 from harness.collect.sampler import Collector
 from harness.data.cache import CacheManifest, read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
@@ -149,16 +150,27 @@ def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> pagecache.PageCac
     )
 
 
-def collectors_for(
-    scenario: Scenario, dataset_dir: Path, t0: float, ranks: Ranks
-) -> list[Collector]:
+def read_root(scenario: Scenario) -> tuple[Path, str]:
+    """The folder a run reads its samples from, and what it is: the frame cache of a cached
+    video scenario, the dataset otherwise."""
+    cache = scenario.pipeline.cache
+    if scenario.pipeline.mode == "cached" and cache is not None:
+        return Path(cache.path), "frame cache"
+    return Path(scenario.dataset.path), "dataset"
+
+
+def collectors_for(scenario: Scenario, t0: float, ranks: Ranks, run_id: str) -> list[Collector]:
     names = scenario.collectors.enabled
     if ranks.local_rank != 0:  # one process per machine samples what the whole machine shares
         names = [n for n in names if n not in PER_HOST]
+    root, role = read_root(scenario)
     return make_collectors(
         names,
         rate_hz=scenario.collectors.rate_hz,
         root_pid=os.getpid(),
-        dataset_path=dataset_dir,
+        dataset_path=root,
         t0=t0,
+        role=role,
+        missed_counter=missed_bytes_path(run_id),
+        host_counters=ranks.local_rank == 0,
     )

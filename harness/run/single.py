@@ -25,7 +25,7 @@ import torch
 from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError
-from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path
+from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
 from harness.pipeline.batch import Batch, Sample, worker_error
 from harness.run.finish import (
     RunOutcome,
@@ -78,7 +78,7 @@ def run_single(
     batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder, fetch_log))
     records = LoopRecords()
     t0 = time.monotonic()
-    collectors = collectors_for(scenario, Path(scenario.dataset.path), t0, ranks)
+    collectors = collectors_for(scenario, t0, ranks, context.folder.name)
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise, fetch_log
     )
@@ -96,7 +96,7 @@ def run_single(
         complete, reason, exit_code, summary = False, str(exc), ExitCode.FAILED, None
     distributed.shutdown(ranks)
     if ranks.local_rank == 0:
-        ledger.unlink(missing_ok=True)  # the processes that have it open keep their mapping
+        remove_ledger(ledger)  # the processes that have it open keep their mappings
     folder = context.folder if ranks.is_main else None
     return RunOutcome(folder, complete, reason, exit_code, summary)
 
