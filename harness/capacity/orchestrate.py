@@ -182,11 +182,13 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         prepared.source.data_files(),
         run.settings.max_accelerators,
         run.settings.ceiling_s,
+        with_fio=run.settings.ceiling_fio,
     )
     here = HostCeiling(
         host=socket.gethostname(),
         ceiling_MBps=round(ceiling.MBps, 3),
         ceiling_how=ceiling.how,
+        ceiling=ceiling.record(),
         client_cores=available_cpus(),
     )
     entry = ScenarioSearch(
@@ -196,6 +198,7 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         hosts=run.hosts.gather(here),
         ceiling_MBps=round(ceiling.MBps, 3),
         ceiling_how=ceiling.how,
+        ceiling=ceiling.record(),
         client_cores=available_cpus(),
         workers=scenario.pipeline.workers,
     )

@@ -35,6 +35,7 @@ OPTIONS = (
     ("probe_s", "--probe-s", "S"),
     ("repeat", "--repeat", "K"),
     ("ceiling_s", "--ceiling-s", "S"),
+    ("ceiling_fio", "--ceiling-fio", ""),
 )
 
 
@@ -43,6 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     override_arg(parser)
     for name, flag, metavar in OPTIONS:
         field = CapacitySettings.model_fields[name]
+        if field.annotation is bool:  # a switch: off unless given
+            parser.add_argument(flag, dest=name, action="store_true", help=field.description)
+            continue
         bounds = bounds_text(name)
         shown = "none" if field.default is None else f"{field.default:g}"
         detail = f"default {shown}" + (f"; {bounds}" if bounds else "")

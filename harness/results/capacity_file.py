@@ -118,12 +118,46 @@ class CapacityProfile(_Section):
     profile_flops_per_batch: Number | None = None
 
 
+class FioCeiling(_Section):
+    """fio's read rate over the same files, an optional comparison beside the harness's own."""
+
+    MBps: Number | None = None  # MB = 10^6 B
+    bytes_read: int | None = None  # fio's io_bytes
+    bytes_total: int | None = None  # the sizes of all the files: fio read them all when equal
+    seconds: Number | None = None
+    settings: TextOrEmpty = ""  # fio's options, as on its command line
+    error: Text | None = None  # why fio gave no rate (not installed, failed)
+
+
+class CeilingRecord(_Section):
+    """How a read ceiling was measured (``harness.capacity.ceiling``); absent from the files of
+    earlier harnesses, which only have ``ceiling_MBps`` and ``ceiling_how``."""
+
+    reader: TextOrEmpty = ""  # "harness": the harness's own whole-file reader
+    mode: TextOrEmpty = ""  # "O_DIRECT" or "buffered, each file evicted first"
+    mode_reason: TextOrEmpty = ""  # e.g. "ramfs at /mnt/x refuses O_DIRECT"
+    readers: int | None = None  # threads reading at once
+    request_bytes: int | None = None
+    seed: int | None = None  # of the shuffled file order
+    files_read: int | None = None  # distinct files read whole
+    files_total: int | None = None
+    file_reads: int | None = None  # whole-file reads, repeats included
+    bytes_read: int | None = None
+    bytes_total: int | None = None  # the sizes of all the files
+    passes: Number | None = None  # file_reads / files_total
+    seconds: Number | None = None
+    MBps: Number | None = None  # MB = 10^6 B
+    errors: Annotated[list[Text], _null_is(list)] = Field(default_factory=list)
+    fio: FioCeiling | None = None
+
+
 class HostCeiling(_Section):
     """One host's read ceiling and cores (several hosts search together under torchrun)."""
 
     host: TextOrEmpty = ""
     ceiling_MBps: Number | None = None
     ceiling_how: TextOrEmpty = ""
+    ceiling: CeilingRecord | None = None
     client_cores: int | None = None
 
 
@@ -169,6 +203,7 @@ class ScenarioSearch(_Section):
     hosts: Annotated[list[HostCeiling], _null_is(list)] = Field(default_factory=list)
     ceiling_MBps: Number | None = None
     ceiling_how: TextOrEmpty = ""
+    ceiling: CeilingRecord | None = None  # how this host's ceiling was measured
     client_cores: int | None = None
     workers: int | None = None
     max_accelerators: int | None = None  # None: no probe finished

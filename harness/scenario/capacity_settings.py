@@ -52,6 +52,13 @@ class CapacitySettings(BaseModel):
     ceiling_s: Annotated[
         float, Field(gt=0, le=86400, description="seconds of the read ceiling")
     ] = 10.0
+    ceiling_fio: Annotated[
+        bool,
+        Field(
+            description="also read the files with fio (settings that read every byte), its rate "
+            "recorded beside the harness's own ceiling as a comparison"
+        ),
+    ] = False
 
 
 def bounds_text(name: str) -> str:
