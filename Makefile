@@ -46,14 +46,18 @@ lint: setup-dev
 # (the read ceiling of capacity searches), sysstat's iostat (the disk metrics are checked against
 # it), installed with apt-get when missing and allowed (root); otherwise those tests say why they
 # skip (the ceiling falls back to the harness's own reads).
-SYSTEM_TOOLS := chromium pdftoppm pdftotext fio iostat
+# The network storage lab (harness lab) needs sshd, sshfs, node_exporter and iproute2 as well.
+SYSTEM_TOOLS := chromium pdftoppm pdftotext fio iostat /usr/sbin/sshd ssh sshfs fusermount3 \
+	prometheus-node-exporter ip tc
+SYSTEM_PACKAGES := chromium poppler-utils fio sysstat openssh-server openssh-client sshfs fuse3 \
+	prometheus-node-exporter iproute2
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium poppler-utils fio sysstat >/dev/null; \
-	  else echo "note: install chromium, poppler-utils, fio and sysstat to run all the tests"; fi; \
+	      $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "note: install $(SYSTEM_PACKAGES) to run all the tests"; fi; \
 	fi
 
 test: lint system-tools

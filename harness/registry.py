@@ -181,5 +181,6 @@ COMMANDS = _commands(
         "compare",
         "baseline",
         "export",
+        "lab",
     )
 )
