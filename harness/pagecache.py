@@ -268,6 +268,18 @@ COLD_RESIDENT_LIMIT = 0.01  # a "cold" start with more of the dataset in memory 
 EVICTIONS = 3  # tries: pages being written back or briefly mapped may need a second pass
 
 
+def lab_export_files(files: list[Path]) -> list[Path]:
+    """The export-side files of ``files`` that lie on a mount of the harness's lab, if one is
+    up (the storage host serving them shares this machine's page cache); none otherwise."""
+    from harness.lab.state import read_state
+
+    state = read_state()
+    if state is None:
+        return []
+    found = (state.export_side(path) for path in files)
+    return [path for path in found if path is not None and path.is_file()]
+
+
 def prepare(
     condition: str, files: list[Path], dataset_root: Path, *, act: bool = True
 ) -> PageCacheRecord:
@@ -288,12 +300,17 @@ def prepare(
     if act and condition == "cold":
         from harness.files import sync_filesystem
 
+        # A lab storage host shares this kernel: its export's files have a page cache of their
+        # own, which a cold run empties as a real server's would be (harness.lab).
+        served_from = lab_export_files(files)
+
         while evictions < EVICTIONS:
             # Flush the filesystems first: freshly written data still has metadata in flight,
             # and reading it back would show up as reads the pipeline never made.
             for folder in {path.parent for path in files[:1]} | {dataset_root}:
                 sync_filesystem(folder)
             evict(files)
+            evict(served_from)
             evictions += 1
             resident, _ = resident_bytes(files)
             if resident <= COLD_RESIDENT_LIMIT * total:
