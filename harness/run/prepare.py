@@ -161,4 +161,5 @@ def collectors_for(
         root_pid=os.getpid(),
         dataset_path=dataset_dir,
         t0=t0,
+        options={"prometheus": scenario.collectors.prometheus.model_dump()},
     )
