@@ -656,5 +656,7 @@ def storage_lines(summary: SummaryFile) -> list[str]:
         if (value := summary.value(name)) is not None
     ]
     if server:
-        lines.append(f"  server ({summary.collectors.server_view or 'prometheus'}): {', '.join(server)}")
+        lines.append(
+            f"  server ({summary.collectors.server_view or 'prometheus'}): {', '.join(server)}"
+        )
     return lines

@@ -43,17 +43,35 @@ class Exporter:
         self.failing = False
 
     def text(self) -> str:
-        lines = ["# HELP node_disk_read_bytes_total Bytes read.", "# TYPE node_disk_read_bytes_total counter"]
-        lines += [f'node_disk_read_bytes_total{{device="{d}"}} {v}' for d, v in self.disk_read.items()]
+        lines = [
+            "# HELP node_disk_read_bytes_total Bytes read.",
+            "# TYPE node_disk_read_bytes_total counter",
+        ]
+        lines += [
+            f'node_disk_read_bytes_total{{device="{d}"}} {v}' for d, v in self.disk_read.items()
+        ]
         lines += ["# TYPE node_disk_reads_completed_total counter"]
-        lines += [f'node_disk_reads_completed_total{{device="{d}"}} {v}' for d, v in self.disk_reads.items()]
+        lines += [
+            f'node_disk_reads_completed_total{{device="{d}"}} {v}'
+            for d, v in self.disk_reads.items()
+        ]
         lines += ["# TYPE node_disk_io_time_seconds_total counter"]
-        lines += [f'node_disk_io_time_seconds_total{{device="{d}"}} {v}' for d, v in self.io_time.items()]
+        lines += [
+            f'node_disk_io_time_seconds_total{{device="{d}"}} {v}' for d, v in self.io_time.items()
+        ]
         lines += ["# TYPE node_network_transmit_bytes_total counter"]
-        lines += [f'node_network_transmit_bytes_total{{device="{d}"}} {v}' for d, v in self.transmit.items()]
+        lines += [
+            f'node_network_transmit_bytes_total{{device="{d}"}} {v}'
+            for d, v in self.transmit.items()
+        ]
         lines += ["# TYPE node_cpu_seconds_total counter"]
-        lines += [f'node_cpu_seconds_total{{cpu="{c}",mode="{m}"}} {v}' for (c, m), v in self.cpu.items()]
-        lines += ["# TYPE node_memory_MemFree_bytes gauge", f"node_memory_MemFree_bytes {self.memory_free}"]
+        lines += [
+            f'node_cpu_seconds_total{{cpu="{c}",mode="{m}"}} {v}' for (c, m), v in self.cpu.items()
+        ]
+        lines += [
+            "# TYPE node_memory_MemFree_bytes gauge",
+            f"node_memory_MemFree_bytes {self.memory_free}",
+        ]
         return "\n".join(lines) + "\n"
 
 
@@ -62,7 +80,7 @@ def exporter() -> Iterator[tuple[Exporter, str]]:
     state = Exporter()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             state.scrapes += 1
             if state.failing:
                 self.send_error(503)
@@ -113,7 +131,11 @@ def test_rates_are_what_was_served(exporter) -> None:
         state.memory_free = 1e9 + t * 1e6
         _scrape_at(collector, 2.0 * t)
     summary = collector.summary(0.0, 8.0)
-    assert summary["server_disk_read_MBps"] == {"value": 5.0, "unit": "MB/s", "direction": "context"}
+    assert summary["server_disk_read_MBps"] == {
+        "value": 5.0,
+        "unit": "MB/s",
+        "direction": "context",
+    }
     assert summary["server_disk_reads_per_s"]["value"] == 110.0
     assert summary["server_disk_util_pct"]["value"] == 80.0  # the busiest device
     assert summary["server_net_transmit_MBps"]["value"] == 3.0  # lo left out
@@ -127,10 +149,14 @@ def test_rates_are_what_was_served(exporter) -> None:
 
 
 def test_labels_filter_what_has_the_label_and_selectors_narrow(exporter) -> None:
-    state, url = exporter
+    _, url = exporter
     collector = _collector(
         url,
-        ["node_disk_read_bytes_total", "node_cpu_seconds_total", 'node_network_transmit_bytes_total{device=~"e.*"}'],
+        [
+            "node_disk_read_bytes_total",
+            "node_cpu_seconds_total",
+            'node_network_transmit_bytes_total{device=~"e.*"}',
+        ],
         labels={"device": "vdb"},
     )
     columns = set(collector.columns)
@@ -153,7 +179,7 @@ def test_counter_reset_and_failed_scrapes(exporter) -> None:
     # 200 + 50 (from 0 after the restart) + 200 bytes over 3 s; the failed scrape is a gap
     assert summary["server_disk_read_MBps"]["value"] == pytest.approx(450 / 3 / 1e6)
     assert summary["server_scrapes_failed"]["value"] == 1
-    assert unwrap_resets([5.0, 2.0, float("nan"), 4.0]) [:2] == [5.0, 7.0]
+    assert unwrap_resets([5.0, 2.0, float("nan"), 4.0])[:2] == [5.0, 7.0]
 
 
 def test_unreachable_url_is_unavailable_and_run_goes_on() -> None:
@@ -171,9 +197,11 @@ def test_unreachable_url_is_unavailable_and_run_goes_on() -> None:
 
 
 def test_collector_thread_scrapes_at_its_interval(exporter) -> None:
-    state, url = exporter
+    _, url = exporter
     options = {"url": url, "interval_s": 0.05}
-    collector = PrometheusCollector(settings=ScrapeSettings.from_options(options), t0=time.monotonic())
+    collector = PrometheusCollector(
+        settings=ScrapeSettings.from_options(options), t0=time.monotonic()
+    )
     collector.start()
     time.sleep(0.5)
     collector.stop()
@@ -184,7 +212,10 @@ def test_collector_thread_scrapes_at_its_interval(exporter) -> None:
 def test_selectors_parse_and_columns_reverse() -> None:
     selector = parse_selector('node_cpu_seconds_total{mode!="idle", cpu=~"1|2",}')
     assert selector.name == "node_cpu_seconds_total"
-    assert [(m.label, m.op, m.value) for m in selector.matchers] == [("mode", "!=", "idle"), ("cpu", "=~", "1|2")]
+    assert [(m.label, m.op, m.value) for m in selector.matchers] == [
+        ("mode", "!=", "idle"),
+        ("cpu", "=~", "1|2"),
+    ]
     assert selector.matches("node_cpu_seconds_total", {"mode": "user", "cpu": "1"})
     assert not selector.matches("node_cpu_seconds_total", {"mode": "user", "cpu": "12"})  # anchored
     assert not selector.matches("node_cpu_seconds_total", {"mode": "idle", "cpu": "1"})
@@ -202,15 +233,24 @@ def test_selectors_parse_and_columns_reverse() -> None:
 
 def test_scenario_block() -> None:
     assert "prometheus" not in Collectors().enabled  # optional: it needs a URL
-    with pytest.raises(ValueError, match="collectors.prometheus.url is required"):
+    with pytest.raises(ValueError, match=r"collectors\.prometheus\.url is required"):
         Collectors.model_validate({"enabled": ["io", "prometheus"]})
     with pytest.raises(ValueError, match="bad regular expression"):
-        Collectors.model_validate({"prometheus": {"url": "http://h:9100/metrics", "metrics": ['x{a=~"("}']}})
+        Collectors.model_validate(
+            {"prometheus": {"url": "http://h:9100/metrics", "metrics": ['x{a=~"("}']}}
+        )
     block = Collectors.model_validate(
-        {"enabled": ["prometheus"], "prometheus": {"url": "http://h:9100/metrics", "labels": {"device": "vda"}}}
+        {
+            "enabled": ["prometheus"],
+            "prometheus": {"url": "http://h:9100/metrics", "labels": {"device": "vda"}},
+        }
     )
     assert block.prometheus.metrics == list(DEFAULT_METRICS) and block.prometheus.name == "server"
-    for bad in ({"url": "ftp://h"}, {"url": "http://h", "interval_s": 0}, {"url": "http://h", "labels": {"9x": "a"}}):
+    for bad in (
+        {"url": "ftp://h"},
+        {"url": "http://h", "interval_s": 0},
+        {"url": "http://h", "labels": {"9x": "a"}},
+    ):
         with pytest.raises(ValueError):
             Collectors.model_validate({"prometheus": bad})
 
@@ -234,7 +274,9 @@ def _free_port() -> int:
 def test_real_run_beside_node_exporter(tmp_path: Path, write_scenario) -> None:
     binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if binary is None:
-        pytest.skip("prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)")
+        pytest.skip(
+            "prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)"
+        )
     port = _free_port()
     exporter = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}"],
@@ -249,9 +291,16 @@ def test_real_run_beside_node_exporter(tmp_path: Path, write_scenario) -> None:
                     break
             except OSError:
                 time.sleep(0.05)
-        scenario = tiny_collage_scenario(tmp_path)
-        scenario["training"] = {**scenario["training"], "steps": 30, "warmup_steps": 2}
-        scenario["training"].pop("duration_s", None)
+        scenario = tiny_collage_scenario(
+            tmp_path, dataset__generate__width=256, dataset__generate__height=192
+        )
+        scenario["training"] = {
+            "steps": 30,
+            "warmup_steps": 2,
+            "model": {"width": 8, "depth": 2},
+            "eval_samples": 4,
+        }
+        scenario["pipeline"].update({"batch_size": 4, "workers": 1})
         scenario["collectors"] = {
             "rate_hz": 20,
             "enabled": ["io", "cpu", "prometheus"],
@@ -270,7 +319,8 @@ def test_real_run_beside_node_exporter(tmp_path: Path, write_scenario) -> None:
         assert 0 <= metrics["server_cpu_busy_pct"]["value"] <= 100
         made = run_harness("report", str(folder), "--out", str(tmp_path / "report"))
         assert made.returncode == 0, made.stderr
-        assert "The server's view: storage-host" in (tmp_path / "report" / "report.html").read_text()
+        html = (tmp_path / "report" / "report.html").read_text()
+        assert 'id="fig-server-view"' in html and "view: storage-host" in html
     finally:
         exporter.kill()
         exporter.wait()

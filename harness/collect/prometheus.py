@@ -30,7 +30,6 @@ scrapes inside the window, with resets (a value going down) counted as restarts 
 from __future__ import annotations
 
 import math
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -100,7 +99,7 @@ class ScrapeSettings:
 def scrape(url: str, timeout_s: float) -> str:
     """The endpoint's text; OSError (URLError, timeouts) or ValueError when it cannot be had."""
     request = urllib.request.Request(url, headers={"Accept": "text/plain; version=0.0.4"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (user's URL)
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
         data = response.read(MAX_RESPONSE_BYTES + 1)
     if len(data) > MAX_RESPONSE_BYTES:
         raise ValueError(f"the response is larger than {MAX_RESPONSE_BYTES // 2**20} MiB")
@@ -191,7 +190,10 @@ class PrometheusCollector(Collector):
         names = list(dict.fromkeys(parse_column(c)[0] for c in self.kinds))
 
         def rates(name: str) -> list[float]:
-            found = (series_rate(t, frame[c].to_numpy(), start, end) for c in columns_of(self.kinds, name))
+            found = (
+                series_rate(t, frame[c].to_numpy(), start, end)
+                for c in columns_of(self.kinds, name)
+            )
             return [rate for rate in found if rate is not None]
 
         for key, name, combine, factor, unit in WELL_KNOWN:

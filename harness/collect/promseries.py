@@ -17,7 +17,7 @@ selectors when a scenario is validated.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # node_exporter's figures the summary names server_* (see harness.collect.prometheus)
@@ -103,7 +103,7 @@ def parse_selector(text: str) -> Selector:
     """``name`` or ``name{label="value",...}`` -> Selector; ValueError saying what is wrong."""
     found = _SELECTOR.match(text)
     if found is None:
-        raise ValueError(f"not a selector: {text!r} (expected name or name{{label=\"value\"}})")
+        raise ValueError(f'not a selector: {text!r} (expected name or name{{label="value"}})')
     name, inside = found.groups()
     try:
         matchers = parse_matchers(inside or "")
@@ -140,7 +140,7 @@ def parse_column(column: str) -> tuple[str, dict[str, str]]:
     return selector.name, {m.label: m.value for m in selector.matchers}
 
 
-def columns_of(columns: Sequence[str], name: str) -> list[str]:
+def columns_of(columns: Iterable[str], name: str) -> list[str]:
     """The columns holding series of metric ``name``."""
     return [c for c in columns if c == name or c.startswith(name + "{")]
 

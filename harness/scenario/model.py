@@ -19,8 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 
-from harness.errors import one_line
 from harness.collect.promseries import DEFAULT_METRICS, label_matcher, parse_selector
+from harness.errors import one_line
 from harness.registry import BACKENDS, COLLECTOR_NAMES, DEFAULT_COLLECTORS
 from harness.scenario.capacity_settings import CapacitySettings
 from harness.text import unsafe_character
