@@ -105,11 +105,15 @@ COLLECTORS = Registry(
         "gpu": "harness.collect.gpu",
         "io": "harness.collect.procio",
         "cpu": "harness.collect.cpu",
+        "prometheus": "harness.collect.prometheus",
     },
 )
 # What a scenario's collectors.enabled may list: "latency" has no module, the training loop
 # times it; the order is the order a scenario's default lists them in.
 COLLECTOR_NAMES = (*COLLECTORS.names, "latency")
+# Left out of a scenario's default: they need settings of their own (a URL to scrape).
+OPTIONAL_COLLECTORS = ("prometheus",)
+DEFAULT_COLLECTORS = tuple(name for name in COLLECTOR_NAMES if name not in OPTIONAL_COLLECTORS)
 
 # --- exporters (harness.export) -----------------------------------------------------------------
 

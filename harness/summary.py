@@ -199,6 +199,9 @@ def build_summary(
             unavailable=unavailable,
             sampler_cpu_s=parts[0].sampler_cpu_s,
             io_device=parts[0].io_device,
+            server_view=scenario.collectors.prometheus.name
+            if "prometheus" in scenario.collectors.enabled
+            else None,
         ),
         corrupt_files=corrupt,
         corrupt_samples=[{"file": p, "error": m} for p, m in errors[:100]],
@@ -714,9 +717,19 @@ def mount_lines(summary: SummaryFile) -> list[str]:
     ]
 
 
+# The storage server's own view (the prometheus collector): (metric, label, format)
+SERVER_FIGURES = (
+    ("server_disk_read_MBps", "disk read", "{:.1f} MB/s"),
+    ("server_disk_util_pct", "util", "{:.1f} %"),
+    ("server_net_transmit_MBps", "net transmit", "{:.1f} MB/s"),
+    ("server_cpu_busy_pct", "cpu", "{:.1f} %"),
+)
+
+
 def storage_lines(summary: SummaryFile) -> list[str]:
     """The storage's own view of the measured window, as iostat -x and nfsiostat would print it:
-    one line for the dataset's block device, one for its NFS mount (each only when measured)."""
+    one line for the dataset's block device, one for its NFS mount, one for the server's view
+    (its Prometheus endpoint; each only when measured)."""
     lines = mount_lines(summary)
     device = summary.collectors.io_device or "all disks"
     for title, figures in ((f"disk {device}", DISK_FIGURES), ("nfs mount", NFS_FIGURES)):
@@ -727,4 +740,13 @@ def storage_lines(summary: SummaryFile) -> list[str]:
         ]
         if shown:
             lines.append(f"  {title}: {', '.join(shown)}")
+    server = [
+        f"{label} {form.format(value)}"
+        for name, label, form in SERVER_FIGURES
+        if (value := summary.value(name)) is not None
+    ]
+    if server:
+        lines.append(
+            f"  server ({summary.collectors.server_view or 'prometheus'}): {', '.join(server)}"
+        )
     return lines

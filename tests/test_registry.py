@@ -57,9 +57,12 @@ def test_reading_the_registry_imports_no_entry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # the registry is a leaf and the schema takes its names from it: no backend, no collector
-    # (harness.text, the names' check, is a ground-floor leaf like harness.errors)
+    # (harness.text, the names' check, is a ground-floor leaf like harness.errors;
+    # harness.collect.promseries, the Prometheus selectors' syntax the schema checks, is pure:
+    # its package's __init__ imports no collector)
     assert done.stdout.strip() == (
-        "['harness', 'harness.errors', 'harness.registry', 'harness.text']"
+        "['harness', 'harness.collect', 'harness.collect.promseries', 'harness.errors', "
+        "'harness.registry', 'harness.text']"
     )
 
 
@@ -93,7 +96,8 @@ def test_every_entry_has_its_protocol_s_members() -> None:
                 continue  # optional packages: their modules import them at the top
             module = entries.load(name)
             assert all(hasattr(module, member) for member in names), (entries.kind, name)
-    assert registry.COLLECTOR_NAMES == ("gpu", "io", "cpu", "latency")
+    assert registry.COLLECTOR_NAMES == ("gpu", "io", "cpu", "prometheus", "latency")
+    assert registry.DEFAULT_COLLECTORS == ("gpu", "io", "cpu", "latency")  # prometheus needs a URL
 
 
 def test_read_threads_on_npy_crops_is_a_warning_naming_the_backend() -> None:

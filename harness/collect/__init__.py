@@ -13,6 +13,8 @@ samples it (the GPUs: every rank would see all of them).
             misses (misses) and the network link's bytes where the mount is neither (mounts)
 * ``cpu`` - cpu.CpuCollector: process-tree CPU and RSS, utilisation of every core
 * ``gpu`` - gpu.GpuCollector: NVML utilisation, memory, PCIe, clocks, power, NVDEC, GPM
+* ``prometheus`` - prometheus.PrometheusCollector: a server's Prometheus endpoint (node_exporter,
+            NetApp Harvest), scraped at its own interval; optional, off unless enabled
 
 "latency" is accepted and ignored here: latency is timed by the training loop, not sampled.
 The io and cpu collectors share one view of the process tree (see proctree), so that it is
@@ -21,10 +23,10 @@ searched once for both. A new collector is one module and one line in the regist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from harness import registry
 from harness.registry import CollectorFactory
@@ -48,6 +50,9 @@ class CollectorContext:
     # whether this process reports what the host shares (its first rank; the GPUs, the miss
     # counter): the others' figures would count the host again
     host_counters: bool = True
+    # per collector, its scenario block as a dict (``collectors.prometheus``), for those that
+    # take settings beyond the rate
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     _tree: ProcessTree | None = field(default=None, repr=False)
 
     @property
@@ -64,7 +69,8 @@ Factory: TypeAlias = "CollectorFactory[CollectorContext, Collector]"
 
 COLLECTORS = registry.COLLECTORS  # name -> its module, whose collector(context) makes it
 KNOWN = registry.COLLECTOR_NAMES  # what collectors.enabled may list ("latency": the loop's)
-PER_HOST = frozenset({"gpu"})  # sampled by one process per machine (local rank 0)
+# sampled by one process per machine (local rank 0): what every rank would see the same
+PER_HOST = frozenset({"gpu", "prometheus"})
 
 __all__ = ["COLLECTORS", "KNOWN", "PER_HOST", "CollectorContext", "make_collectors"]
 
@@ -79,6 +85,7 @@ def make_collectors(
     role: str = "dataset",
     missed_counter: Path | None = None,
     host_counters: bool = True,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Collector]:
     """Collectors for ``names`` (a subset of KNOWN), in the order given, each once.
 
@@ -89,7 +96,14 @@ def make_collectors(
         if name not in KNOWN:
             raise ValueError(f"unknown collector {name!r}; known: {', '.join(KNOWN)}")
     context = CollectorContext(
-        rate_hz, t0, root_pid, dataset_path, role, missed_counter, host_counters
+        rate_hz,
+        t0,
+        root_pid,
+        dataset_path,
+        role,
+        missed_counter,
+        host_counters,
+        dict(options or {}),
     )
     wanted = dict.fromkeys(name for name in names if name in COLLECTORS)
     return [cast(Factory, COLLECTORS.load(name)).collector(context) for name in wanted]

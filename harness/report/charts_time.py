@@ -117,6 +117,58 @@ def read_throughput(rows: list[list[Run | None]]) -> Figure:
     return figure
 
 
+def has_server_series(run: Run) -> bool:
+    frame = run.table("series_prometheus")
+    return frame is not None and len(frame) >= 2
+
+
+def server_name(run: Run) -> str:
+    """Whose view the run's prometheus series is (collectors.prometheus.name)."""
+    return (run.summary and run.summary.collectors.server_view) or "server"
+
+
+def server_view(rows: list[list[Run | None]]) -> Figure:
+    """The storage server's own view over time (its Prometheus endpoint): its disks' reads and
+    its network transmit, beside what the client's processes read (the io collector)."""
+    from harness.collect.prometheus import DISK_READ_BYTES, NET_TRANSMIT_BYTES, summed_rate
+
+    figure, axes = grid_figure(
+        "The server's view over time (MB/s, 1 MB = 10^6 bytes): its disk reads and network "
+        "transmit beside the client's reads",
+        rows,
+    )
+    for ax, run, frame in panels(
+        axes, rows, "series_prometheus", "server series", usable=has_server_series
+    ):
+        warm = warmup_band(ax, run)
+        name = server_name(run)
+        for counter, metric_name, label, color in (
+            (DISK_READ_BYTES, "server_disk_read_MBps", f"{name}: disk read", PALETTE_GPU[0]),
+            (
+                NET_TRANSMIT_BYTES,
+                "server_net_transmit_MBps",
+                f"{name}: net transmit",
+                PALETTE_GPU[1],
+            ),
+        ):
+            t, y = summed_rate(frame, counter)
+            if t.size:
+                mean = run.value(metric_name)
+                text = "" if mean is None else f": mean {mean:.2f} MB/s"
+                draw_line(ax, t, y / 1e6, color=color, label=label + text)
+        client = run.table("series_io")
+        if client is not None and not client.empty:
+            t, y = combine_ranks(client, "read_MBps", run.rate_hz, "sum")
+            mean = run.value("read_MBps")
+            text = "" if mean is None else f": mean {mean:.2f} MB/s"
+            draw_line(ax, t, y, color=MUTED, label="client: read from storage" + text, width=0.9)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("MB/s")
+        time_axis(ax)
+        panel_legend(ax, [warm])
+    return figure
+
+
 def cpu_timeline(rows: list[list[Run | None]]) -> Figure:
     """CPU over time: the run's processes (as % of all the machine's cores) and the whole
     machine (mean of its cores)."""

@@ -28,6 +28,7 @@ from harness.report.sections_figures import (
     latency_section,
     loss_section,
     read_section,
+    server_section,
     stall_section,
 )
 from harness.report.sections_samples import samples_section
@@ -92,6 +93,7 @@ def build_document(runs: list[Run], capacity: list[CapacityResults] | None = Non
 def _run_sections(runs: list[Run]) -> list[Section]:
     # The study's answer first (utilisation, what stalls it, what it costs in storage), then the
     # series over time and the latencies behind it, then the evidence that training was real.
+    server = server_section(runs)  # only when some run scraped a server's endpoint
     return [
         runs_section(runs),
         summary_section(runs),
@@ -100,6 +102,7 @@ def _run_sections(runs: list[Run]) -> list[Section]:
         gpu_section(runs),
         footprint_section(runs),
         read_section(runs),
+        *([server] if server is not None else []),
         cpu_section(runs),
         latency_section(runs),
         loss_section(runs),

@@ -80,6 +80,26 @@ def read_section(runs: list[Run]) -> Section:
     )
 
 
+def server_section(runs: list[Run]) -> Section | None:
+    """The storage server's own view (the prometheus collector), when some run scraped one."""
+    scraped = [run for run in runs if charts_time.has_server_series(run)]
+    if not scraped:
+        return None
+    names = ", ".join(dict.fromkeys(charts_time.server_name(run) for run in scraped))
+    title = f"The server's view: {names}"
+    return _grid_section(
+        "server-view",
+        title,
+        "What the storage server's Prometheus endpoint (node_exporter, NetApp Harvest) said "
+        "during the run: its disks' reads and its network transmit, beside what the client's "
+        "processes read. Reads the client made that the server's disks did not see came from "
+        "the server's cache (or the client's). Where server and client share one machine, as "
+        "in a lab on one host, the server's disks are the client's disks.",
+        runs,
+        charts_time.server_view,
+    )
+
+
 # metric, column, unit given to fmt
 DEVICE_COLUMNS = (
     ("disk_r_per_s", "r/s", ""),

@@ -49,6 +49,7 @@ class CollectorsRecord(OpenRecord):
     unavailable: dict[str, str] = Field(default_factory=dict)
     sampler_cpu_s: dict[str, float] = Field(default_factory=dict)
     io_device: str | None = None  # the dataset's block device
+    server_view: str | None = None  # whose view the server_* metrics are (collectors.prometheus)
 
 
 class DlioBlock(OpenRecord):

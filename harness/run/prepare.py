@@ -173,4 +173,5 @@ def collectors_for(scenario: Scenario, t0: float, ranks: Ranks, run_id: str) -> 
         role=role,
         missed_counter=missed_bytes_path(run_id),
         host_counters=ranks.local_rank == 0,
+        options={"prometheus": scenario.collectors.prometheus.model_dump()},
     )

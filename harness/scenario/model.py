@@ -19,8 +19,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 
+from harness.collect.promseries import DEFAULT_METRICS, label_matcher, parse_selector
 from harness.errors import one_line
-from harness.registry import BACKENDS, COLLECTOR_NAMES
+from harness.registry import BACKENDS, COLLECTOR_NAMES, DEFAULT_COLLECTORS
 from harness.scenario.capacity_settings import CapacitySettings
 from harness.text import unsafe_character
 
@@ -485,6 +486,63 @@ class Training(Model):
         return self
 
 
+def _selector(text: str) -> str:
+    parse_selector(text)  # ValueError saying what is wrong
+    return text
+
+
+def _label_value(value: str) -> str:
+    label_matcher("label", value)  # a bad regular expression is refused here
+    return value
+
+
+Selector = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_selector)]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=200)]
+LabelValue = Annotated[str, Field(max_length=1000), AfterValidator(_label_value)]
+
+
+class Prometheus(Model):
+    """A Prometheus text endpoint scraped during the run: the storage server's own view."""
+
+    url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2000)] | None = Field(
+        None,
+        description="The endpoint to scrape, e.g. http://storage-host:9100/metrics "
+        "(prometheus-node-exporter; NetApp Harvest's exporter port for ONTAP). Required when "
+        "collectors.enabled lists prometheus. An endpoint that does not answer when the run "
+        "starts is reported as not available and the run goes on without it.",
+    )
+    metrics: Annotated[list[Selector], Field(min_length=1, max_length=200)] = Field(
+        list(DEFAULT_METRICS),
+        description='Series to keep: a metric name, or name{label="value", label2=~"regex", '
+        'label3!="x"} (PromQL\'s selector: =, !=, =~, !~; regexes match the whole value). '
+        "The default, node_exporter's disk reads, disk busy time, network transmit (not lo) "
+        "and CPU seconds, gives the summary's server_disk_read_MBps, server_disk_reads_per_s, "
+        "server_disk_util_pct, server_net_transmit_MBps and server_cpu_busy_pct; any other "
+        "metric is summarised as prom_<name>.",
+    )
+    labels: Annotated[dict[LabelName, LabelValue], Field(max_length=50)] = Field(
+        {},
+        description="Label matchers applied to every selector, e.g. {device: vda}; a value "
+        "starting with =~, != or !~ uses that operator (device: '=~nvme.*'). A series that "
+        "lacks the label is not filtered by it: device narrows the disk and network metrics, "
+        "not node_cpu_seconds_total (and device: vda leaves no network interface: name those "
+        "in the selector instead).",
+    )
+    interval_s: Annotated[float, Field(ge=0.05, le=60)] = Field(
+        1.0, description="Seconds between scrapes (its own interval, not collectors.rate_hz)."
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        2.0,
+        description="Seconds one scrape may take; a scrape that fails during the run leaves a "
+        "gap and is counted (server_scrapes_failed), never stops the run.",
+    )
+    name: Name = Field(
+        "server",
+        description="Whose view this is (the storage host's name), shown in the report and "
+        "the run's printed summary.",
+    )
+
+
 class Collectors(Model):
     """The samplers that record the machine's time series during a run."""
 
@@ -495,11 +553,26 @@ class Collectors(Model):
         list[Literal[COLLECTOR_NAMES]],  # type: ignore[valid-type]
         Field(max_length=len(COLLECTOR_NAMES)),
     ] = Field(
-        list(COLLECTOR_NAMES),
+        list(DEFAULT_COLLECTORS),
         description="Collectors to run: gpu (NVML), io (/proc I/O counters, the dataset's disk "
-        "and NFS mount), cpu (per core and process tree); latency is accepted and ignored (the "
-        "loop times every sample). A missing source is reported, never stops the run.",
+        "and NFS mount), cpu (per core and process tree), prometheus (a server's Prometheus "
+        "endpoint, see collectors.prometheus; not in the default); latency is accepted and "
+        "ignored (the loop times every sample). A missing source is reported, never stops the "
+        "run.",
     )
+    prometheus: Prometheus = Field(
+        default_factory=Prometheus,
+        description="The prometheus collector's endpoint and series (used when enabled lists "
+        "prometheus).",
+    )
+
+    @model_validator(mode="after")
+    def _prometheus_has_url(self) -> Collectors:
+        if "prometheus" in self.enabled and self.prometheus.url is None:
+            raise ValueError(
+                "collectors.prometheus.url is required when collectors.enabled lists prometheus"
+            )
+        return self
 
 
 class Thresholds(Model):
