@@ -64,14 +64,22 @@ class PageLedger:
         pages = pages[pages < seen.size]
         fresh = np.unique(pages[~seen[pages]])
         seen[fresh] = True
-        self._count_missed(fresh, absent)
+        self._count_missed(fresh, absent, file_size)
         return int(fresh.size) * PAGE
 
-    def _count_missed(self, fresh: np.ndarray, absent: np.ndarray | None) -> None:
-        if absent is not None and fresh.size:
-            missed = np.intersect1d(fresh, absent, assume_unique=True).size * PAGE
-            if missed:
-                self._add_missed(int(missed))
+    def _count_missed(self, fresh: np.ndarray, absent: np.ndarray | None, file_size: int) -> None:
+        """Add the bytes of the pages both first asked for and absent: the file's own bytes
+        (its last page only up to its end), what the storage sends, not the page rounding the
+        block layer's read_bytes shows."""
+        if absent is None or not fresh.size:
+            return
+        missed = np.intersect1d(fresh, absent, assume_unique=True)
+        count = missed.size * PAGE
+        last, tail = divmod(file_size, PAGE)
+        if tail and missed.size and missed[-1] == last:
+            count -= PAGE - tail
+        if count > 0:
+            self._add_missed(int(count))
 
     def _add_missed(self, count: int) -> None:
         self.missed_bytes += count
@@ -189,7 +197,7 @@ class SharedPageLedger(PageLedger):
                 seen[fresh] = True
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._count_missed(fresh, absent)
+        self._count_missed(fresh, absent, file_size)
         return int(fresh.size) * PAGE
 
     def _add_missed(self, count: int) -> None:
