@@ -36,6 +36,8 @@ FOLDER = "stream"
 CONTEXT = "context.json"  # what a summary needs beyond the rows (``harness.run.finish``)
 RAW_SERIES = "raw_"  # a collector's segments: its raw counters, before rates are derived
 MAX_AGE_S = 10.0  # a row is on disk at most this long after it was taken (if rows keep coming)
+# Tests and benchmarks shorten it (read when a writer is made, so spawned ranks see it too).
+MAX_AGE_ENV = "HARNESS_STREAM_MAX_AGE_S"
 MAX_ROWS = 50_000  # or once this many are held, whichever comes first
 STALE_TMP_S = 60.0  # a temporary older than this belongs to a writer that died
 _SEGMENT = re.compile(r"^(?P<table>.+)-rank(?P<rank>\d+)-(?P<number>\d{6})\.parquet$")
@@ -58,12 +60,14 @@ class SegmentWriter:
         table: str,
         rank: int,
         *,
-        max_age_s: float = MAX_AGE_S,
+        max_age_s: float | None = None,
         max_rows: int = MAX_ROWS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.folder = stream_folder(run_folder)
         self.table, self.rank = table, rank
+        if max_age_s is None:
+            max_age_s = float(os.environ.get(MAX_AGE_ENV) or MAX_AGE_S)
         self.max_age_s, self.max_rows, self._clock = max_age_s, max_rows, clock
         self._rows: list[Mapping[str, Any]] = []
         self._oldest = 0.0  # when the first row held now was appended
