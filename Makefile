@@ -76,6 +76,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_step_timing.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_dlio.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_collect.py $(BENCH_FLAGS)
+	$(BIN)/python benchmarks/bench_soak.py --minutes 1 $(BENCH_FLAGS)
 
 # pytest-benchmark micro-benchmarks of one sample fetch per pipeline and one collector sample.
 bench-micro: setup-dev

@@ -139,10 +139,14 @@ def build_summary(
     reason: str | None,
     finished: str,
     storage: list[dict[str, Any]] | None = None,
+    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> SummaryFile:
     """The run's summary from what every rank measured (``parts``, rank 0's first); ``storage``:
-    the mount of each path the scenario names and who counts its bytes."""
-    steps, samples, unconsumed = step_table(parts), sample_table(parts), unconsumed_table(parts)
+    the mount of each path the scenario names and who counts its bytes; ``tables``: the run's
+    steps and samples tables where they were streamed to files rather than held in ``parts``
+    (``harness.stream``)."""
+    steps, samples = (step_table(parts), sample_table(parts)) if tables is None else tables
+    unconsumed = unconsumed_table(parts)
     metrics = loop_metrics(steps, samples, unconsumed)
     if emulation is not None:
         metrics["accelerators"] = metric(len(parts), "accelerators", "context")

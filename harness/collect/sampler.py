@@ -16,9 +16,13 @@ import threading
 import time
 from array import array
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from harness.stream import SegmentWriter
 
 # stop() waits this long for the thread; a sample stuck in a driver call must not hang the run.
 JOIN_TIMEOUT_S = 5.0
@@ -52,6 +56,8 @@ class Collector:
         self.missed_ticks = 0
         self._values = array("d")
         self._lock = threading.Lock()
+        # with one, the rows go to the run folder as the run goes (see stream_to)
+        self._writer: SegmentWriter | None = None
         # held until stop(): the thread waits for the next tick by trying to acquire it, which
         # costs a third less CPU per wake-up than Event.wait (no Condition, no new lock per wait)
         self._halt = threading.Lock()
@@ -61,6 +67,12 @@ class Collector:
         self._closed = False
 
     # ----------------------------------------------------------------- lifecycle
+    def stream_to(self, writer: SegmentWriter) -> None:
+        """Send the raw rows to ``writer`` (segment files in the run folder) instead of keeping
+        them in memory, so that memory stays flat however long the run; ``frame`` reads them
+        back. Call before ``start``."""
+        self._writer = writer
+
     def start(self) -> None:
         """Start the sampling thread; the first sample is taken at once. Later calls: no-op."""
         if self.unavailable is not None or self._thread is not None or self._closed:
@@ -81,6 +93,11 @@ class Collector:
         thread.join(JOIN_TIMEOUT_S)
         if thread.is_alive() and self.error is None:
             self.error = f"sampler did not stop within {JOIN_TIMEOUT_S:g} s (a read is blocked)"
+        if self._writer is not None:
+            try:
+                self._writer.flush()  # the final rows: the series on disk is whole
+            except Exception as err:  # a full disk: said in the summary, never raised here
+                self.error = self.error or f"{self.name} series not written: {err}"
 
     def _run(self) -> None:
         began = time.thread_time()
@@ -124,11 +141,18 @@ class Collector:
         return time.monotonic() - self.t0
 
     def _record(self, row: Sequence[float]) -> None:
+        if self._writer is not None:
+            self._writer.append(dict(zip(self.columns, map(float, row), strict=True)))
+            return
         with self._lock:
             self._values.extend(row)
 
     def _raw(self) -> np.ndarray:
         """A copy of every row recorded so far, shape (rows, len(columns))."""
+        if self._writer is not None:
+            from harness.stream import as_array
+
+            return as_array(self._writer.read_back(), self.columns)
         with self._lock:
             data = self._values.tobytes()
         return np.frombuffer(data, dtype=np.float64).reshape(-1, len(self.columns)).copy()

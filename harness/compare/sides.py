@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import results
+from harness import recovery, results
 from harness.compare.hardware import (
     MISMATCH_FLAG,
     hardware_differences,
@@ -95,6 +95,9 @@ def _read_runs(path: Path, label: str) -> tuple[list[results.RunFolder], list[st
     warnings: list[str] = []
     summary = results.SUMMARY.file
     for folder in folders:
+        if recovery.recoverable(folder):  # killed before its summary: incomplete, from segments
+            runs.append(recovery.read_run(folder))
+            continue
         if not (folder / summary).exists():
             if len(folders) == 1:
                 raise HarnessError(f"{folder}: holds no run ({summary} is missing)")

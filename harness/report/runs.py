@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from harness import results
+from harness import recovery, results
 from harness.dlio_metrics import run_dlio_block
 from harness.report.capacity_data import CapacityResults, load_capacity, split_inputs
 from harness.results.summary_file import DlioBlock, ThresholdVerdict
@@ -198,7 +198,7 @@ class Run:
 
 def load_run(folder: Path) -> Run:
     """Read a run folder; HarnessError only for what no report can be made of."""
-    source = results.RunFolder.read(folder)
+    source = recovery.read_run(folder)  # a killed run: its summary from its segments
     # Every table now, so that one of another format version refuses before any chart is drawn.
     for name in results.TABLES:
         source.table(name)

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import stream
 from harness.env import hardware_identity
 from harness.errors import HarnessError, one_line
 from harness.files import atomic_write, check_format, read_json, write_json_atomic
@@ -60,6 +61,8 @@ __all__ = [
 PARQUET_KEY = b"harness_format_version"
 # The tables a run writes, in the order a reader usually wants them.
 TABLES = ("steps", "samples", "series_io", "series_cpu", "series_gpu")
+# Tables whose segments (harness.stream) hold the final columns: read from them in a killed run.
+STREAMED_TABLES = ("steps", "samples")
 
 
 def new_run_id(scenario_name: str) -> str:
@@ -267,7 +270,24 @@ class RunFolder:
 
     def table(self, name: str) -> pd.DataFrame | None:
         """Table ``name`` (``steps``, ``series_gpu``...), read once; None when the run did not
-        write it. HarnessError when it is unreadable or of another format version."""
+        write it. HarnessError when it is unreadable or of another format version. A run killed
+        before it wrote its tables has its steps and samples read from the segments it
+        streamed (``harness.stream``)."""
         if name not in self._tables:
-            self._tables[name] = read_table(self.folder, name) if self.has_table(name) else None
+            if self.has_table(name):
+                self._tables[name] = read_table(self.folder, name)
+            else:
+                self._tables[name] = self._streamed(name)
         return self._tables[name]
+
+    def _streamed(self, name: str) -> pd.DataFrame | None:
+        if name not in STREAMED_TABLES or not stream.segments(self.folder, name):
+            return None
+        import pyarrow as pa
+
+        try:
+            return stream.read_run_table(self.folder, name)
+        except (OSError, pa.ArrowException) as exc:
+            raise HarnessError(
+                f"{self.folder / stream.FOLDER}: cannot read {name}: {one_line(exc)}"
+            ) from None

@@ -36,11 +36,14 @@ from harness.errors import ExitCode, HarnessError, one_line
 from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
 from harness.run.finish import (
     RunOutcome,
+    assembled_table,
     keep_thumbnails,
     note_resident_at_end,
     rank_records,
+    stream_collectors,
     write_manifest,
     write_results,
+    write_stream_context,
 )
 from harness.run.prepare import (
     PreparedRun,
@@ -51,7 +54,7 @@ from harness.run.prepare import (
 )
 from harness.run.single import train_and_collect
 from harness.scenario import LoadedScenario
-from harness.summary import RankRecords
+from harness.summary import STEP_COLUMNS, RankRecords, measured_window
 from harness.train.distributed import Ranks
 from harness.train.emulated import (
     PARTNER_FAILED,
@@ -107,12 +110,14 @@ def run_accelerators(
     folder = results_root / results.new_run_id(scenario.name)
     write_manifest(prepared, folder, accelerators, command, repeat)
     context = _host_context(prepared, folder, quiet)
+    write_stream_context(context, prepared)
     ledger = ledger_path(folder.name)  # the host's: its ranks and their workers count a page once
     prepared.source.share_ledger(ledger, create=True)
     config = _launch_config(folder, accelerators, nodes)
     _quiet_launcher_logs()
     t0 = time.monotonic()
     collectors = collectors_for(scenario, t0, context.ranks, folder.name)
+    stream_collectors(collectors, folder, 0)  # the host's, merged as the first rank's
     # Ours come back afterwards, and nothing interrupts the merge of what the ranks measured.
     saved = {sig: signal.getsignal(sig) for sig in LAUNCHER_SIGNALS}
     for collector in collectors:
@@ -130,7 +135,7 @@ def run_accelerators(
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
     ranks = range(first, first + accelerators)
     found = read_rank_results(folder, ranks)
-    parts = _merge_host(found, collectors)
+    parts = _merge_host(folder, found, collectors)
     complete, reason, exit_code = _verdict(found, ranks, launch_failure, exit_code)
     summary = None
     try:
@@ -234,7 +239,7 @@ def accelerator_rank(job: RankJob) -> None:
     training = job.loaded.scenario.training
     write_pid(job.folder, rank)
     torch.set_num_threads(1)  # no model: the cores are the pipelines'
-    records = LoopRecords()
+    records = LoopRecords.streamed(job.folder, rank)  # the ranks share the host's run folder
     result = RankResult(False, "did not start", ExitCode.FAILED, None)
     try:
         init_group(training.collective_timeout_s)
@@ -285,12 +290,14 @@ def accelerator_rank(job: RankJob) -> None:
         raise SystemExit(result.exit_code)
 
 
-def _merge_host(found: dict[int, RankResult], collectors: list[Collector]) -> list[RankRecords]:
+def _merge_host(
+    folder: Path, found: dict[int, RankResult], collectors: list[Collector]
+) -> list[RankRecords]:
     """The ranks' records in rank order; the host's collectors (their series, and their metrics
     over the ranks' measured window) are given to the first of them."""
     parts = [found[rank].records for rank in sorted(found)]
-    every_step = LoopRecords(steps=[step for part in parts for step in part.steps])
-    host = rank_records(0, every_step, collectors)
+    window = measured_window(assembled_table(folder, "steps", parts, STEP_COLUMNS))
+    host = rank_records(0, LoopRecords(), collectors, window)
     if not parts:
         return [host]
     first = parts[0]

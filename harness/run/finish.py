@@ -6,6 +6,14 @@ gathered and written as the run's tables and summary at once, before the held-ou
 is written again with the evaluation's figures), and the held-out thumbnails are kept. Every
 file is written atomically: a full disk leaves one line naming the file, never a partial one.
 What the numbers mean is decided in ``harness.summary`` (pure); this module only writes them.
+
+Steps, samples and collector series are streamed to ``stream/`` segment files as the run goes
+(``harness.stream``); ranks that see the run folder (rank 0, the emulated accelerators, torchrun
+ranks on its host or a shared file system) write theirs there and send only the rest of their
+records to rank 0; a rank that cannot see it keeps its rows in memory and sends them, as before.
+At the end the tables are assembled from the segments plus the rows sent, the summary is
+computed from the tables, and the segments are removed. ``stream/context.json`` keeps what a
+summary needs beyond the rows (page cache, dataset), for a run killed before its summary.
 """
 
 from __future__ import annotations
@@ -19,16 +27,26 @@ from typing import Any
 import pandas as pd
 import torch
 
-from harness import pagecache, results
+from harness import pagecache, results, stream
 from harness.collect import mounts
 from harness.collect.procio import IoCollector
 from harness.collect.sampler import Collector
 from harness.env import environment
 from harness.errors import HarnessError, one_line
+from harness.files import write_json_atomic
 from harness.pipeline.batch import Sample
 from harness.run.prepare import PreparedRun, RunContext
 from harness.scenario import Scenario
-from harness.summary import RankRecords, Summary, build_summary, sample_table, step_table
+from harness.summary import (
+    SAMPLE_COLUMNS,
+    STEP_COLUMNS,
+    RankRecords,
+    Summary,
+    build_summary,
+    measured_window,
+    sample_table,
+    step_table,
+)
 from harness.train import distributed
 from harness.train.loop import Evaluation, LoopRecords
 from harness.train.model import cpu_threads_for
@@ -124,12 +142,62 @@ def write_results(
 
 def write_tables(folder: Path, parts: list[RankRecords]) -> None:
     """Steps, samples and each collector's series: what the run measured, as soon as it ends
-    (each file atomic: a full disk leaves no partial table, and says which file in one line)."""
-    results.write_table(folder, "steps", step_table(parts))
-    results.write_table(folder, "samples", sample_table(parts))
+    (each file atomic: a full disk leaves no partial table, and says which file in one line).
+    Each rank's rows are its segments, then the rows it sent."""
+    for name, columns in (("steps", STEP_COLUMNS), ("samples", SAMPLE_COLUMNS)):
+        results.write_table(folder, name, assembled_table(folder, name, parts, columns))
     for name in sorted({n for part in parts for n in part.series}):
         frames = [part.series[name].assign(rank=part.rank) for part in parts if name in part.series]
         results.write_table(folder, f"series_{name}", pd.concat(frames, ignore_index=True))
+
+
+def assembled_table(
+    folder: Path, table: str, parts: list[RankRecords], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """Table ``table`` of every rank, rank 0's first: its segments, then the rows it sent."""
+    build = step_table if table == "steps" else sample_table
+    frames = []
+    for part in parts:
+        streamed = stream.read_segments(folder, table, part.rank)
+        if len(streamed):
+            frames.append(streamed.assign(rank=part.rank).reindex(columns=list(columns)))
+        held = build([part])
+        if len(held):
+            frames.append(held)
+    if not frames:
+        return build(parts)  # no row: the empty table with its columns
+    whole = pd.concat(frames, ignore_index=True)
+    if table == "steps":
+        whole["warmup"] = whole["warmup"].astype(bool)
+    return whole
+
+
+def stream_collectors(collectors: list[Collector], folder: Path, rank: int) -> None:
+    """The collectors' raw rows go to ``folder``'s segments as they are sampled."""
+    for collector in collectors:
+        collector.stream_to(stream.SegmentWriter(folder, stream.RAW_SERIES + collector.name, rank))
+
+
+def write_stream_context(context: RunContext, prepared: PreparedRun) -> None:
+    """What a summary needs beyond the rows, kept beside the segments at the start of a run, so
+    that a run killed before its summary can still be summarised (``harness.recovery``)."""
+    dataset = {
+        key: prepared.dataset_manifest[key]
+        for key in ("classes", "labels", "total_bytes", "repetition")
+        if key in prepared.dataset_manifest
+    }
+    cache = prepared.cache_manifest
+    stream.stream_folder(context.folder).mkdir(exist_ok=True)
+    write_json_atomic(
+        stream.stream_folder(context.folder) / stream.CONTEXT,
+        {
+            "page_cache": dict(context.page_cache or {}),
+            "dataset_manifest": dataset,
+            "cache_manifest": None
+            if cache is None
+            else {k: cache[k] for k in ("frame_bytes", "mask_bytes", "expansion")},
+        },
+    )
 
 
 def write_run_summary(
@@ -140,7 +208,8 @@ def write_run_summary(
     reason: str | None,
     prepared: PreparedRun,
 ) -> Summary:
-    """The run's summary (written again, whole, when the held-out evaluation adds to it)."""
+    """The run's summary (written again, whole, when the held-out evaluation adds to it),
+    computed from the run's tables; once it is written, the segments are no longer needed."""
     folder = context.folder
     times = prepared.compute_times
     assert context.page_cache is not None  # the results' writer prepared the page cache
@@ -157,8 +226,10 @@ def write_run_summary(
         reason=reason,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         storage=storage_records(context.scenario),
+        tables=(results.read_table(folder, "steps"), results.read_table(folder, "samples")),
     )
     results.write_summary(folder, summary)
+    shutil.rmtree(stream.stream_folder(folder), ignore_errors=True)
     return summary
 
 
@@ -201,17 +272,23 @@ def storage_records(scenario: Scenario) -> list[dict[str, Any]]:
     return [mounts.locate(path, role).record() for path, role in paths]
 
 
-def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -> RankRecords:
-    """What this rank measured: the loop's records and its collectors' series and metrics over
-    the measured window (the steps after warm-up)."""
+def rank_records(
+    rank: int,
+    records: LoopRecords,
+    collectors: list[Collector],
+    window: tuple[float, float] | None = None,
+) -> RankRecords:
+    """What this rank measured: the loop's records (those not streamed to the run folder) and
+    its collectors' series and metrics over the measured window (the steps after warm-up;
+    ``window``: given, where the steps are other processes')."""
+    records.close()  # the rows still held go to their segments
     working = [c for c in collectors if c.unavailable is None]
-    measured = [s for s in records.steps if not s["warmup"]]
+    if window is None:
+        window = measured_window(records.steps.frame())
     metrics: dict[str, dict[str, Any]] = {}
-    if measured:
-        start = min(s["t_start"] for s in measured)
-        end = max(s["t_end"] for s in measured)
+    if window is not None:
         for collector in working:
-            metrics.update(collector.summary(start, end))
+            metrics.update(collector.summary(*window))
     io = next((c for c in collectors if c.name == "io"), None)
     read_bytes = None
     if io is not None and io.unavailable is None:
@@ -220,8 +297,8 @@ def rank_records(rank: int, records: LoopRecords, collectors: list[Collector]) -
             read_bytes = int(frame["read_bytes"].iloc[-1] - frame["read_bytes"].iloc[0])
     return RankRecords(
         rank=rank,
-        steps=records.steps,
-        samples=records.samples,
+        steps=records.steps.held(),
+        samples=records.samples.held(),
         errors=records.errors,
         series={c.name: c.frame() for c in working},
         collector_metrics=metrics,

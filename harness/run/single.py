@@ -32,8 +32,10 @@ from harness.run.finish import (
     gather_records,
     keep_thumbnails,
     note_resident_at_end,
+    stream_collectors,
     write_manifest,
     write_run_summary,
+    write_stream_context,
     write_tables,
 )
 from harness.run.prepare import PreparedRun, RunContext, collectors_for, prepare_page_cache
@@ -76,9 +78,14 @@ def run_single(
     model, step_function, synchronise = _training_step(context, prepared)
     fetch_log = FetchLog.create(fetch_log_path(context.folder.name, ranks.rank))
     batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder, fetch_log))
-    records = LoopRecords()
+    # Streamed where this rank sees the run folder (rank 0; others on its host or a shared
+    # file system); a rank on another host keeps its rows and sends them at the end.
+    streamed = context.folder.is_dir()
+    records = LoopRecords.streamed(context.folder, ranks.rank) if streamed else LoopRecords()
     t0 = time.monotonic()
     collectors = collectors_for(scenario, t0, ranks, context.folder.name)
+    if streamed:
+        stream_collectors(collectors, context.folder, ranks.rank)
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise, fetch_log
     )
@@ -207,6 +214,8 @@ def _start(
         quiet,
         prepare_page_cache(prepared, act=ranks.local_rank == 0),
     )
+    if ranks.is_main:
+        write_stream_context(context, prepared)
     distributed.barrier(ranks)
     if ranks.local_rank != 0:
         prepared.source.share_ledger(ledger, create=False)

@@ -5,7 +5,8 @@ from then until the optimiser step has finished on the device (on CUDA the step 
 synchronise, so GPU time is real time, as MLPerf Storage measures "accelerator utilisation").
 busy % = compute / wall over the measured steps (after warm-up); data-wait % = wait / wall.
 
-Records are appended as the loop goes, so that an interrupted run keeps every finished step.
+Records are appended as the loop goes, so that an interrupted run keeps every finished step;
+streamed (``LoopRecords.streamed``), they reach the run folder within seconds (``harness.stream``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.pipeline.accounting import FetchLog
 from harness.pipeline.batch import Batch, FileError, worker_error
 from harness.pipeline.window import NEVER, Timeline, not_taken, window_figures
 from harness.progress import StatusLine
+from harness.stream import RowLog, SegmentWriter
 
 # On CUDA the steps run on a stream of their own, created non-blocking: work that a decoder
 # library queues on the legacy default stream (which waits for, and holds up, every blocking
@@ -43,13 +45,27 @@ class RunFailed(Exception):
 class LoopRecords:
     """What the loop measured so far, in the run's time base (seconds since its t0)."""
 
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    steps: RowLog = field(default_factory=RowLog)
+    samples: RowLog = field(default_factory=RowLog)
     errors: list[FileError] = field(default_factory=list)
     # Samples the pipeline fetched that no step took (still prefetched when the run stopped),
     # rows of t_end, requested_bytes and first_time_bytes; None: the backend does not log its
     # fetches (``note_unconsumed``)
     unconsumed: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def streamed(cls, run_folder: Any, rank: int) -> LoopRecords:
+        """Records whose steps and samples go to ``run_folder``'s segment files as the loop
+        runs (memory flat in run length; a killed run leaves what was flushed)."""
+        return cls(
+            steps=RowLog(SegmentWriter(run_folder, "steps", rank)),
+            samples=RowLog(SegmentWriter(run_folder, "samples", rank), keep=8192),
+        )
+
+    def close(self) -> None:
+        """Write the rows still held (the loop has ended)."""
+        self.steps.close()
+        self.samples.close()
 
 
 @dataclass(frozen=True)
@@ -225,7 +241,8 @@ def note_unconsumed(records: LoopRecords, fetch_log: FetchLog, t0: float) -> Non
     None when the log misses samples the steps took (a backend that does not log)."""
     logged, _ = fetch_log.read()
     ends = run_seconds(logged["end_ns"], t0)
-    left = not_taken(ends, [s["t_end"] for s in records.samples])
+    taken = records.samples.frame()
+    left = not_taken(ends, taken["t_end"].to_numpy() if len(taken) else [])
     if len(logged) - int(left.sum()) < len(records.samples):
         records.unconsumed = None
         return
@@ -359,7 +376,7 @@ class TrainingProgress:
     def __call__(self, records: LoopRecords) -> None:
         if not self._status.due():
             return
-        recent = records.steps[-20:]
+        recent = records.steps.tail(20)
         wall = recent[-1]["t_end"] - recent[0]["t_start"] if recent else 0
         if wall <= 0:
             return
@@ -378,7 +395,7 @@ class TrainingProgress:
         no step took yet."""
         count = sum(r["samples"] for r in recent)
         taken_at = {r["step"]: r["t_start"] + r["wait_s"] for r in recent}
-        consumed = records.samples[-count:] if count else []
+        consumed = records.samples.tail(count)
         timeline = Timeline.of(
             [s["t_end"] for s in consumed],
             [taken_at.get(s["step"], NEVER) for s in consumed],

@@ -1,0 +1,153 @@
+"""Soak: memory of a long run, flat in run length (measurements streamed to disk as they go).
+
+    python benchmarks/bench_soak.py [--minutes N] [--dir DIR] [--step-ms MS] [--strict]
+
+One emulated run of ``--minutes`` (default 10) of the quick cached scenario
+(scenarios/quick/video_cached.yaml, its page cache warm) at 4 emulated accelerators with a short
+constant step (``--step-ms``, default 20 ms, written as a profile for the scenario's CPU
+settings: batch 8, crop 128, U-Net w16/d3). Prints the RSS of the run's process tree (the
+harness, its ranks and their DataLoader workers, MB = 10^6 B) at each minute, the growth in MB
+per hour after warm-up (the least-squares slope of a sample every 5 s, the first minute left
+out, or the first fifth of a shorter run), the run folder's size per hour, and samples/s.
+``--strict`` exits 1 when the growth exceeds 1 % of the RSS per hour (issue 30's target).
+Data is generated under ``--dir`` on first use and kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_emulated import emulated, harness, write_profile  # noqa: E402
+
+ACCELERATORS = 4
+SAMPLE_EVERY_S = 5.0
+TARGET_PCT_PER_HOUR = 1.0
+
+
+def tree_rss_bytes(root: int) -> int:
+    """RSS of ``root`` and every descendant (VmRSS of each, summed)."""
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue  # exited meanwhile
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def growth_per_hour(times_s: np.ndarray, rss: np.ndarray, warmup_s: float) -> float | None:
+    """Least-squares slope of RSS after warm-up, in bytes per hour."""
+    keep = times_s >= warmup_s
+    if keep.sum() < 3:
+        return None
+    slope = np.polyfit(times_s[keep], rss[keep], 1)[0]
+    return float(slope * 3600)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--dir", type=Path, default=REPO / "data" / "bench-soak")
+    parser.add_argument("--step-ms", type=float, default=20.0)
+    parser.add_argument("--strict", action="store_true")
+    args = parser.parse_args()
+    if not args.minutes > 0:
+        parser.error("--minutes must be positive")
+    work = args.dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    base = yaml.safe_load((REPO / "scenarios" / "quick" / "video_cached.yaml").read_text())
+    base["dataset"]["path"] = str(work / "videos")
+    base["pipeline"]["cache"]["path"] = str(work / "frame-cache")
+    base["pipeline"]["page_cache"] = "warm"
+    profile = write_profile(work, base, args.step_ms / 1e3)
+    scenario = emulated(base, profile, 1, accelerators=ACCELERATORS)
+    scenario["training"].update(steps=None, duration_s=args.minutes * 60)
+    scenario["name"] = "soak"
+    path = work / "soak.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    harness("datagen", str(path))
+    harness("cache", str(path))
+
+    results = Path(tempfile.mkdtemp(prefix="soak-", dir=work))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(path), "--results", str(results), "--quiet"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = time.monotonic()
+    times, rss = [], []
+    next_minute = 60.0
+    print(
+        f"soak: {args.minutes:g} min, {ACCELERATORS} emulated accelerators, "
+        f"{args.step_ms:g} ms a step"
+    )
+    print(f"  {'minute':>6} {'RSS MB':>9}")
+    while process.poll() is None:
+        now = time.monotonic() - started
+        times.append(now)
+        rss.append(tree_rss_bytes(process.pid))
+        if now >= next_minute:
+            print(f"  {now / 60:6.1f} {rss[-1] / 1e6:9.1f}", flush=True)
+            next_minute += 60.0
+        time.sleep(SAMPLE_EVERY_S)
+    _, err = process.communicate()
+    elapsed_h = (time.monotonic() - started) / 3600
+    if process.returncode != 0:
+        sys.exit(f"the soak run failed ({process.returncode}): {err.strip()[-2000:]}")
+    (folder,) = list(results.iterdir())
+    summary = json.loads((folder / "summary.json").read_text())
+    t, r = np.array(times), np.array(rss, dtype=np.float64)
+    warmup_s = min(60.0, 0.2 * t[-1]) if len(t) else 0.0
+    growth = growth_per_hour(t, r, warmup_s)
+    size = folder_bytes(folder)
+    samples_per_s = (summary["metrics"].get("samples_per_s") or {}).get("value")
+    print(f"  samples/s: {samples_per_s}")
+    if growth is None:
+        print("  RSS growth: too few samples after warm-up (run longer)")
+    else:
+        mean = float(r[t >= warmup_s].mean())
+        print(
+            f"  RSS growth after warm-up: {growth / 1e6:+.1f} MB/h "
+            f"({100 * growth / mean:+.2f} % of {mean / 1e6:.0f} MB per hour)"
+        )
+    print(f"  run folder: {size / 1e6:.1f} MB, {size / 1e6 / elapsed_h:.1f} MB per hour of run")
+    for leftover in results.rglob("*"):
+        if leftover.is_file():
+            leftover.unlink()
+    for leftover in sorted(results.rglob("*"), reverse=True):
+        leftover.rmdir()
+    results.rmdir()
+    if args.strict and growth is not None and 100 * growth / float(r.mean()) > TARGET_PCT_PER_HOUR:
+        print(f"MISSED: RSS growth above {TARGET_PCT_PER_HOUR} % per hour")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
