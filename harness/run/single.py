@@ -25,6 +25,7 @@ import torch
 from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError
+from harness.files import DiskError
 from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
 from harness.pipeline.batch import Batch, Sample, worker_error
 from harness.run.finish import (
@@ -91,10 +92,11 @@ def run_single(
     )
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context)  # every rank on this host
-    parts, complete, reason = gather_records(context, records, collectors, complete, reason)
-    if not complete and exit_code == ExitCode.OK:  # a partner rank was gone at the gather
-        exit_code = ExitCode.FAILED
     try:
+        # the rows still held go to their segments first: the disk may be full by now
+        parts, complete, reason = gather_records(context, records, collectors, complete, reason)
+        if not complete and exit_code == ExitCode.OK:  # a partner rank was gone at the gather
+            exit_code = ExitCode.FAILED
         saved = _save_and_evaluate(context, prepared, parts, model, complete, reason)
         complete, reason = saved.complete, saved.reason
         exit_code = saved.exit_code if saved.exit_code is not None else exit_code
@@ -341,7 +343,7 @@ def _ending(exc: BaseException) -> tuple[str, ExitCode]:
     """Why the loop ended early, and the exit code that says so."""
     if isinstance(exc, Interrupted):
         return f"interrupted by {exc}", ExitCode.for_signal(str(exc))
-    if isinstance(exc, RunFailed):
+    if isinstance(exc, RunFailed | DiskError):  # a disk that fills while measuring: a failure
         return str(exc), ExitCode.FAILED
     if isinstance(exc, HarnessError):
         return str(exc), ExitCode.BAD_INPUT
