@@ -33,7 +33,9 @@ EXPORTER = "http://10.201.1.1:9100/metrics"
 PROFILE = "cpu2-unet-w16-128-fp32-b8"  # the quick U-Net on a 2-core CPU: ~15 samples/s each
 
 
-def harness(*args: object, client: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def harness(
+    *args: object, client: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """``harness ARGS`` as a user runs it; in the lab's client namespace unless ``client`` is
     False."""
     command = [sys.executable, "-m", "harness", *map(str, args)]
