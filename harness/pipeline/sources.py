@@ -536,6 +536,8 @@ class RecordsSource(_DatasetSource):
         if len(body) != length + tfrecord.FOOTER_BYTES or at + len(header) + len(body) > size:
             raise HarnessError(f"{path}: record {record} cut short (the file is truncated)")
         _check_record(path, memoryview(body)[:length], body[length:])
+        if len(offsets) == record + 1:  # the next record starts here: no walk to reach it
+            offsets.append(at + tfrecord.framed_bytes(length))
 
     def _descriptor(self, file: int, path: Path) -> int:
         if self._open is not None and self._open[0] == file:
