@@ -62,4 +62,10 @@ def _classes(scenario: Scenario) -> int:
     if manifest is not None and manifest.get("classes"):
         return int(manifest["classes"])
     generate = scenario.dataset.generate
-    return int(generate.classes if generate is not None else scenario.dataset.classes or 0)
+    if scenario.dataset.kind == "records":
+        raise HarnessError(
+            f"{scenario.name}: a records scenario trains no model, so there is nothing to "
+            "calibrate: its profile carries MLPerf Storage's computation_time"
+        )
+    classes = getattr(generate, "classes", None)
+    return int(classes if classes is not None else scenario.dataset.classes or 0)

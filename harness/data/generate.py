@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.data import collage, repetition, video_generator
+from harness.data import collage, records, repetition, video_generator
 from harness.data.manifest import (
     MANIFEST_NAME,
     DatasetManifest,
@@ -34,18 +34,30 @@ from harness.data.progress import GenerationProgress, read_progress
 from harness.data.sizing import SPACE_MARGIN, Clients, Plan, count_for, probe_write_rate
 from harness.errors import HarnessError
 from harness.files import ensure_writable_dir, sweep_temporaries, sync_filesystem
-from harness.scenario import CollageGenerate, ImageCollageDataset, VideoDataset, VideoGenerate
+from harness.scenario import (
+    CollageGenerate,
+    ImageCollageDataset,
+    RecordsDataset,
+    RecordsGenerate,
+    VideoDataset,
+    VideoGenerate,
+)
 
-GENERATORS: dict[str, ModuleType] = {"image_collage": collage, "video": video_generator}
+GENERATORS: dict[str, ModuleType] = {
+    "image_collage": collage,
+    "video": video_generator,
+    "records": records,
+}
 # Folders a generator writes in; removed by --force (never anything else in the folder).
-OUTPUT_FOLDERS = ("images", "masks", "videos")
+OUTPUT_FOLDERS = ("images", "masks", "videos", "records")
 
 
-Params = CollageGenerate | VideoGenerate
+Params = CollageGenerate | VideoGenerate | RecordsGenerate
+GeneratedDataset = ImageCollageDataset | VideoDataset | RecordsDataset
 MIN_BYTES_TO_PROBE = 256 * 10**6  # below this, a time estimate is not worth a write probe
 
 
-def dataset_fingerprint(dataset: ImageCollageDataset | VideoDataset, params: Params) -> str:
+def dataset_fingerprint(dataset: GeneratedDataset, params: Params) -> str:
     """What determines the bytes: kind, parameters with the size resolved (not the worker
     count), generator version."""
     generator = GENERATORS[dataset.kind]
@@ -70,13 +82,15 @@ def resolve_size(kind: str, params: Params, clients: Clients | None) -> tuple[Pa
         resolved: Params = params.model_copy(
             update={"frames": count_for(target, unit, params.videos)}
         )
+    elif isinstance(params, RecordsGenerate):
+        resolved = params.model_copy(update={"files": count_for(target, unit)})
     else:
         resolved = params.model_copy(update={"images": count_for(target, unit)})
     return resolved, unit, exact
 
 
 def generate_dataset(
-    dataset: ImageCollageDataset | VideoDataset,
+    dataset: GeneratedDataset,
     *,
     force: bool = False,
     clients: Clients | None = None,
@@ -89,8 +103,7 @@ def generate_dataset(
     ensure_writable_dir(root)
     params, unit, exact = resolve_size(dataset.kind, dataset.generate, clients)
     if dataset.generate.size is not None:
-        what = "frames per video" if isinstance(params, VideoGenerate) else "images"
-        count = params.frames if isinstance(params, VideoGenerate) else params.images
+        what, count = _count(params)
         print(
             f"size {dataset.generate.size}: {count:,} {what} "
             f"({(clients or Clients.this_machine()).describe()})"
@@ -113,8 +126,9 @@ def generate_dataset(
         kind=dataset.kind,
         source="generated",
         fingerprint=wanted,
-        classes=params.classes,
-        labels="exact",
+        # records carry one label (0): MLPerf Storage's readers never look at it
+        classes=1 if isinstance(params, RecordsGenerate) else params.classes,
+        labels="none" if isinstance(params, RecordsGenerate) else "exact",
         params=params.model_dump(mode="json"),
     )
     manifest["generator_version"] = generator.GENERATOR_VERSION
@@ -133,7 +147,7 @@ def generate_dataset(
 
 
 def _up_to_date(
-    dataset: ImageCollageDataset | VideoDataset, params: Params, wanted: str, force: bool
+    dataset: GeneratedDataset, params: Params, wanted: str, force: bool
 ) -> DatasetManifest | None:
     """The manifest of a complete dataset with fingerprint ``wanted`` already at
     ``dataset.path``, or None when there is work to do (``force``: the folder's earlier outputs
@@ -259,10 +273,24 @@ def _progress(
     )
 
 
+def _count(params: Params) -> tuple[str, int | None]:
+    """What ``size`` resolved, and to how many."""
+    if isinstance(params, VideoGenerate):
+        return "frames per video", params.frames
+    if isinstance(params, RecordsGenerate):
+        return "files", params.files
+    return "images", params.images
+
+
 def _size(manifest: DatasetManifest) -> str:
     files = manifest.get("files", [])
     frames = manifest.get("total_frames")
-    what = f"{len(files)} videos, {frames} frames" if frames else f"{len(files)} images"
+    if manifest.get("kind") == "records":
+        what = f"{len(files)} files, {sum(f.get('records', 0) for f in files)} records"
+    elif frames:
+        what = f"{len(files)} videos, {frames} frames"
+    else:
+        what = f"{len(files)} images"
     return f"{what}, {manifest.get('total_bytes', 0) / 1e6:.1f} MB"
 
 

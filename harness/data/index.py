@@ -27,7 +27,7 @@ from harness.data.manifest import (
 )
 from harness.errors import HarnessError
 from harness.files import DATASET_JSON, check_format, read_json
-from harness.scenario import ImageCollageDataset, VideoDataset
+from harness.scenario import ImageCollageDataset, RecordsDataset, VideoDataset
 
 INDEX_DIR_ENV = "HARNESS_INDEX_DIR"
 DEFAULT_INDEX_DIR = Path(".harness") / "index"
@@ -66,7 +66,7 @@ def read_index(root: Path, stamp: str) -> DatasetManifest | None:
 
 
 def dataset_manifest(
-    dataset: ImageCollageDataset | VideoDataset, scenario_hint: str = "SCENARIO"
+    dataset: ImageCollageDataset | VideoDataset | RecordsDataset, scenario_hint: str = "SCENARIO"
 ) -> DatasetManifest:
     """The manifest a run reads: a generated dataset's own, or a brought one's up-to-date index
     (else an error that says which command makes it)."""

@@ -29,8 +29,8 @@ class FileRecord(TypedDict, total=False):
 
     path: Required[str]  # relative to the dataset folder
     bytes: Required[int]
-    width: Required[int]
-    height: Required[int]
+    width: int  # images and videos (required there)
+    height: int
     mask: str  # its mask file (images; brought videos: a mask video)
     mask_bytes: int
     tracks: str  # generated videos: the object tracks their masks are drawn from
@@ -45,6 +45,8 @@ class FileRecord(TypedDict, total=False):
     video_streams: int
     pts: list[int]  # brought videos at a variable frame rate: their frames' timestamps
     mask_pts: list[int]
+    records: int  # records datasets: records in the file
+    record_bytes: int  # records datasets: the size of each of them (without framing)
 
 
 class Repetition(TypedDict):
@@ -72,7 +74,7 @@ class DatasetManifest(TypedDict, total=False):
 
     format: Required[str]
     format_version: Required[int]
-    kind: Required[str]  # "image_collage" or "video"
+    kind: Required[str]  # "image_collage", "video" or "records"
     source: Required[Literal["generated", "byo"]]
     fingerprint: Required[str]
     classes: Required[int]
@@ -153,13 +155,13 @@ _MANIFEST_KEYS: dict[str, type] = {
     "files": list,
     "total_bytes": int,
 }
-_FILE_KEYS: dict[str, type] = {
-    "path": str,
-    "bytes": int,
-    "width": int,
-    "height": int,
+_FILE_KEYS: dict[str, type] = {"path": str, "bytes": int}
+_PICTURE_KEYS: dict[str, type] = {"width": int, "height": int}
+_KIND_FILE_KEYS: dict[str, dict[str, type]] = {
+    "image_collage": _PICTURE_KEYS,
+    "video": _PICTURE_KEYS | {"frames": int},
+    "records": {"records": int, "record_bytes": int},
 }
-_VIDEO_FILE_KEYS: dict[str, type] = {"frames": int}
 _JSON_NAMES: dict[type, str] = {
     str: "string",
     int: "whole number",
@@ -177,7 +179,7 @@ def as_dataset_manifest(document: dict[str, Any], path: Path) -> DatasetManifest
     _require_keys(path, document, _MANIFEST_KEYS, "")
     if not document.get("complete"):
         return cast(DatasetManifest, document)  # an interrupted generation: no files yet
-    file_keys = _FILE_KEYS | (_VIDEO_FILE_KEYS if document["kind"] == "video" else {})
+    file_keys = _FILE_KEYS | _KIND_FILE_KEYS.get(document["kind"], _PICTURE_KEYS)
     for index, record in enumerate(document["files"]):
         if not isinstance(record, dict):
             raise HarnessError(f"{path}: files[{index}] is not an object: {_REMAKE}")

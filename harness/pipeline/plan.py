@@ -121,3 +121,43 @@ class SamplePlan:
         first = self.train_range(info)[1]
         frame = int(rng.integers(first, info.frames))
         return SampleRef(file, frame, int(rng.integers(info.height - self.crop + 1)), left)
+
+
+class RecordPlan(SamplePlan):
+    """The sample plan of a records dataset (``FileInfo.frames``: a file's records): each epoch
+    reads every record once, files in an order shuffled per epoch (seeded) and the records of a
+    file one after another, as DLIO's readers do (``file_shuffle: seed``; a TFRecord file is read
+    through its framing, record by record). Nothing is held out: there is no model to evaluate."""
+
+    def __init__(self, files: list[FileInfo], seed: int, shuffle: bool) -> None:
+        self.files, self.crop, self.seed, self.shuffle = files, 0, seed, shuffle
+        self.sequence_length = 1
+        self._train_frames = np.array([info.frames for info in files], dtype=np.int64)
+        self._cumulative = np.cumsum(self._train_frames)
+        self._epoch: tuple[int, np.ndarray, np.ndarray] | None = None  # (epoch, order, cumsum)
+
+    @staticmethod
+    def train_range(info: FileInfo) -> tuple[int, int]:
+        return 0, info.frames
+
+    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The files of ``epoch`` in reading order and the cumulative records along it."""
+        if self._epoch is None or self._epoch[0] != epoch:
+            count = len(self.files)
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, 0xF11E, epoch]).permutation(count)
+            else:
+                order = np.arange(count)
+            self._epoch = (epoch, order, np.cumsum(self._train_frames[order]))
+        return self._epoch[1], self._epoch[2]
+
+    def train(self, number: int) -> SampleRef:
+        total = int(self._cumulative[-1])
+        order, cumulative = self._order(number // total)
+        position = number % total
+        slot = int(np.searchsorted(cumulative, position, side="right"))
+        record = position - int(cumulative[slot - 1] if slot else 0)
+        return SampleRef(int(order[slot]), record, 0, 0)
+
+    def held_out(self, number: int) -> SampleRef:
+        raise HarnessError("a records dataset holds nothing out: there is no model to evaluate")

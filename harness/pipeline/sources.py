@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import cache as frame_cache
+from harness.data import tfrecord
 from harness.data.cache import CacheManifest
 from harness.data.labels import derive_mask
 from harness.data.manifest import DatasetManifest
@@ -469,11 +470,119 @@ class CachedVideoSource(Source):
         return _decode_picture(data, path)
 
 
+# --- records (MLPerf Storage's workloads) --------------------------------------------------------
+
+
+class RecordsSource(_DatasetSource):
+    """Records read as DLIO's readers read them, never decoded: an ``npz`` or ``jpeg`` file whole
+    (an npz file of several records once, for all of them, as DLIO's NPZ reader keeps it open),
+    a TFRecord file record by record through its framing (header, data, CRC; both CRCs checked,
+    as TensorFlow's reader checks them). A sample is a placeholder (zeros of the crop's shape):
+    the compute is emulated."""
+
+    def __init__(self, root: Path, manifest: DatasetManifest) -> None:
+        super().__init__(root, manifest)
+        self.format = str(manifest["params"]["format"])
+        self.files = [FileInfo(0, 0, int(r["records"])) for r in self.records]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._last: tuple[int, bytes] | None = None  # the file read whole last, and its bytes
+        self._open: tuple[int, int] | None = None  # (file, descriptor) of the TFRecord open
+        self._offsets: dict[int, list[int]] = {}  # known record offsets per TFRecord file
+
+    def _framed(self) -> bool:
+        """Whether records are read one by one (TFRecord files of several records)."""
+        return self.format == "tfrecord" and any(info.frames > 1 for info in self.files)
+
+    def whole_files(self, ref: SampleRef) -> list[Path]:
+        if self._framed() or (self._last is not None and self._last[0] == ref.file):
+            return []
+        return [self.root / self.records[ref.file]["path"]]
+
+    def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
+        reads = Reads()
+        path = self.root / self.records[ref.file]["path"]
+        if self._framed():
+            self._read_record(ref.file, ref.frame, path, reads)
+        elif self._last is None or self._last[0] != ref.file:
+            data = self.read_whole(path, reads)
+            expected = self.records[ref.file]["bytes"]
+            if len(data) != expected:
+                raise HarnessError(f"{path}: {len(data)} bytes, the dataset lists {expected}")
+            if self.format == "tfrecord":  # one record: its framing checked as TensorFlow does
+                header = data[: tfrecord.HEADER_BYTES]
+                end = tfrecord.HEADER_BYTES + _record_length(path, header)
+                _check_record(path, memoryview(data)[tfrecord.HEADER_BYTES : end], data[end:])
+            self._last = (ref.file, data)
+        return np.zeros((crop, crop, 3), np.uint8), np.zeros((crop, crop), np.uint8), reads
+
+    def _read_record(self, file: int, record: int, path: Path, reads: Reads) -> None:
+        """Read record ``record`` of a TFRecord file: the headers before it that this process has
+        not walked yet, then its header, data and CRC, each read counted."""
+        fd = self._descriptor(file, path)
+        size = self.records[file]["bytes"]
+        offsets = self._offsets.setdefault(file, [0])
+        while len(offsets) <= record:  # walk the framing up to the record
+            at = offsets[-1]
+            length = _record_length(
+                path, self._pread(fd, path, size, at, tfrecord.HEADER_BYTES, reads)
+            )
+            offsets.append(at + tfrecord.framed_bytes(length))
+        at = offsets[record]
+        header = self._pread(fd, path, size, at, tfrecord.HEADER_BYTES, reads)
+        length = _record_length(path, header)
+        body = self._pread(fd, path, size, at + tfrecord.HEADER_BYTES, length + 4, reads)
+        if len(body) != length + tfrecord.FOOTER_BYTES or at + len(header) + len(body) > size:
+            raise HarnessError(f"{path}: record {record} cut short (the file is truncated)")
+        _check_record(path, memoryview(body)[:length], body[length:])
+        if len(offsets) == record + 1:  # the next record starts here: no walk to reach it
+            offsets.append(at + tfrecord.framed_bytes(length))
+
+    def _descriptor(self, file: int, path: Path) -> int:
+        if self._open is not None and self._open[0] == file:
+            return self._open[1]
+        if self._open is not None:
+            os.close(self._open[1])
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._open = (file, fd)
+        return fd
+
+    def _pread(
+        self, fd: int, path: Path, size: int, offset: int, length: int, reads: Reads
+    ) -> bytes:
+        first = offset - offset % PAGE
+        try:
+            resident = resident_vector(fd, first, offset + length - first)
+            absent = absent_pages(resident, first // PAGE)
+        except OSError:  # a file system that cannot say: not counted as misses
+            absent = None
+        data = os.pread(fd, length, offset)
+        reads.add(len(data), self.ledger.note_range(str(path), offset, len(data), size, absent))
+        return data
+
+
+def _record_length(path: Path, header: bytes) -> int:
+    try:
+        return tfrecord.data_length(header)
+    except ValueError as exc:
+        raise HarnessError(f"{path}: {exc}") from None
+
+
+def _check_record(path: Path, data: memoryview, footer: bytes) -> None:
+    try:
+        tfrecord.check_data(data, footer)
+    except ValueError as exc:
+        raise HarnessError(f"{path}: {exc}") from None
+
+
 def build_source(
     scenario: Scenario, dataset_manifest: DatasetManifest, cache_manifest: CacheManifest | None
 ) -> Source:
     """The source a scenario reads from (its dataset kind and video mode)."""
     root = Path(scenario.dataset.path)
+    if scenario.dataset.kind == "records":
+        return RecordsSource(root, dataset_manifest)
     if scenario.dataset.kind == "image_collage":
         return CollageSource(root, dataset_manifest)
     if scenario.pipeline.mode == "cached":

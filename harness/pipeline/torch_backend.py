@@ -30,7 +30,7 @@ from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
 from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
-from harness.scenario import CollageGenerate, Scenario
+from harness.scenario import CollageGenerate, RecordsGenerate, Scenario
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
 
@@ -231,11 +231,17 @@ def ignored_settings(scenario: Scenario) -> dict[str, str]:
         ignored["prefetch_factor"] = "with workers 0 the training process reads each batch itself"
     decoded_video = dataset.kind == "video" and pipeline.mode != "cached"
     if dataset.kind != "video":
-        ignored["decoder_threads"] = "an image collage has no video to decode"
+        ignored["decoder_threads"] = f"{dataset.kind} data has no video to decode"
     elif not decoded_video:
         ignored["decoder_threads"] = "the frame cache holds frames already decoded"
     if decoded_video:
         ignored["read_threads"] = "video is decoded from its file, not read whole"
+    elif (
+        isinstance(dataset.generate, RecordsGenerate)
+        and dataset.generate.format == "tfrecord"
+        and dataset.generate.records_per_file > 1
+    ):
+        ignored["read_threads"] = "TFRecord files of several records are read record by record"
     elif isinstance(dataset.generate, CollageGenerate) and dataset.generate.format == "npy":
         ignored["read_threads"] = "npy crops are read through a memory map, not as whole files"
     return ignored

@@ -23,6 +23,8 @@ def _why_none(run: Run) -> str | None:
         if not run.complete:
             return "the run did not complete"
         return "its run folder keeps no held-out samples (written by an older harness)"
+    if entry.get("not_applicable"):
+        return f"not applicable: {entry['not_applicable']}"
     if entry.get("unavailable"):
         return f"they could not be kept: {entry['unavailable']}"
     if not entry.get("samples"):

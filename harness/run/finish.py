@@ -233,6 +233,9 @@ def write_run_summary(
     return summary
 
 
+NO_PICTURES = "records datasets are read, never decoded, and train no model (MLPerf Storage)"
+
+
 def keep_thumbnails(
     context: RunContext,
     prepared: PreparedRun,
@@ -243,6 +246,11 @@ def keep_thumbnails(
     manifest: after the run, outside every measurement; the prediction is the model's after
     the held-out evaluation (None: an emulated run, or no evaluation asked for). ``read``: the
     samples where the evaluation read them already."""
+    if context.scenario.dataset.kind == "records":
+        # records are never decoded: there is no picture to keep (the report says so)
+        entry: dict[str, Any] = {"samples": [], "not_applicable": NO_PICTURES}
+        results.update_document(context.folder, results.MANIFEST, {"thumbnails": entry})
+        return
     if model is not None:
         no_prediction = None
     elif prepared.compute_times is not None:

@@ -24,7 +24,7 @@ from harness.data.manifest import DatasetManifest
 from harness.errors import HarnessError
 from harness.pipeline import Backend, BatchRequest, require_backend
 from harness.pipeline.accounting import FetchLog
-from harness.pipeline.plan import SamplePlan
+from harness.pipeline.plan import RecordPlan, SamplePlan
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
 from harness.train.distributed import Ranks
@@ -102,13 +102,17 @@ def prepare_run(loaded: LoadedScenario, local_rank: int = 0) -> PreparedRun:
     cache_manifest = read_cache_manifest(scenario) if scenario.pipeline.mode == "cached" else None
     source = build_source(scenario, dataset_manifest, cache_manifest)
     backend.check_scenario(source, device.is_cuda)
-    plan = SamplePlan(
-        source.files,
-        scenario.pipeline.crop,
-        scenario.training.seed,
-        scenario.pipeline.shuffle,
-        scenario.pipeline.sequence_length,
-    )
+    plan: SamplePlan
+    if scenario.dataset.kind == "records":
+        plan = RecordPlan(source.files, scenario.training.seed, scenario.pipeline.shuffle)
+    else:
+        plan = SamplePlan(
+            source.files,
+            scenario.pipeline.crop,
+            scenario.training.seed,
+            scenario.pipeline.shuffle,
+            scenario.pipeline.sequence_length,
+        )
     times = None
     if emulated:
         times = compute_times(scenario, int(dataset_manifest["classes"]))

@@ -23,6 +23,7 @@ from harness.errors import ScenarioError, one_line
 from harness.scenario.model import (
     ImageCollageDataset,
     LoadedScenario,
+    RecordsDataset,
     Scenario,
     Suite,
     VideoDataset,
@@ -200,6 +201,7 @@ def _shared_dataset_conflicts(file: Path, loaded: list[LoadedScenario]) -> list[
 _DATASET_KINDS: dict[str, type[BaseModel]] = {
     "image_collage": ImageCollageDataset,
     "video": VideoDataset,
+    "records": RecordsDataset,
 }
 _LEADING_FIELD = re.compile(r"([a-z_]+(?:\.[a-z_]+)+)")
 

@@ -236,12 +236,57 @@ class VideoGenerate(Model):
         return self
 
 
-def _one_of(params: CollageGenerate | VideoGenerate, count: str) -> None:
+RecordFormat = Literal["npz", "tfrecord", "jpeg"]
+RecordBytes = Annotated[float, Amount(16e9, "16 GB: a record read whole into memory")]
+
+
+class RecordsGenerate(Model):
+    """Parameters of a records dataset: files of records of random bytes, as DLIO generates the
+    workloads of MLPerf Storage (docs/mlperf.md)."""
+
+    files: Annotated[int, Count(100_000_000, "a hundred million files")] | None = Field(
+        None, description="Number of files to generate; set this or size, not both."
+    )
+    records_per_file: Annotated[int, Count(1_000_000, "records in one file")] = Field(
+        1, description="Records in each file (DLIO's num_samples_per_file)."
+    )
+    record_bytes: RecordBytes = Field(
+        description="Mean size of one record, in bytes (DLIO's record_length_bytes)."
+    )
+    record_bytes_stdev: Annotated[float, Field(ge=0, le=16e9)] = Field(
+        0.0,
+        description="Standard deviation of the record size, in bytes (DLIO's "
+        "record_length_bytes_stdev): each file's record size is drawn from a normal "
+        "distribution (seeded) and clipped at 1 byte, as DLIO draws one size per file.",
+    )
+    format: RecordFormat = Field(
+        "npz",
+        description="npz: numpy.savez of an uint8 array x (record bytes x records) and labels y, "
+        "as DLIO writes unet3d; tfrecord: TFRecord framing (length, masked CRC32C, data, masked "
+        "CRC32C) around raw record bytes; jpeg: one record of raw bytes per .jpg file (not a "
+        "decodable picture: MLPerf Storage never decodes it).",
+    )
+    seed: Seed = Field(0, description=_SEED)
+    workers: Workers | None = Field(None, description=_GENERATE_WORKERS)
+    size: DatasetSize | None = Field(None, description=_SIZE + " instead of files.")
+
+    @model_validator(mode="after")
+    def _count_or_size(self) -> RecordsGenerate:
+        _one_of(self, "files")
+        if self.format == "jpeg" and self.records_per_file != 1:
+            raise ValueError("format jpeg holds one record per file: records_per_file must be 1")
+        return self
+
+
+def _one_of(params: CollageGenerate | VideoGenerate | RecordsGenerate, count: str) -> None:
     if (getattr(params, count) is None) == (params.size is None):
         raise ValueError(f"set either {count} or size (5x-ram), not both and not neither")
 
 
-_KIND = "The kind of data: image_collage (large images, random crops) or video (camera videos)."
+_KIND = (
+    "The kind of data: image_collage (large images, random crops), video (camera videos) or "
+    "records (files of records of random bytes, MLPerf Storage's training workloads)."
+)
 
 
 class _DatasetBase(Model):
@@ -301,7 +346,20 @@ class VideoDataset(_DatasetBase):
     generate: VideoGenerate | None = Field(None, description=_GENERATE)
 
 
-Dataset = Annotated[ImageCollageDataset | VideoDataset, Field(discriminator="kind")]
+class RecordsDataset(_DatasetBase):
+    """Files of records read whole and never decoded (MLPerf Storage's training workloads):
+    always generated, read only with emulated compute."""
+
+    kind: Literal["records"] = Field(description=_KIND)
+    generate: RecordsGenerate = Field(
+        description="How harness datagen generates the records (a records dataset is always "
+        "generated)."
+    )
+
+
+Dataset = Annotated[
+    ImageCollageDataset | VideoDataset | RecordsDataset, Field(discriminator="kind")
+]
 
 
 # --- pipeline -----------------------------------------------------------------------------------
@@ -652,8 +710,22 @@ class Scenario(Model):
                 "pipeline.backend nvdec decodes video: it needs dataset.kind video and "
                 "pipeline.mode decoded"
             )
+        if dataset.kind == "records" and self.training.compute != "emulated":
+            raise ValueError(
+                "dataset.kind records has no model to train (MLPerf Storage emulates the "
+                "accelerators): set training.compute emulated with a profile"
+            )
+        if dataset.kind == "records" and self.training.profile_scaling != "none":
+            raise ValueError(
+                "training.profile_scaling flops counts U-Net FLOPs: a records scenario takes "
+                "its profile's time as it is (none)"
+            )
+        if dataset.kind == "records" and pipeline.backend != "torch":
+            raise ValueError("dataset.kind records is read by the torch backend only")
         generate = dataset.generate
-        if generate is not None and pipeline.crop > min(generate.width, generate.height):
+        if isinstance(generate, RecordsGenerate):
+            pass  # no pictures: pipeline.crop is only the placeholder tensors' side
+        elif generate is not None and pipeline.crop > min(generate.width, generate.height):
             raise ValueError(
                 f"pipeline.crop ({pipeline.crop}) is larger than the generated images "
                 f"({generate.width}x{generate.height})"

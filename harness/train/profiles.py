@@ -46,10 +46,18 @@ class ProfileSettings:
     precision: str
     optimizer: str
     world: int = 1  # DDP ranks the steps ran with
+    # "unet": steps of the harness's U-Net; otherwise an MLPerf Storage workload (e.g.
+    # "mlperf-unet3d") whose configured computation_time per batch the profile carries: only its
+    # batch applies, and only a records scenario (workload "records" here) may use it
+    workload: str = "unet"
 
     def differences(self, other: ProfileSettings) -> list[str]:
         """Settings that change the work of a step, as ``name profile X, scenario Y``."""
-        checked = ("batch_size", "crop", "width", "depth", "optimizer")
+        if (self.workload == "unet") != (other.workload == "unet"):
+            return [f"workload {self.workload} in the profile, {other.workload} here"]
+        checked: tuple[str, ...] = ("batch_size", "crop", "width", "depth", "optimizer")
+        if self.workload != "unet":
+            checked = ("batch_size",)
         names = {
             "batch_size": "batch",
             "crop": "crop",
@@ -79,6 +87,11 @@ class Profile:
 
     def summary_line(self) -> str:
         s = self.settings
+        if s.workload != "unet":
+            return (
+                f"{self.name}  {self.mean_step_s * 1e3:.1f} ms/step (batch {s.batch_size}, "
+                f"{s.workload}) on {self.device}"
+            )
         return (
             f"{self.name}  {self.mean_step_s * 1e3:.1f} ms/step (batch {s.batch_size}, crop "
             f"{s.crop}, U-Net w{s.width} d{s.depth}, {s.precision}) on {self.device}"
@@ -173,6 +186,7 @@ def scenario_settings(scenario: Scenario, classes: int, precision: str) -> Profi
         classes=classes,
         precision=precision,
         optimizer=training.optimizer,
+        workload="records" if scenario.dataset.kind == "records" else "unet",
     )
 
 
