@@ -26,7 +26,7 @@ def test_server_8x40_is_parsed_and_bad_shapes_are_refused_naming_the_flag():
     settings = capacity_command.settings_from(_args("--server", "8x40"))
     assert settings.server == "8x40" and server_shape(settings.server) == (8, 40)
     for bad in ("8", "0x40", "8x", "x40", "8x40x2", "8 x 40"):
-        with pytest.raises(HarnessError, match="^--server: "):
+        with pytest.raises(HarnessError, match=r"^--server: "):
             capacity_command.settings_from(_args("--server", bad))
 
 

@@ -20,6 +20,7 @@ from harness.pipeline.preprocess import (
     PreprocessProfile,
     PreprocessSettings,
     read_preprocess_profile,
+    slots_name,
     write_preprocess_profile,
 )
 from harness.stats import TimeDraws
@@ -31,7 +32,7 @@ def collage(root: Path, **changes: object) -> dict:
 
 
 @pytest.fixture
-def slots_name():
+def semaphore():
     name = f"/harness-test-{uuid.uuid4().hex[:12]}"
     yield name
     HostSlots(name, 1).unlink()
@@ -46,10 +47,12 @@ def test_draws_come_from_the_measured_times_scaled_and_repeat_with_the_seed():
     assert TimeDraws([], 0.003, 2.0, 0).next() == 0.006  # no samples: the mean
 
 
-def _hold_in_threads(slots: HostSlots, waits: int, seconds: float) -> tuple[int, list[int]]:
-    """``waits`` threads each hold a slot for ``seconds``: the most holders at once, and the
-    holders each one saw on entering."""
+def _hold_in_threads(slots: HostSlots, waits: int, k: int) -> tuple[int, list[int]]:
+    """``waits`` threads each hold a slot until ``k`` holders meet (a barrier inside the slot:
+    with K slots the holders meet K at a time, whatever the machine's load): the most holders at
+    once, and the holders each one saw on entering."""
     lock = threading.Lock()
+    meet = threading.Barrier(k, timeout=30)
     holders, most, seen = 0, 0, []
 
     def one() -> None:
@@ -59,7 +62,8 @@ def _hold_in_threads(slots: HostSlots, waits: int, seconds: float) -> tuple[int,
                 holders += 1
                 most = max(most, holders)
                 seen.append(holders)
-            time.sleep(seconds)
+            meet.wait()
+            time.sleep(0.005)  # a holder more than K would be counted meanwhile
             with lock:
                 holders -= 1
 
@@ -71,31 +75,33 @@ def _hold_in_threads(slots: HostSlots, waits: int, seconds: float) -> tuple[int,
     return most, seen
 
 
-def test_k_slots_hold_at_most_k_waits_at_once_and_are_all_free_after(slots_name):
-    slots = HostSlots(slots_name, 3)
-    most, seen = _hold_in_threads(slots, 12, 0.02)
+def test_k_slots_hold_at_most_k_waits_at_once_and_are_all_free_after(semaphore):
+    slots = HostSlots(semaphore, 3)
+    most, seen = _hold_in_threads(slots, 12, 3)
     assert most == 3  # never more than K, and K at once when more wait
     assert len(seen) == 12
     assert slots.free() == 3
 
 
-def _hold_in_process(name: str, holders, most, lock) -> None:
+def _hold_in_process(name: str, holders, most, lock, meet) -> None:
     slots = HostSlots(name, 2)
     with slots.hold():
         with lock:
             holders.value += 1
             most.value = max(most.value, holders.value)
-        time.sleep(0.02)
+        meet.wait()  # the 2 holders meet: the slots are full, whatever the machine's load
+        time.sleep(0.005)
         with lock:
             holders.value -= 1
 
 
-def test_the_slots_are_shared_by_processes_as_dataloader_workers_are(slots_name):
+def test_the_slots_are_shared_by_processes_as_dataloader_workers_are(semaphore):
     context = multiprocessing.get_context("fork")
     holders, most, lock = context.Value("i", 0), context.Value("i", 0), context.Lock()
-    HostSlots(slots_name, 2).open()  # created here, then opened again by name in each process
+    meet = context.Barrier(2, timeout=30)
+    HostSlots(semaphore, 2).open()  # created here, then opened again by name in each process
     processes = [
-        context.Process(target=_hold_in_process, args=(slots_name, holders, most, lock))
+        context.Process(target=_hold_in_process, args=(semaphore, holders, most, lock, meet))
         for _ in range(6)
     ]
     for process in processes:
@@ -104,14 +110,14 @@ def test_the_slots_are_shared_by_processes_as_dataloader_workers_are(slots_name)
         process.join()
     assert [p.exitcode for p in processes] == [0] * 6
     assert most.value == 2
-    assert HostSlots(slots_name, 2).free() == 2
+    assert HostSlots(semaphore, 2).free() == 2
 
 
-def test_an_emulated_sample_waits_a_drawn_time_in_a_slot(slots_name):
-    emulation = PreprocessEmulation(HostSlots(slots_name, 1), [0.002, 0.004], 0.003, 1.0, (0, 0))
+def test_an_emulated_sample_waits_a_drawn_time_in_a_slot(semaphore):
+    emulation = PreprocessEmulation(HostSlots(semaphore, 1), [0.002, 0.004], 0.003, 1.0, (0, 0))
     drawn = [emulation.wait() for _ in range(10)]
     assert set(drawn) <= {0.002, 0.004}
-    assert HostSlots(slots_name, 1).free() == 1
+    assert HostSlots(semaphore, 1).free() == 1
 
 
 def _profile(path: Path, sample_s: float = 0.002, crop: int = 48, fmt: str = "npy") -> Path:
@@ -206,14 +212,14 @@ def _samples(scenario_file: Path, emulation: PreprocessEmulation | None, numbers
 
 @pytest.mark.parametrize("fmt", ["npy", "png"])
 def test_emulated_preprocessing_reads_the_same_bytes_as_the_real_pipeline(
-    tmp_path, write_scenario, cli, slots_name, fmt
+    tmp_path, write_scenario, cli, semaphore, fmt
 ):
     """Per sample, in order: the bytes asked of the storage and those asked for the first
     time (the page ledger) are the real pipeline's, for crops of a memory map and whole files."""
     scenario = collage(tmp_path, dataset__generate__format=fmt)
     file = write_scenario(scenario)
     assert cli("datagen", file).returncode == 0
-    emulation = PreprocessEmulation(HostSlots(slots_name, 2), [0.0001], 0.0001, 1.0, (0, 0))
+    emulation = PreprocessEmulation(HostSlots(semaphore, 2), [0.0001], 0.0001, 1.0, (0, 0))
     real = _samples(file, None, range(40))
     emulated = _samples(file, emulation, range(40))
     assert emulated == real
@@ -291,4 +297,5 @@ def test_a_tiny_run_with_preprocessing_emulated_from_a_calibrated_profile(tmp_pa
     assert emulation["preprocess_speed"] == 2.0 and emulation["preprocess_cores"] == 2
     assert summary["complete"] is True
     assert summary["metrics"]["requested_MBps"]["value"] > 0
-    assert not list(Path("/dev/shm").glob(f"sem.harness-preprocess-*")) or True
+    for server in range(2):  # the run's semaphores are gone with it
+        assert not (Path("/dev/shm") / f"sem.{slots_name(folder.name, server)[1:]}").exists()

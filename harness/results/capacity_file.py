@@ -193,6 +193,13 @@ class ProbeRecord(_Section):
     hosts: list[HostProbe] | None = None  # each host's share, when several probed together
     servers: int | None = None  # whole servers on each host, where a server shape is set
 
+    @model_serializer(mode="wrap")
+    def _servers_where_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        document: dict[str, Any] = handler(self)
+        if document.get("servers") is None:  # the file as before without a server shape
+            document.pop("servers", None)
+        return document
+
 
 class ServerRecord(_Section):
     """The server shape a search grew in (``training.server``, ``harness capacity --server``)."""
@@ -232,7 +239,7 @@ class ScenarioSearch(_Section):
     @model_serializer(mode="wrap")
     def _limiter_once_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         document: dict[str, Any] = handler(self)
-        for name in ("limiter", "limiter_evidence", "limiter_probe"):
+        for name in ("limiter", "limiter_evidence", "limiter_probe", "server", "max_servers"):
             if document.get(name) is None:
                 document.pop(name, None)
         return document
