@@ -78,3 +78,19 @@ def mean_gpu_util(metrics: Mapping[str, Mapping[str, object]]) -> float | None:
         if name.startswith("gpu_util_pct[") and entry.get("value") is not None
     ]
     return float(np.mean(values)) if values else None
+
+
+class TimeDraws:
+    """Times drawn at random (seeded) from measured ones, or their mean where there are none,
+    times a scale: how emulated work (a training step, a sample's preprocessing) lasts as long
+    as a measured one did, with the measured spread."""
+
+    def __init__(self, samples: Sequence[float], mean: float, scale: float, seed: object) -> None:
+        self._samples = np.asarray(samples, dtype=np.float64) * scale
+        self._mean = mean * scale
+        self._rng = np.random.default_rng(seed)  # type: ignore[arg-type]
+
+    def next(self) -> float:
+        if self._samples.size == 0:
+            return self._mean
+        return float(self._samples[self._rng.integers(self._samples.size)])

@@ -21,8 +21,9 @@ def probe_line(probe: ProbeRecord) -> str:
         value = metrics.get(name)
         return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
+    servers = "" if probe.servers is None else f" ({probe.servers} server(s))"
     return (
-        f"  {probe.accelerators:3d} accelerators: busy {show('busy_pct', ' %')} "
+        f"  {probe.accelerators:3d} accelerators{servers}: busy {show('busy_pct', ' %')} "
         f"(min {show('busy_pct_min', ' %')}), {show('samples_per_s', ' samples/s')}, "
         f"read {show('read_MBps', ' MB/s')}, CPU {show('cpu_pct', ' %', 0)} -> "
         f"{probe.verdict}; limiter: {probe.limiter} ({probe.evidence})"
@@ -36,9 +37,17 @@ def answer_sentence(entry: ScenarioSearch) -> str:
     who = "this client feed" if hosts == 1 else f"these {hosts} clients feed"
     each = "" if hosts == 1 else f" each ({(count or 0) * hosts} in all)"
     limiter = "n/a" if entry.limiter is None else entry.limiter
+    fed = f"{count} emulated {entry.profile.profile_device} accelerator(s)"
+    server = entry.server
+    if server is not None and entry.max_servers is not None:
+        fed = (
+            f"{entry.max_servers} server(s) ({count} emulated {entry.profile.profile_device} "
+            f"accelerators; {server.accelerators} accelerators and {server.cores} cores each)"
+        )
+        each = "" if hosts == 1 else f" each ({entry.max_servers * hosts} servers in all)"
     return (
-        f"{entry.scenario}: this storage and {who} {bound}{count} emulated "
-        f"{entry.profile.profile_device} accelerator(s){each} (profile {entry.profile.profile}); "
+        f"{entry.scenario}: this storage and {who} {bound}{fed}{each} "
+        f"(profile {entry.profile.profile}); "
         f"limited by {limiter}{_judged(entry)}: {entry.limiter_evidence or ''} "
         f"[search took {entry.seconds} s]"
     )

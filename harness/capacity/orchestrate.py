@@ -28,6 +28,7 @@ from harness.results.capacity_file import (
     CapacityThresholds,
     HostCeiling,
     ScenarioSearch,
+    ServerRecord,
     write_capacity_file,
 )
 from harness.run import PreparedRun, prepare_run
@@ -130,19 +131,24 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
     """One scenario's search, from its read ceiling to its answer and limiter."""
     prepared = prepare_run(item)
     entry = _begin(run, item, prepared)
-    search = Search.from_settings(run.settings)
+    server = item.scenario.training.server
+    per_server = 1 if server is None else server.accelerators  # counts are servers then
+    search = Search.from_settings(run.settings, per_server)
     request = ProbeRequest(
         item.file, run.overrides, run.results_dir, run.document.command, run.quiet
     )
     started = time.monotonic()
     hosts = run.hosts
     while (count := hosts.share(search.next_count() if hosts.is_first else None)) is not None:
-        outcome = probe_here(request, count, hosts)
+        accelerators = count * per_server
+        outcome = probe_here(request, accelerators, hosts)
         if outcome.folder is not None:
             run.folders.append(outcome.folder)
         parts = hosts.gather(host_result(outcome))
         if hosts.is_first:
-            record = combine(count, parts, entry, run.settings)
+            record = combine(accelerators, parts, entry, run.settings)
+            if server is not None:
+                record.servers = count
             search.record(
                 Probe(
                     count,
@@ -156,19 +162,23 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
                 )
             )
             entry.probes.append(record)
-            entry.max_accelerators, entry.capped = search.answer, search.capped
+            entry.max_accelerators, entry.capped = search.answer * per_server, search.capped
+            if server is not None:
+                entry.max_servers = search.answer
             entry.seconds = round(time.monotonic() - started, 1)
             run.save()
             run.say(probe_line(record))
         # Every host stops on the worst exit of any host, so that none waits for the others.
         worst = hosts.share(max(p.exit_code for p in parts) if hosts.is_first else None)
         if worst in INTERRUPTED:
-            raise _Stopped(f"interrupted during the probe of {count} accelerators", worst)
+            raise _Stopped(f"interrupted during the probe of {accelerators} accelerators", worst)
         if worst == ExitCode.BAD_INPUT:
             reason = outcome.reason or next((p.reason for p in parts if p.reason), "")
-            raise _Stopped(f"probe of {count} accelerators refused: {reason}", ExitCode.BAD_INPUT)
+            raise _Stopped(
+                f"probe of {accelerators} accelerators refused: {reason}", ExitCode.BAD_INPUT
+            )
     if hosts.is_first:
-        _name_limiter(entry, search)
+        _name_limiter(entry, search, per_server)
     return entry
 
 
@@ -201,6 +211,9 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         ceiling=ceiling.record(),
         client_cores=available_cpus(),
         workers=scenario.pipeline.workers,
+        server=None
+        if scenario.training.server is None
+        else ServerRecord.model_validate(scenario.training.server.model_dump()),
     )
     if run.hosts.is_first:
         run.document.scenarios.append(entry)
@@ -208,7 +221,7 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
     return entry
 
 
-def _name_limiter(entry: ScenarioSearch, search: Search) -> None:
+def _name_limiter(entry: ScenarioSearch, search: Search, per_server: int = 1) -> None:
     """The scenario's limiter: that of the judged probe (``Search.judged_probe``: the median
     repeat of the first failing count, or of the last passing one when none failed), and which
     of the scenario's probes it is."""
@@ -217,6 +230,7 @@ def _name_limiter(entry: ScenarioSearch, search: Search) -> None:
         return
     repeat = next(i for i, p in enumerate(search.probes[judged.accelerators]) if p is judged)
     # The search and the entry record the same probes in the same order.
-    same_count = [i for i, r in enumerate(entry.probes) if r.accelerators == judged.accelerators]
+    accelerators = judged.accelerators * per_server  # the search counts servers where set
+    same_count = [i for i, r in enumerate(entry.probes) if r.accelerators == accelerators]
     entry.limiter, entry.limiter_evidence = judged.limiter, judged.evidence
     entry.limiter_probe = same_count[repeat]

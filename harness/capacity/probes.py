@@ -23,6 +23,7 @@ from harness.results.capacity_file import (
 )
 from harness.run import RunOutcome, prepare_run, run_accelerators
 from harness.scenario import CapacitySettings, load_scenario
+from harness.scenario.capacity_settings import server_shape
 
 # Rates that add up across hosts; the other metrics of a probe are the first host's.
 SUMMED_METRICS = ("samples_per_s", "read_MBps", "requested_MBps", "consumed_MBps")
@@ -32,8 +33,13 @@ def probe_overrides(settings: CapacitySettings, overrides: Sequence[str]) -> lis
     """The settings' profile, the user's overrides, then what every probe is: emulated, timed,
     cold."""
     profile = [f"training.profile={settings.profile}"] if settings.profile else []
+    server = []
+    if settings.server is not None:
+        accelerators, cores = server_shape(settings.server)
+        server = [f"training.server.accelerators={accelerators}", f"training.server.cores={cores}"]
     return [
         *profile,
+        *server,
         *overrides,
         "training.compute=emulated",
         "training.steps=null",

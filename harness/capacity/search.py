@@ -1,7 +1,8 @@
 """The capacity search, pure: which accelerator count to probe next, and the answer, from the
 probes' results (running them is ``harness.capacity.orchestrate``'s job).
 
-The search grows the accelerator count geometrically (1, 2, 4, ...) until a probe fails, then
+The counts are accelerators, or whole servers where a server shape is set (the caller multiplies
+them out). The search grows the count geometrically (1, 2, 4, ...) until a probe fails, then
 bisects between the last passing and the first failing count. A count passes when the median of
 its probes' mean busy % reaches ``min_busy`` and the median of their lowest per-accelerator busy %
 reaches ``min_busy_each``. The last passing and the first failing count are probed ``repeat``
@@ -52,10 +53,11 @@ class Search:
     probes: dict[int, list[Probe]] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: CapacitySettings) -> Search:
-        return cls(
-            settings.min_busy, settings.min_busy_each, settings.max_accelerators, settings.repeat
-        )
+    def from_settings(cls, settings: CapacitySettings, per_server: int = 1) -> Search:
+        """With ``per_server`` accelerators per server, the counts are servers: at most as many
+        whole servers as ``max_accelerators`` holds (one at least)."""
+        most = max(1, settings.max_accelerators // per_server)
+        return cls(settings.min_busy, settings.min_busy_each, most, settings.repeat)
 
     def record(self, probe: Probe) -> None:
         self.probes.setdefault(probe.accelerators, []).append(probe)

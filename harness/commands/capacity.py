@@ -35,6 +35,7 @@ OPTIONS = (
     ("probe_s", "--probe-s", "S"),
     ("repeat", "--repeat", "K"),
     ("ceiling_s", "--ceiling-s", "S"),
+    ("server", "--server", "AxC"),
     ("ceiling_fio", "--ceiling-fio", ""),
 )
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from harness.pipeline.accounting import FetchLog
     from harness.pipeline.batch import Batch
     from harness.pipeline.plan import SamplePlan
+    from harness.pipeline.preprocess import PreprocessEmulation
     from harness.pipeline.sources import Source
     from harness.scenario import Scenario
 
@@ -70,6 +71,8 @@ class BatchRequest:
     work_dir: Path  # the run folder, for files a backend needs to write (DALI's file lists)
     # where the backend logs every sample it fetched, consumed or not (None: not logged)
     fetch_log: FetchLog | None = None
+    # emulated preprocessing (``pipeline.preprocess: emulated``): read, then wait; None: real
+    preprocess: PreprocessEmulation | None = None
 
     @property
     def device_index(self) -> int | None:

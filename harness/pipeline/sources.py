@@ -87,6 +87,15 @@ class Source:
         """(image crop HxWx3 uint8, mask crop HxW uint8, bytes asked of the storage)."""
         raise NotImplementedError
 
+    def read(self, ref: SampleRef, crop: int) -> Reads:
+        """The reads of ``load`` and nothing else (emulated preprocessing): the same files, byte
+        ranges, order and read-ahead, counted alike, without decoding or cropping."""
+        raise HarnessError(f"{self.describe(ref)}: this source cannot read without decoding")
+
+    def data_format(self) -> str:
+        """What its samples are decoded from (jpeg, png, npy ...), for preprocessing profiles."""
+        raise NotImplementedError
+
     def describe(self, ref: SampleRef) -> str:
         """The file a sample comes from, for error messages and corrupt-file counts."""
         raise NotImplementedError
@@ -164,6 +173,22 @@ class CollageSource(_DatasetSource):
         else:
             mask = self.derived_mask(image)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask), reads
+
+    def read(self, ref: SampleRef, crop: int) -> Reads:
+        record = self.records[ref.file]
+        rows, cols = slice(ref.top, ref.top + crop), slice(ref.left, ref.left + crop)
+        reads = Reads()
+        names = [record["path"]] + ([record["mask"]] if "mask" in record else [])
+        for name in names:  # a derived mask reads nothing more
+            path = self.root / name
+            if path.suffix == ".npy":
+                self._read(path, rows, cols, reads, None)  # the crop's copy is the read
+            else:
+                self.read_whole(path, reads)
+        return reads
+
+    def data_format(self) -> str:
+        return Path(self.records[0]["path"]).suffix.lstrip(".").lower() if self.records else ""
 
     def _read(self, path: Path, rows: slice, cols: slice, reads: Reads, decode: Any) -> np.ndarray:
         if path.suffix != ".npy":
@@ -344,6 +369,9 @@ class DecodedVideoSource(_DatasetSource):
 
     MAX_OPEN = 8
 
+    def data_format(self) -> str:
+        return str(self.records[0].get("codec", "video")) if self.records else "video"
+
     def __init__(self, root: Path, manifest: DatasetManifest, decoder_threads: int) -> None:
         super().__init__(root, manifest)
         self.threads = decoder_threads
@@ -447,6 +475,18 @@ class CachedVideoSource(Source):
             for index in range(video["frames"])
             for path in self._paths(file, index)
         ]
+
+    def read(self, ref: SampleRef, crop: int) -> Reads:
+        reads = Reads()
+        for path in self._paths(ref.file, ref.frame):
+            try:
+                self.read_whole(path, reads)
+            except FileNotFoundError:
+                raise HarnessError(f"{path}: missing from the frame cache") from None
+        return reads
+
+    def data_format(self) -> str:
+        return str(self.format)
 
     def load(self, ref: SampleRef, crop: int) -> tuple[np.ndarray, np.ndarray, Reads]:
         frame_file, mask_file = self._paths(ref.file, ref.frame)

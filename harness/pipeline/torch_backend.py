@@ -28,6 +28,7 @@ from harness.pipeline.accounting import FetchLog
 from harness.pipeline.batch import Batch, FileError, Sample, sample_failure
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
+from harness.pipeline.preprocess import PreprocessEmulation, placeholder
 from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
 from harness.scenario import CollageGenerate, RecordsGenerate, Scenario
@@ -47,8 +48,10 @@ class SegmentationSamples(Dataset):
         held_out: bool = False,
         read_threads: int = 1,
         fetch_log: FetchLog | None = None,
+        preprocess: PreprocessEmulation | None = None,
     ) -> None:
         self.source, self.plan, self.crop = source, plan, crop
+        self.preprocess = preprocess  # emulated: read, then wait instead of decoding
         self.on_corrupt, self.held_out = on_corrupt, held_out
         self.read_threads = read_threads
         self.fetch_log = fetch_log  # every sample fetched is noted: the loop may never take it
@@ -98,8 +101,13 @@ class SegmentationSamples(Dataset):
             if ahead is not None:
                 ahead.earliest_taken = None
             try:
-                image, mask, reads = self.source.load(ref, self.crop)
-                self._check_shapes(ref, image, mask)
+                if self.preprocess is None:
+                    image, mask, reads = self.source.load(ref, self.crop)
+                    self._check_shapes(ref, image, mask)
+                else:
+                    reads = self.source.read(ref, self.crop)
+                    self.preprocess.wait()
+                    image, mask = placeholder(self.crop)
             except Exception as exc:  # any failure of one sample: one line, never a traceback
                 frame = ref.frame if self.source.files[ref.file].frames > 1 else None
                 errors.append(sample_failure(self.source.describe(ref), frame, exc))
@@ -257,7 +265,10 @@ def batches(request: BatchRequest) -> BackgroundBatches:
         request.on_corrupt,
         read_threads=request.read_threads,
         fetch_log=request.fetch_log,
+        preprocess=request.preprocess,
     )
+    if request.preprocess is not None:
+        request.preprocess.slots.open()  # here, so that the forked workers inherit it
     loader = build_loader(
         dataset,
         sampler,

@@ -73,6 +73,9 @@ class CapacityScenario:
     seconds: float | None
     probes: list[CapacityProbe]
     clients: int = 1  # hosts probing together (each runs the probe's count of accelerators)
+    # the server shape the search grew in (accelerators, cores) and its answer in servers
+    server: tuple[int, int] | None = None
+    max_servers: int | None = None
 
     def counts(self) -> list[int]:
         """The accelerator counts probed, ascending."""
@@ -193,6 +196,10 @@ def _scenario(entry: ScenarioSearch, clients: int) -> CapacityScenario:
         seconds=_float(entry.seconds),
         probes=probes,
         clients=clients,
+        server=None
+        if entry.server is None
+        else (entry.server.accelerators or 0, entry.server.cores or 0),
+        max_servers=entry.max_servers,
     )
 
 

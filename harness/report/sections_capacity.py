@@ -45,6 +45,10 @@ def capacity_sentence(entry: CapacityScenario) -> str:
         fed = f"at least {_accelerators(n, device)} {where} (the most the search tried)"
     else:
         fed = f"{_accelerators(n, device)} {where}"
+    if entry.server is not None and entry.max_servers is not None and n:
+        per, cores = entry.server
+        servers = f"{entry.max_servers} server{'s' * (entry.max_servers != 1)}"
+        fed = f"{servers} of {per} accelerators and {cores} cores ({fed})"
     prefix = "" if entry.final else "So far (the search did not finish), "
     opening = "this" if prefix else "This"
     client = f"these {entry.clients} clients" if entry.clients > 1 else "this client"

@@ -191,6 +191,21 @@ class ProbeRecord(_Section):
     run: Text | None = None  # the run folder, as the search wrote it
     reason: Text | None = None  # why the run stopped early, when it did
     hosts: list[HostProbe] | None = None  # each host's share, when several probed together
+    servers: int | None = None  # whole servers on each host, where a server shape is set
+
+    @model_serializer(mode="wrap")
+    def _servers_where_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        document: dict[str, Any] = handler(self)
+        if document.get("servers") is None:  # the file as before without a server shape
+            document.pop("servers", None)
+        return document
+
+
+class ServerRecord(_Section):
+    """The server shape a search grew in (``training.server``, ``harness capacity --server``)."""
+
+    accelerators: int | None = None
+    cores: int | None = None
 
 
 class ScenarioSearch(_Section):
@@ -216,11 +231,15 @@ class ScenarioSearch(_Section):
     # Which of ``probes`` (0-based) the limiter is that of: the judged count's median probe
     # (``harness.capacity.search.Search.judged_probe``). Absent in files of earlier harnesses.
     limiter_probe: Annotated[int, Field(ge=0)] | None = None
+    # Where a server shape is set (absent from earlier files): the shape and the answer in
+    # whole servers per host (max_accelerators is then max_servers x its accelerators).
+    server: ServerRecord | None = None
+    max_servers: int | None = None
 
     @model_serializer(mode="wrap")
     def _limiter_once_named(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         document: dict[str, Any] = handler(self)
-        for name in ("limiter", "limiter_evidence", "limiter_probe"):
+        for name in ("limiter", "limiter_evidence", "limiter_probe", "server", "max_servers"):
             if document.get(name) is None:
                 document.pop(name, None)
         return document

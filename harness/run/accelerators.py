@@ -34,6 +34,7 @@ from harness import results
 from harness.collect.sampler import Collector
 from harness.errors import ExitCode, HarnessError, one_line
 from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
+from harness.pipeline.preprocess import remove_slots
 from harness.run.finish import (
     RunOutcome,
     assembled_table,
@@ -130,6 +131,8 @@ def run_accelerators(
         for collector in collectors:
             collector.stop()
         remove_ledger(ledger)
+        if prepared.preprocess is not None:
+            remove_slots(folder.name, prepared.preprocess.servers(accelerators * _hosts(nodes)))
     if nodes is None:  # every rank on this host: the page cache saw all their reads
         note_resident_at_end(prepared, context)
     first = 0 if nodes is None else nodes.rank * accelerators  # this host's global ranks
@@ -149,6 +152,10 @@ def run_accelerators(
         for sig, handler in saved.items():
             signal.signal(sig, handler)
     return RunOutcome(folder, complete, reason, exit_code, summary)
+
+
+def _hosts(nodes: Nodes | None) -> int:
+    return 1 if nodes is None else nodes.count
 
 
 def _host_context(prepared: PreparedRun, folder: Path, quiet: bool) -> RunContext:

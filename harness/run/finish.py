@@ -88,7 +88,7 @@ def write_manifest(
         precision=device.precision,
         cpu_threads=cpu_threads_for(scenario) if times is None else 1,
         repeat=None if repeat is None else results.RepeatRecord(index=repeat[0], of=repeat[1]),
-        emulation=None if times is None else times.document(),
+        emulation=prepared.emulation(),
         hardware=found["hardware"],
         software=found["software"],
     )
@@ -211,12 +211,11 @@ def write_run_summary(
     """The run's summary (written again, whole, when the held-out evaluation adds to it),
     computed from the run's tables; once it is written, the segments are no longer needed."""
     folder = context.folder
-    times = prepared.compute_times
     assert context.page_cache is not None  # the results' writer prepared the page cache
     summary = build_summary(
         run_id=folder.name,
         scenario=context.scenario,
-        emulation=None if times is None else times.document(),
+        emulation=prepared.emulation(),
         parts=parts,
         page_cache=context.page_cache,
         dataset_manifest=context.dataset_manifest,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,10 +22,12 @@ from harness.collect.sampler import Collector
 from harness.data.cache import CacheManifest, read_cache_manifest
 from harness.data.index import dataset_manifest as dataset_index
 from harness.data.manifest import DatasetManifest
+from harness.data.parallel import available_cpus
 from harness.errors import HarnessError
 from harness.pipeline import Backend, BatchRequest, require_backend
 from harness.pipeline.accounting import FetchLog
 from harness.pipeline.plan import RecordPlan, SamplePlan
+from harness.pipeline.preprocess import PreprocessPlan, read_preprocess_profile, source_settings
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
 from harness.train.distributed import Ranks
@@ -60,10 +63,24 @@ class PreparedRun:
     source: Source
     plan: SamplePlan
     compute_times: ComputeTimes | None  # emulated runs: where step times come from
+    preprocess: PreprocessPlan | None = None  # emulated preprocessing: where its times come from
 
     @property
     def scenario(self) -> Scenario:
         return self.loaded.scenario
+
+    def emulation(self) -> dict[str, Any] | None:
+        """The manifest's and the summary's ``emulation`` block: the compute profile and its
+        scaling, and with emulated preprocessing its profile, speed factor and cores."""
+        if self.compute_times is None:
+            return None
+        document = self.compute_times.document()
+        server = self.scenario.training.server
+        if server is not None:
+            document["server"] = server.model_dump()
+        if self.preprocess is not None:
+            document.update(self.preprocess.document())
+        return document
 
     def batch_request(
         self, ranks: Ranks, folder: Path, fetch_log: FetchLog | None = None
@@ -85,6 +102,9 @@ class PreparedRun:
             device=self.device.torch_device,
             work_dir=folder,
             fetch_log=fetch_log,
+            preprocess=None
+            if self.preprocess is None
+            else self.preprocess.for_rank(folder.name, ranks.rank, self.scenario.training.seed),
         )
 
 
@@ -117,8 +137,38 @@ def prepare_run(loaded: LoadedScenario, local_rank: int = 0) -> PreparedRun:
     if emulated:
         times = compute_times(scenario, int(dataset_manifest["classes"]))
     return PreparedRun(
-        loaded, backend, device, dataset_manifest, cache_manifest, source, plan, times
+        loaded,
+        backend,
+        device,
+        dataset_manifest,
+        cache_manifest,
+        source,
+        plan,
+        times,
+        preprocess_plan(scenario, source),
     )
+
+
+def preprocess_plan(scenario: Scenario, source: Source) -> PreprocessPlan | None:
+    """Emulated preprocessing's profile, checked against the scenario's data and crop, with the
+    cores its waits share: a server's (``training.server``), ``pipeline.preprocess_cores``, or
+    this host's."""
+    pipeline, server = scenario.pipeline, scenario.training.server
+    if pipeline.preprocess != "emulated":
+        return None
+    assert pipeline.preprocess_profile is not None  # the scenario's validation sees to it
+    profile = read_preprocess_profile(Path(pipeline.preprocess_profile))
+    wanted = source_settings(source, scenario.dataset.kind, pipeline.crop, pipeline.batch_size)
+    differences = profile.settings.differences(wanted)
+    if differences:
+        raise HarnessError(
+            f"pipeline.preprocess_profile {profile.source} was measured for other data: "
+            f"{'; '.join(differences)} (calibrate one with harness calibrate --preprocess)"
+        )
+    if server is not None:
+        return PreprocessPlan(profile, pipeline.preprocess_speed, server.cores, server.accelerators)
+    cores = pipeline.preprocess_cores or available_cpus()
+    return PreprocessPlan(profile, pipeline.preprocess_speed, cores, None)
 
 
 def _shared_gpu(local_rank: int) -> int:

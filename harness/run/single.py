@@ -28,6 +28,7 @@ from harness.errors import ExitCode, HarnessError
 from harness.files import DiskError
 from harness.pipeline.accounting import FetchLog, fetch_log_path, ledger_path, remove_ledger
 from harness.pipeline.batch import Batch, Sample, worker_error
+from harness.pipeline.preprocess import remove_slots
 from harness.run.finish import (
     RunOutcome,
     gather_records,
@@ -106,6 +107,8 @@ def run_single(
     distributed.shutdown(ranks)
     if ranks.local_rank == 0:
         remove_ledger(ledger)  # the processes that have it open keep their mappings
+        if prepared.preprocess is not None:  # the host's semaphores, likewise
+            remove_slots(context.folder.name, prepared.preprocess.servers(ranks.world))
     folder = context.folder if ranks.is_main else None
     return RunOutcome(folder, complete, reason, exit_code, summary)
 

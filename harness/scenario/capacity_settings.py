@@ -52,6 +52,15 @@ class CapacitySettings(BaseModel):
     ceiling_s: Annotated[
         float, Field(gt=0, le=86400, description="seconds of the read ceiling")
     ] = 10.0
+    server: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[1-9][0-9]{0,3}x[1-9][0-9]{0,4}$",
+            description="a server shape, ACCELERATORSxCORES (e.g. 8x40, a DGX-1): the search "
+            "grows in whole servers and answers in servers; with emulated preprocessing each "
+            "server's waits share its cores",
+        ),
+    ] = None
     ceiling_fio: Annotated[
         bool,
         Field(
@@ -59,6 +68,12 @@ class CapacitySettings(BaseModel):
             "recorded beside the harness's own ceiling as a comparison"
         ),
     ] = False
+
+
+def server_shape(text: str) -> tuple[int, int]:
+    """``8x40`` -> (8 accelerators, 40 cores); the setting's pattern has checked the text."""
+    accelerators, cores = text.split("x")
+    return int(accelerators), int(cores)
 
 
 def bounds_text(name: str) -> str:

@@ -439,6 +439,30 @@ class Pipeline(Model):
         "the summary and skipped (skip).",
     )
     cache: FrameCache | None = Field(None, description="The frame cache; required by mode cached.")
+    # --- emulated preprocessing (harness.pipeline.preprocess) ---
+    preprocess: Literal["real", "emulated"] = Field(
+        "real",
+        description="real: decode, crop and collate each sample. emulated (needs training.compute "
+        "emulated; torch backend): read exactly the bytes the real pipeline reads, then wait a "
+        "per-sample preprocessing time drawn from preprocess_profile instead of decoding, at most "
+        "preprocess_cores waits at once on the host; batches are placeholders of the right shape.",
+    )
+    preprocess_profile: PathText | None = Field(
+        None,
+        description="Emulated preprocessing (required there): a preprocessing profile file from "
+        "harness calibrate --preprocess.",
+    )
+    preprocess_cores: Annotated[int, Count(65_536, "cores of one emulated client")] | None = Field(
+        None,
+        description="Emulated preprocessing: the emulated client's cores, the waits run at once "
+        "on the host (training.server.cores per server where a server shape is set); unset: this "
+        "host's cores.",
+    )
+    preprocess_speed: Annotated[float, Field(gt=0, le=1000)] = Field(
+        1.0,
+        description="Emulated preprocessing: the emulated client's per-core speed relative to "
+        "the profile's CPU; the profile's times are divided by it (recorded in the run).",
+    )
 
 
 # --- training, collectors, thresholds -----------------------------------------------------------
@@ -452,6 +476,17 @@ class UNetConfig(Model):
     )
     depth: Annotated[int, Field(ge=1, le=7)] = Field(
         3, description="Levels of the U-Net (down and up again)."
+    )
+
+
+class ServerShape(Model):
+    """One server of the emulated cluster (e.g. a DGX-1: 8 accelerators, 40 cores)."""
+
+    accelerators: Annotated[int, Field(ge=1, le=1024)] = Field(
+        description="Accelerators per server."
+    )
+    cores: Annotated[int, Count(65_536, "cores of one server")] = Field(
+        description="CPU cores per server: the preprocessing waits one server runs at once."
     )
 
 
@@ -516,6 +551,12 @@ class Training(Model):
         description="barrier: the emulated accelerators vote on stopping with one all-reduce "
         "after each step, standing in for the gradient all-reduce (timed as barrier_pct); none: "
         "they do not wait for each other.",
+    )
+    server: ServerShape | None = Field(
+        None,
+        description="Emulated compute: the server the accelerators come in (harness capacity "
+        "grows in whole servers); with emulated preprocessing each server's accelerators share "
+        "its cores.",
     )
     collective_timeout_s: Annotated[float, Field(gt=0, le=86400)] = Field(
         120.0,
@@ -732,7 +773,34 @@ class Scenario(Model):
             )
         if pipeline.workers == 0 and pipeline.prefetch_factor != 2:
             raise ValueError("pipeline.prefetch_factor needs pipeline.workers > 0")
+        _check_emulated_preprocess(self)
         return self
+
+
+def _check_emulated_preprocess(scenario: Scenario) -> None:
+    """Emulated preprocessing and the server shape need emulated compute; emulated
+    preprocessing needs its profile and the torch backend (it reads through the torch sources)."""
+    pipeline, training = scenario.pipeline, scenario.training
+    if training.server is not None and training.compute != "emulated":
+        raise ValueError("training.server applies to training.compute emulated")
+    if pipeline.preprocess != "emulated":
+        return
+    if training.compute != "emulated":
+        raise ValueError("pipeline.preprocess emulated needs training.compute emulated")
+    if pipeline.preprocess_profile is None:
+        raise ValueError(
+            "pipeline.preprocess emulated needs pipeline.preprocess_profile: a file from "
+            "harness calibrate --preprocess"
+        )
+    if pipeline.backend != "torch":
+        raise ValueError(
+            f"pipeline.preprocess emulated reads through the torch backend, not {pipeline.backend}"
+        )
+    if pipeline.mode == "decoded":
+        raise ValueError(
+            "pipeline.preprocess emulated: decoded video reads through its decoder; emulate the "
+            "frame cache (pipeline.mode cached) or an image collage"
+        )
 
 
 class Suite(Model):

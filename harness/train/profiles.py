@@ -28,6 +28,7 @@ from harness.errors import HarnessError
 from harness.files import atomic_write, read_json
 from harness.progress import bar
 from harness.scenario import Scenario
+from harness.stats import TimeDraws
 
 FORMAT = "harness-profile"
 FORMAT_VERSION = 1
@@ -234,19 +235,12 @@ class ComputeTimes:
         return StepTimes(self, seed)
 
 
-class StepTimes:
+class StepTimes(TimeDraws):
     """Compute times for successive steps: drawn at random (seeded) from the profile's measured
     times, or its mean where it has none; times the scale."""
 
     def __init__(self, times: ComputeTimes, seed: int) -> None:
-        self._samples = np.asarray(times.profile.step_s, dtype=np.float64) * times.scale
-        self._mean = times.profile.mean_step_s * times.scale
-        self._rng = np.random.default_rng(seed)
-
-    def next(self) -> float:
-        if self._samples.size == 0:
-            return self._mean
-        return float(self._samples[self._rng.integers(self._samples.size)])
+        super().__init__(times.profile.step_s, times.profile.mean_step_s, times.scale, seed)
 
 
 def check_profile(scenario: Scenario) -> None:
