@@ -22,7 +22,10 @@ from pydantic_core import ErrorDetails
 from harness.errors import HarnessError
 from harness.files import check_format, read_json, write_json_atomic
 
-FORMAT_VERSION = 1
+# 2: each metric's scope, the hosts table, thresholds not judged (with a reason)
+FORMAT_VERSION = 2
+# versions still read: what they lack is optional in the models
+OLDER_FORMAT_VERSIONS = (1,)
 
 
 class DocumentKind(NamedTuple):
@@ -77,7 +80,7 @@ def read_model(path: Path, kind: DocumentKind, model: type[Document]) -> Documen
     document = read_json(path)
     if document is None:
         raise HarnessError(f"{path}: missing")
-    check_format(path, document, kind.format, FORMAT_VERSION)
+    check_format(path, document, kind.format, FORMAT_VERSION, OLDER_FORMAT_VERSIONS)
     return validate_model(path, document, model)
 
 
