@@ -4,6 +4,7 @@ ends it within ``collective_timeout_s`` + 5 s, named, with nothing judged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,9 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from conftest import REPO, run_harness, tiny_collage_scenario
 
-from tests.conftest import REPO, run_harness, tiny_collage_scenario
+from harness.scenario.model import Thresholds
+from harness.summary import (
+    JobHosts,
+    RankRecords,
+    collector_metrics,
+    host_figure,
+    lost_host_sentence,
+    threshold_verdicts,
+)
+from harness.train.distributed import HostIdentity
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ def _torchrun(
         "OMP_NUM_THREADS": "1",
         "GLOO_SOCKET_IFNAME": host.interface,
         "HARNESS_HOST_NAME": f"client{node_rank + 1}",
+        "HARNESS_STREAM_MAX_AGE_S": "1",  # steps on disk at once: the test sees them start
     }
     command = [
         "ip", "netns", "exec", host.namespace,
@@ -124,19 +137,15 @@ def _tree(pid: int) -> list[int]:
         current = queue.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
+            with contextlib.suppress(OSError):
                 queue.extend(int(c) for c in (task / "children").read_text().split())
-            except OSError:
-                pass
     return found
 
 
 def _signal_tree(pid: int, sig: signal.Signals) -> None:
     for member in _tree(pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(member, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _summary(results: Path) -> dict:
@@ -145,10 +154,10 @@ def _summary(results: Path) -> dict:
 
 
 def _started(results: Path, timeout_s: float = 60) -> None:
-    """Wait until the first host's run has streamed its first steps."""
+    """Wait until the first host's run has streamed its first steps (rows at most 1 s old)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(results.glob("*/.stream/steps*")) or any(results.glob("*/*steps*")):
+        if any(results.glob("*/stream/steps-rank0-*.parquet")):
             return
         time.sleep(0.2)
     raise AssertionError("the run never started its steps")
@@ -166,7 +175,6 @@ def test_two_hosts_merge_into_one_result(
         _torchrun(host, n, first, rendezvous, path, results) for n, host in enumerate(two_hosts)
     ]
     outputs = [run.communicate(timeout=120) for run in runs]
-    Path("/tmp/h26out.txt").write_text(outputs[0][1] + "\n=====\n" + outputs[1][1])
     assert [run.returncode for run in runs] == [0, 0], outputs
     summary = _summary(results)
     assert summary["complete"] and summary["ranks"] == 2 and summary["missing_ranks"] == []
@@ -181,7 +189,7 @@ def test_two_hosts_merge_into_one_result(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["kill", "stop"])
 def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     tmp_path: Path, write_scenario, two_hosts, how: signal.Signals
 ) -> None:
@@ -203,6 +211,7 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     finally:
         _signal_tree(runs[1].pid, signal.SIGKILL)
         runs[1].communicate(timeout=30)
+    print(f"{how.name}: the first host exited {runs[0].returncode} after {took:.1f} s")
     assert runs[0].returncode == 1, err
     assert took <= timeout_s + 5, took
     summary = _summary(results)
@@ -213,3 +222,59 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     assert summary["hosts"][0]["samples_per_s"] > 0  # what the surviving host measured
     (verdict,) = summary["thresholds"]
     assert verdict["pass"] is None and verdict["reason"].startswith("not judged: host client2")
+
+
+def _job() -> JobHosts:
+    """Two hosts sharing a name (namespaces), two ranks each; the second host lost."""
+    joined = [
+        HostIdentity("vm", "10.0.0.1", 0, 0),
+        HostIdentity("vm", "10.0.0.1", 0, 1),
+        HostIdentity("vm", "10.0.0.2", 1, 2),
+        HostIdentity("vm", "10.0.0.2", 1, 3),
+    ]
+    return JobHosts(joined, silent=[2, 3])
+
+
+def _part(rank: int, counted_by: str, **figures: float) -> RankRecords:
+    metrics = {
+        name: {"value": v, "unit": "MB/s", "direction": "context"} for name, v in figures.items()
+    }
+    return RankRecords(rank, [], [], collector_metrics=metrics, io_mount={"counted_by": counted_by})
+
+
+def test_hosts_are_told_apart_by_address_and_node_rank_and_a_lost_one_is_named() -> None:
+    job = _job()
+    assert [[i.rank for i in group] for group in job.groups()] == [[0, 1], [2, 3]]
+    steps = pd.DataFrame({"step": [0, 1, 2], "rank": [0, 0, 0]})
+    assert lost_host_sentence(job, steps) == (
+        "host vm (10.0.0.2, node rank 1) lost at step 3: rank(s) 2, 3 sent nothing"
+    )
+    one_rank = JobHosts(job.joined, silent=[3])
+    assert lost_host_sentence(one_rank, steps).startswith("rank(s) 3 of host vm (10.0.0.2")
+    assert lost_host_sentence(JobHosts(job.joined), steps) is None
+
+
+def test_no_threshold_passes_when_a_host_was_lost() -> None:
+    metrics = {"samples_per_s": {"value": 50.0}}
+    thresholds = Thresholds(min_samples_per_s=10)
+    (judged,) = threshold_verdicts(thresholds, metrics)
+    assert judged["pass"] is True and "reason" not in judged
+    (verdict,) = threshold_verdicts(thresholds, metrics, not_judged="host vm lost at step 3")
+    assert verdict["pass"] is None and verdict["reason"] == "not judged: host vm lost at step 3"
+
+
+def test_read_figures_are_summed_over_hosts_never_over_one_hosts_ranks() -> None:
+    # FUSE/network mounts: a host-wide miss counter that each host's local rank 0 reports
+    fuse = [_part(0, "pipeline", read_MBps=5.0), _part(1, "pipeline"),
+            _part(2, "pipeline", read_MBps=3.0), _part(3, "pipeline")]  # fmt: skip
+    metrics = collector_metrics(fuse, JobHosts(_job().joined))
+    assert metrics["read_MBps"]["value"] == 8.0 and metrics["read_MBps"]["scope"] == "job"
+    # NFS mount counters are host-wide too, though every rank reports them
+    nfs = [_part(r, "nfs", read_MBps=4.0) for r in range(4)]
+    assert collector_metrics(nfs, JobHosts(_job().joined))["read_MBps"]["value"] == 8.0
+    # block devices: each rank counts its own process tree
+    block = [_part(r, "block", read_MBps=1.0, cpu_pct=10.0) for r in range(4)]
+    metrics = collector_metrics(block, JobHosts(_job().joined))
+    assert metrics["read_MBps"]["value"] == 4.0
+    assert metrics["cpu_pct"]["scope"] == "host" and metrics["cpu_pct[rank1]"]["scope"] == "host"
+    assert host_figure(fuse[2:], "read_MBps") == 3.0

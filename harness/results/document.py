@@ -69,7 +69,11 @@ def document_fields(document: RunDocument) -> dict[str, Any]:
 def write_model(folder: Path, kind: DocumentKind, document: RunDocument) -> Path:
     """Write ``document`` as ``folder/<kind.file>`` (atomically, fsynced), format first."""
     path = folder / kind.file
-    header = {"format": kind.format, "format_version": FORMAT_VERSION}
+    # a document read from an older file keeps its version: what it lacks is optional
+    version = document.format_version
+    if version not in OLDER_FORMAT_VERSIONS:
+        version = FORMAT_VERSION
+    header = {"format": kind.format, "format_version": version}
     write_json_atomic(path, {**header, **document_fields(document)})
     return path
 

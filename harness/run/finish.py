@@ -132,7 +132,7 @@ def gather_records(
 
 # How long rank 0 waits, after a gather that failed, for the other ranks to say that their loop
 # ended: they fail at the same collective within moments, a lost or hung host never says so.
-ENDED_WAIT_S = 2.0
+ENDED_WAIT_S = 1.0
 
 
 def _surviving_ranks(context: RunContext) -> list[RankRecords]:
