@@ -207,12 +207,15 @@ def _remove_quietly(path: Path) -> None:
         os.unlink(path)
 
 
-def check_format(path: Path, document: dict[str, Any], name: str, version: int) -> None:
-    """Refuse, in one line, a file of another kind or of a format version not readable here."""
+def check_format(
+    path: Path, document: dict[str, Any], name: str, version: int, older: tuple[int, ...] = ()
+) -> None:
+    """Refuse, in one line, a file of another kind or of a format version not readable here
+    (``version``, or one of the ``older`` versions its reader still accepts)."""
     if document.get("format") != name:
         raise HarnessError(f"{path}: not a {name} file (format {document.get('format')!r})")
     found = document.get("format_version")
-    if found != version:
+    if found != version and found not in older:
         advice = (
             "regenerate it with this harness (--force)"
             if isinstance(found, int) and found < version

@@ -24,10 +24,17 @@ from harness.pipeline.window import (
     fill_batches,
     window_figures,
 )
-from harness.results.summary_file import CollectorsRecord, Metric, SummaryFile, ThresholdVerdict
+from harness.results.summary_file import (
+    CollectorsRecord,
+    HostEntry,
+    Metric,
+    SummaryFile,
+    ThresholdVerdict,
+)
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
 from harness.text import visible
+from harness.train.distributed import HostIdentity
 
 if TYPE_CHECKING:  # types only: the summary stays pure (no torch, no data readers imported)
     from harness.data.cache import CacheManifest
@@ -80,6 +87,92 @@ class RankRecords:
     # backend does not log its fetches
     unconsumed: list[dict[str, Any]] | None = None
 
+
+@dataclass(frozen=True)
+class JobHosts:
+    """The hosts of a job across several (torchrun's nodes), as its ranks joined at start, and
+    the ranks that never said their loop had ended (on a lost or hung host)."""
+
+    joined: list[HostIdentity]  # one per rank, in rank order
+    silent: list[int] = field(default_factory=list)
+
+    def groups(self) -> list[list[HostIdentity]]:
+        """The ranks of each host, hosts in order of their first rank."""
+        found: dict[tuple[str, str, int], list[HostIdentity]] = {}
+        for identity in self.joined:
+            key = (identity.name, identity.address, identity.node_rank)
+            found.setdefault(key, []).append(identity)
+        return list(found.values())
+
+    def lost(self) -> list[list[HostIdentity]]:
+        """The hosts with a rank that never said its loop ended."""
+        return [group for group in self.groups() if any(i.rank in self.silent for i in group)]
+
+
+def lost_host_sentence(hosts: JobHosts | None, steps: pd.DataFrame) -> str | None:
+    """``host vm (10.226.0.2, node rank 1) lost at step 32: rank(s) 1 sent nothing``, or None
+    when no host was lost. The step is the one the surviving ranks were in when the collective
+    with the lost ranks failed (the first they did not finish)."""
+    if hosts is None or not hosts.silent:
+        return None
+    step = int(steps["step"].max()) + 1 if len(steps) else 0
+    named = []
+    for group in hosts.lost():
+        gone = [str(i.rank) for i in group if i.rank in hosts.silent]
+        whole = len(gone) == len(group)  # else a rank died on a host whose others went on
+        what = (
+            f"host {group[0].label()}"
+            if whole
+            else f"rank(s) {', '.join(gone)} of host {group[0].label()}"
+        )
+        named.append(f"{what} lost at step {step}: rank(s) {', '.join(gone)} sent nothing")
+    return "; ".join(named)
+
+
+def host_table(
+    hosts: JobHosts, parts: list[RankRecords], steps: pd.DataFrame, samples: pd.DataFrame
+) -> list[HostEntry]:
+    """Each host's identity, ranks and share of the work: samples/s (its ranks' sum), busy %
+    (their mean) and read MB/s (:func:`host_read_MBps`); a lost host's are what its ranks
+    streamed before they were lost, or None."""
+    lost = {id(group[0]) for group in hosts.lost()}
+    entries = []
+    for group in hosts.groups():
+        ranks = [identity.rank for identity in group]
+        mine = loop_metrics(steps[steps["rank"].isin(ranks)], samples[samples["rank"].isin(ranks)])
+        entries.append(
+            HostEntry(
+                name=group[0].name,
+                address=group[0].address,
+                node_rank=group[0].node_rank,
+                ranks=ranks,
+                lost=id(group[0]) in lost,
+                samples_per_s=mine.get("samples_per_s", {}).get("value"),
+                busy_pct=mine.get("busy_pct", {}).get("value"),
+                read_MBps=host_figure([p for p in parts if p.rank in ranks], "read_MBps"),
+            )
+        )
+    return entries
+
+
+def host_figure(parts: list[RankRecords], name: str) -> float | None:
+    """One host's ``name`` from its ranks' collector metrics: the sum of their process trees'
+    where each rank counts its own reads (block devices), else the host-wide counter that one
+    rank reports (NFS mount counters, the pipeline's miss counter on FUSE and network mounts:
+    summing ranks of one host would count it once per rank)."""
+    values = [
+        value
+        for part in parts
+        if (value := part.collector_metrics.get(name, {}).get("value")) is not None
+    ]
+    if not values:
+        return None
+    per_process = all((part.io_mount or {}).get("counted_by", "block") == "block" for part in parts)
+    return float(sum(values)) if per_process else float(values[0])
+
+
+# Collector figures summed over hosts into the job's: a read rate and its bytes share a scope.
+JOB_COLLECTOR_SUMS = ("read_MBps", "read_bytes")
 
 # ``summary.json``'s model; run.py knows it by this name.
 Summary = SummaryFile
@@ -140,21 +233,38 @@ def build_summary(
     finished: str,
     storage: list[dict[str, Any]] | None = None,
     tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    hosts: JobHosts | None = None,
 ) -> SummaryFile:
     """The run's summary from what every rank measured (``parts``, rank 0's first); ``storage``:
     the mount of each path the scenario names and who counts its bytes; ``tables``: the run's
     steps and samples tables where they were streamed to files rather than held in ``parts``
-    (``harness.stream``)."""
+    (``harness.stream``); ``hosts``: a job across several hosts, as its ranks joined (a lost
+    host makes the run incomplete and judges no threshold)."""
     steps, samples = (step_table(parts), sample_table(parts)) if tables is None else tables
     unconsumed = unconsumed_table(parts)
-    metrics = loop_metrics(steps, samples, unconsumed)
+    metrics = {
+        k: {**v, "scope": "job"} for k, v in loop_metrics(steps, samples, unconsumed).items()
+    }
     if emulation is not None:
         metrics["accelerators"] = metric(len(parts), "accelerators", "context")
-    metrics.update(collector_metrics(parts))
-    metrics.update(storage_metrics(dataset_manifest, cache_manifest))
+        metrics["accelerators"]["scope"] = "job"
+    metrics.update(collector_metrics(parts, hosts))
+    metrics.update(
+        {
+            k: {**v, "scope": "job"}
+            for k, v in storage_metrics(dataset_manifest, cache_manifest).items()
+        }
+    )
     if evaluation:
-        metrics["miou"] = metric(evaluation["miou"], "", "higher")
-        metrics["miou_chance"] = metric(evaluation["miou_chance"], "", "context")
+        metrics["miou"] = {**metric(evaluation["miou"], "", "higher"), "scope": "job"}
+        metrics["miou_chance"] = {
+            **metric(evaluation["miou_chance"], "", "context"),
+            "scope": "job",
+        }
+    lost = lost_host_sentence(hosts, steps)
+    if lost is not None:
+        complete = False
+        reason = lost if reason is None else f"{lost} ({reason})"
     read_parts = [part.io_read_bytes for part in parts if part.io_read_bytes is not None]
     read_bytes = sum(read_parts) if len(read_parts) == len(parts) else None  # a rank unknown: None
     requested = first_requested_bytes(samples, unconsumed) if len(samples) else None
@@ -189,14 +299,18 @@ def build_summary(
         scenario=scenario.name,
         complete=complete,
         reason=reason,
-        ranks=len(parts),
+        ranks=len(parts) if hosts is None else len(hosts.joined),
+        hosts=None
+        if hosts is None or (len(hosts.groups()) < 2 and not hosts.silent)
+        else host_table(hosts, parts, steps, samples),
+        missing_ranks=[] if hosts is None else sorted(hosts.silent),
         page_cache=dict(page_cache),  # the open record of summary.json
         labels=dataset_manifest["labels"],
         metrics={name: Metric.model_validate(entry) for name, entry in metrics.items()},
         cross_checks=cross_checks,
         thresholds=[
             ThresholdVerdict.model_validate(verdict)
-            for verdict in threshold_verdicts(scenario.thresholds, metrics)
+            for verdict in threshold_verdicts(scenario.thresholds, metrics, not_judged=lost)
         ],
         collectors=CollectorsRecord(
             rate_hz=scenario.collectors.rate_hz,
@@ -230,19 +344,35 @@ def _fill_batches(scenario: Scenario) -> int:
     return fill_batches(pipeline.workers, pipeline.prefetch_factor)
 
 
-def collector_metrics(parts: list[RankRecords]) -> dict[str, dict[str, Any]]:
-    """Rank 0's collector metrics, plus the other ranks' under ``name[rankN]``; read MB/s is the
-    sum over ranks (each rank's collector reads its own process tree)."""
+def collector_metrics(
+    parts: list[RankRecords], hosts: JobHosts | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rank 0's collector metrics (its host's: scope ``host``), plus the other ranks' under
+    ``name[rankN]``; read MB/s and read bytes are the job's: the sum over hosts of each host's
+    figure (:func:`host_figure`), never a sum over the ranks of one host of a host-wide
+    counter."""
     metrics: dict[str, dict[str, Any]] = {}
     for part in parts:
         for name, value in part.collector_metrics.items():
             key = name if part.rank == 0 or name not in metrics else f"{name}[rank{part.rank}]"
-            metrics.setdefault(key, value)
-    if "read_MBps" in metrics and len(parts) > 1:
-        total = sum(
-            (part.collector_metrics.get("read_MBps", {}).get("value") or 0) for part in parts
-        )
-        metrics["read_MBps"] = metric(total, "MB/s", "context")
+            metrics.setdefault(key, {**value, "scope": "host"})
+    if len(parts) < 2:
+        return metrics
+    by_rank = {part.rank: part for part in parts}
+    groups = (
+        [[i.rank for i in group] for group in hosts.groups()]
+        if hosts is not None
+        else [sorted(by_rank)]  # one host
+    )
+    for name in JOB_COLLECTOR_SUMS:
+        if name not in metrics:
+            continue
+        figures = [
+            host_figure([by_rank[r] for r in ranks if r in by_rank], name) for ranks in groups
+        ]
+        found = [f for f in figures if f is not None]
+        total = sum(found) if found else None
+        metrics[name] = {**metric(total, metrics[name]["unit"], "context"), "scope": "job"}
     return metrics
 
 
@@ -592,8 +722,12 @@ def busy_vs_gpu_check(busy_pct: float | None, gpu_util_pct: float | None) -> dic
     }
 
 
-def threshold_verdicts(thresholds: Thresholds, metrics: dict[str, dict]) -> list[dict[str, Any]]:
-    """Each threshold the scenario sets, with the measured value and pass/fail."""
+def threshold_verdicts(
+    thresholds: Thresholds, metrics: dict[str, dict], not_judged: str | None = None
+) -> list[dict[str, Any]]:
+    """Each threshold the scenario sets, with the measured value and pass/fail; with
+    ``not_judged`` (why: a host was lost) none passes or fails: ``pass`` is None and the
+    verdict's ``reason`` says why."""
     checks = (
         ("min_busy_pct", "busy_pct", "min"),
         ("min_gpu_util_pct", "gpu_util_pct", "min"),
@@ -611,9 +745,12 @@ def threshold_verdicts(thresholds: Thresholds, metrics: dict[str, dict]) -> list
         else:
             value = metrics.get(name, {}).get("value")
         passed = None if value is None else (value >= limit if kind == "min" else value <= limit)
-        verdicts.append(
-            {"threshold": setting, "metric": name, "limit": limit, "value": value, "pass": passed}
-        )
+        verdict = {"threshold": setting, "metric": name, "limit": limit, "value": value}
+        if not_judged is not None:
+            verdict.update({"pass": None, "reason": f"not judged: {not_judged}"})
+        else:
+            verdict["pass"] = passed
+        verdicts.append(verdict)
     return verdicts
 
 
@@ -656,7 +793,9 @@ def summary_lines(summary: SummaryFile, folder: Path) -> list[str]:
     for check in summary.cross_checks:
         lines.append(f"  check: {check['name']}: {check['verdict']}")
     for verdict in summary.thresholds:
-        state = {True: "pass", False: "FAIL", None: "not measured"}[verdict.passed]
+        state = (
+            verdict.reason or {True: "pass", False: "FAIL", None: "not measured"}[verdict.passed]
+        )
         lines.append(f"  threshold {verdict.threshold} {verdict.limit}: {state}")
     lines.extend(f"  warning: {warning}" for warning in summary.warnings)
     return [visible(line) for line in lines]  # names and file paths are the user's text

@@ -24,6 +24,8 @@ import pytest
 import yaml
 from conftest import GOLDEN, Result, copy_golden, run_harness, tiny_collage_scenario
 
+from harness.results.document import FORMAT_VERSION
+
 FAST = {"steps": 4, "warmup_steps": 1, "model": {"width": 8, "depth": 2}, "eval_samples": 8}
 SPREAD = (1.0, 1.02, 0.98, 1.01, 0.99)  # per repeat, around the golden run's value
 STEADIED = ("samples_per_s", "fetch_latency_p50_ms")
@@ -277,11 +279,11 @@ def test_bad_input_is_one_line_and_exit_2(repeats: Path, tmp_path: Path, cli) ->
     other_version = _copy(repeats, tmp_path / "v2", count=1)
 
     def newer(summary: dict[str, Any]) -> None:
-        summary["format_version"] = 2
+        summary["format_version"] = FORMAT_VERSION + 1
 
     _edit(other_version, "summary.json", newer)
     cases = {
-        "format version 2": (repeats, other_version),
+        f"format version {FORMAT_VERSION + 1}": (repeats, other_version),
         "no such run folder": (repeats, tmp_path / "nowhere"),
         "no such run folder, summary file or saved baseline": (repeats, "nosuchname"),
         "--alpha": (repeats, repeats, "--alpha", "1.5"),

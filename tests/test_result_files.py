@@ -65,13 +65,13 @@ def test_fields_of_a_newer_harness_are_kept_and_missing_optional_ones_are_not_in
     run = copy_golden("collage", tmp_path / "run")
 
     def newer(summary: dict[str, Any]) -> None:
-        summary["hosts"] = [{"name": "a"}]  # an additive change within format version 1
+        summary["racks"] = [{"name": "a"}]  # an additive change within format version 1
         del summary["iou_per_class"]
 
     _edit(run / "summary.json", newer)
     summary = results.read_summary(run / "summary.json")
     written = document_fields(summary)
-    assert written["hosts"] == [{"name": "a"}] and "iou_per_class" not in written
+    assert written["racks"] == [{"name": "a"}] and "iou_per_class" not in written
     assert summary.iou_per_class is None
 
 
@@ -111,7 +111,10 @@ def test_a_manifest_of_another_format_version_or_with_a_wrong_field_is_refused(
     run = copy_golden("collage", tmp_path / "run")
     manifest = run / "manifest.json"
     _edit(manifest, lambda m: m.update(format_version=FORMAT_VERSION + 1))
-    with pytest.raises(HarnessError, match="format version 2, this harness reads version 1"):
+    with pytest.raises(
+        HarnessError,
+        match=f"format version {FORMAT_VERSION + 1}, this harness reads version {FORMAT_VERSION}",
+    ):
         results.read_manifest(manifest)
     _edit(manifest, lambda m: m.update(format_version=FORMAT_VERSION, repeat={"index": "one"}))
     with pytest.raises(HarnessError) as caught:
@@ -142,8 +145,9 @@ def _truncated_summary(run: Path) -> str:
 
 
 def _newer_manifest(run: Path) -> str:
-    _edit(run / "manifest.json", lambda m: m.update(format_version=2))
-    return f"{run / 'manifest.json'}: format version 2, this harness reads version 1"
+    _edit(run / "manifest.json", lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    newer = f"format version {FORMAT_VERSION + 1}, this harness reads version {FORMAT_VERSION}"
+    return f"{run / 'manifest.json'}: {newer}"
 
 
 CLI_CASES: dict[str, Callable[[Path], str]] = {

@@ -41,7 +41,10 @@ def _threshold_cell(run: Run) -> tuple[str, str]:
     if not verdicts:
         return "no thresholds set", "muted"
     failed = [v.threshold for v in verdicts if v.passed is False]
-    unmeasured = [v.threshold for v in verdicts if v.passed is None]
+    not_judged = [v.reason for v in verdicts if v.reason]
+    unmeasured = [v.threshold for v in verdicts if v.passed is None and not v.reason]
+    if not_judged:  # a lost host: nothing passes
+        return not_judged[0], "fail"
     if failed:
         return "FAIL: " + ", ".join(failed), "fail"
     if unmeasured:
@@ -151,7 +154,7 @@ def summary_section(runs: list[Run]) -> Section:
                 False: ("FAIL", "fail"),
                 None: ("not measured", "muted"),
             }
-            state = states[verdict.passed]
+            state = (verdict.reason, "fail") if verdict.reason else states[verdict.passed]
             unit = "%" if verdict.metric.endswith("pct") else ""
             if verdict.metric.endswith("_ms"):
                 unit = "ms"

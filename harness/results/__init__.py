@@ -34,7 +34,13 @@ from harness import stream
 from harness.env import hardware_identity
 from harness.errors import HarnessError, one_line
 from harness.files import atomic_write, check_format, read_json, write_json_atomic
-from harness.results.document import FORMAT_VERSION, MANIFEST, SUMMARY, DocumentKind
+from harness.results.document import (
+    FORMAT_VERSION,
+    MANIFEST,
+    OLDER_FORMAT_VERSIONS,
+    SUMMARY,
+    DocumentKind,
+)
 from harness.results.manifest_file import (
     RepeatRecord,
     RunManifest,
@@ -88,7 +94,7 @@ def read_document(folder: Path, kind: DocumentKind) -> dict[str, Any]:
     document = read_json(path)
     if document is None:
         raise HarnessError(f"{folder}: holds no run ({kind.file} is missing)")
-    check_format(path, document, kind.format, FORMAT_VERSION)
+    check_format(path, document, kind.format, FORMAT_VERSION, OLDER_FORMAT_VERSIONS)
     return document
 
 
@@ -119,7 +125,7 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     except (OSError, pa.ArrowException) as exc:  # truncated or not Parquet at all
         raise HarnessError(f"{path}: cannot read: {one_line(exc)}") from None
     found = (table.schema.metadata or {}).get(PARQUET_KEY, b"?").decode()
-    if found != str(FORMAT_VERSION):
+    if found not in {str(v) for v in (FORMAT_VERSION, *OLDER_FORMAT_VERSIONS)}:
         raise HarnessError(
             f"{path}: format version {found}, this harness reads version {FORMAT_VERSION}"
         )

@@ -22,7 +22,10 @@ from pydantic_core import ErrorDetails
 from harness.errors import HarnessError
 from harness.files import check_format, read_json, write_json_atomic
 
-FORMAT_VERSION = 1
+# 2: each metric's scope, the hosts table, thresholds not judged (with a reason)
+FORMAT_VERSION = 2
+# versions still read: what they lack is optional in the models
+OLDER_FORMAT_VERSIONS = (1,)
 
 
 class DocumentKind(NamedTuple):
@@ -66,7 +69,11 @@ def document_fields(document: RunDocument) -> dict[str, Any]:
 def write_model(folder: Path, kind: DocumentKind, document: RunDocument) -> Path:
     """Write ``document`` as ``folder/<kind.file>`` (atomically, fsynced), format first."""
     path = folder / kind.file
-    header = {"format": kind.format, "format_version": FORMAT_VERSION}
+    # a document read from an older file keeps its version: what it lacks is optional
+    version = document.format_version
+    if version not in OLDER_FORMAT_VERSIONS:
+        version = FORMAT_VERSION
+    header = {"format": kind.format, "format_version": version}
     write_json_atomic(path, {**header, **document_fields(document)})
     return path
 
@@ -77,7 +84,7 @@ def read_model(path: Path, kind: DocumentKind, model: type[Document]) -> Documen
     document = read_json(path)
     if document is None:
         raise HarnessError(f"{path}: missing")
-    check_format(path, document, kind.format, FORMAT_VERSION)
+    check_format(path, document, kind.format, FORMAT_VERSION, OLDER_FORMAT_VERSIONS)
     return validate_model(path, document, model)
 
 

@@ -29,6 +29,9 @@ class Metric(OpenRecord):
     value: float | None
     unit: str
     direction: Direction  # which way is better; "context" for figures that are neither
+    # whose figure it is: the whole job's (every host's ranks), or one host's (rank 0's host;
+    # ``name[rankN]``: rank N's host); files of format version 1 have none
+    scope: Literal["job", "host"] | None = None
 
 
 class ThresholdVerdict(OpenRecord):
@@ -38,7 +41,23 @@ class ThresholdVerdict(OpenRecord):
     metric: str  # the metric it judges, "busy_pct"
     limit: float
     value: float | None
-    passed: bool | None = Field(alias="pass")  # None: not measured
+    passed: bool | None = Field(alias="pass")  # None: not measured, or not judged (``reason``)
+    reason: str | None = None  # why it was not judged ("not judged: host ... lost at step 32")
+
+
+class HostEntry(OpenRecord):
+    """One host of a job across several (torchrun's nodes): who it is, its ranks, its share.
+    Hosts in network namespaces or containers share a host name: name, address and node rank
+    together say which one it was."""
+
+    name: str
+    address: str  # its address towards the job's store (or GLOO_SOCKET_IFNAME's)
+    node_rank: int
+    ranks: list[int]
+    lost: bool = False  # its ranks stopped answering: died, or hung past collective_timeout_s
+    samples_per_s: float | None = None  # its ranks' sum over the measured window
+    busy_pct: float | None = None  # its ranks' mean
+    read_MBps: float | None = None  # what its collectors counted read (a host figure)
 
 
 class CollectorsRecord(OpenRecord):
@@ -81,7 +100,10 @@ class SummaryFile(RunDocument):
     reason: str | None = Field(
         default=None, description="why an incomplete run stopped; None for a complete one"
     )
-    ranks: int | None = None
+    ranks: int | None = None  # the job's world size (lost ranks included)
+    # each host of the job as it joined at start (None: one host), and the ranks of lost hosts
+    hosts: list[HostEntry] | None = None
+    missing_ranks: list[int] = Field(default_factory=list)
     page_cache: dict[str, Any] = Field(default_factory=dict)
     labels: str | None = None  # how the dataset's masks were given ("exact", "derived:...")
     metrics: dict[str, Metric]

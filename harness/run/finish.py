@@ -40,6 +40,7 @@ from harness.scenario import Scenario
 from harness.summary import (
     SAMPLE_COLUMNS,
     STEP_COLUMNS,
+    JobHosts,
     RankRecords,
     Summary,
     build_summary,
@@ -117,14 +118,37 @@ def gather_records(
     local = rank_records(context.ranks.rank, records, collectors)
     try:
         gathered = distributed.gather(local, context.ranks)
-    except RuntimeError as exc:  # a partner rank is gone: keep this rank's own records
-        gathered = [local]
+    except RuntimeError as exc:  # a partner rank is gone: keep what the others streamed
         reason = reason or f"run failed: {one_line(exc, 300)}"
         complete = False
+        if not context.ranks.is_main:
+            return None, complete, reason
+        gathered = [local, *_surviving_ranks(context)]
     if not context.ranks.is_main or gathered is None:
         return None, complete, reason
     shutil.rmtree(context.folder / "ranks", ignore_errors=True)  # emulated ranks' pid files
     return gathered, complete, reason
+
+
+# How long rank 0 waits, after a gather that failed, for the other ranks to say that their loop
+# ended: they fail at the same collective within moments, a lost or hung host never says so.
+ENDED_WAIT_S = 1.0
+
+
+def _surviving_ranks(context: RunContext) -> list[RankRecords]:
+    """After a failed gather on rank 0: the ranks that said their loop ended (the others are
+    noted as silent in ``context.hosts``), as records whose rows are the segments they
+    streamed to the run folder (ranks on this host; a surviving host elsewhere kept its rows,
+    which are lost with the gather)."""
+    ranks = context.ranks
+    silent = distributed.silent_ranks(ranks, ENDED_WAIT_S)
+    if context.hosts is not None:
+        context.hosts = JobHosts(context.hosts.joined, silent)
+    return [
+        RankRecords(rank=rank, steps=[], samples=[])
+        for rank in range(1, ranks.world)
+        if rank not in silent and stream.segments(context.folder, "steps", rank)
+    ]
 
 
 def write_results(
@@ -226,6 +250,7 @@ def write_run_summary(
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         storage=storage_records(context.scenario),
         tables=(results.read_table(folder, "steps"), results.read_table(folder, "samples")),
+        hosts=context.hosts,
     )
     results.write_summary(folder, summary)
     shutil.rmtree(stream.stream_folder(folder), ignore_errors=True)

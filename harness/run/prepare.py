@@ -30,6 +30,7 @@ from harness.pipeline.plan import RecordPlan, SamplePlan
 from harness.pipeline.preprocess import PreprocessPlan, read_preprocess_profile, source_settings
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
+from harness.summary import JobHosts
 from harness.train.distributed import Ranks
 from harness.train.loop import Device, resolve_device
 from harness.train.profiles import ComputeTimes, compute_times
@@ -49,6 +50,9 @@ class RunContext:
     # None in an emulated accelerator's own process: its host's controller prepares the page
     # cache and writes the results.
     page_cache: pagecache.PageCacheRecord | None
+    # a job's ranks across hosts (torchrun): each rank's host as they joined, and the ranks
+    # that never said their loop ended (lost hosts); None for a single process
+    hosts: JobHosts | None = None
 
 
 @dataclass

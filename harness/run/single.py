@@ -41,7 +41,7 @@ from harness.run.finish import (
     write_tables,
 )
 from harness.run.prepare import PreparedRun, RunContext, collectors_for, prepare_page_cache
-from harness.summary import RankRecords, Summary
+from harness.summary import JobHosts, RankRecords, Summary
 from harness.train import distributed
 from harness.train.emulated import emulated_step, stop_vote, write_pid
 from harness.train.loop import (
@@ -91,6 +91,7 @@ def run_single(
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise, fetch_log
     )
+    distributed.note_ended(ranks)  # rank 0 tells a lost host from a slow one by this
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context)  # every rank on this host
     try:
@@ -102,6 +103,9 @@ def run_single(
         complete, reason = saved.complete, saved.reason
         exit_code = saved.exit_code if saved.exit_code is not None else exit_code
         summary = saved.summary
+        if summary is not None and not summary.complete:  # e.g. a host lost: the summary says
+            complete, reason = False, summary.reason
+            exit_code = exit_code or ExitCode.FAILED
     except HarnessError as exc:  # the disk is full or gone: what is written stays complete
         complete, reason, exit_code, summary = False, str(exc), ExitCode.FAILED, None
     distributed.shutdown(ranks)
@@ -204,6 +208,7 @@ def _start(
         device.is_cuda and not emulated, scenario.training.collective_timeout_s
     )
     folder = results_root / distributed.broadcast(results.new_run_id(scenario.name), ranks)
+    joined = distributed.join_hosts(ranks)  # which hosts are in the job, named in its summary
     if ranks.is_main:
         write_manifest(prepared, folder, ranks.world, command, repeat)
     ledger = ledger_path(folder.name)  # one per host: its ranks and workers count a page once
@@ -218,6 +223,7 @@ def _start(
         prepared.cache_manifest,
         quiet,
         prepare_page_cache(prepared, act=ranks.local_rank == 0),
+        JobHosts(joined) if ranks.distributed else None,
     )
     if ranks.is_main:
         write_stream_context(context, prepared)

@@ -8,7 +8,12 @@ fail within it instead of hanging (torchrun also stops the remaining ranks).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
+import struct
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,6 +51,90 @@ def init_ranks(use_nccl: bool, timeout_s: float) -> Ranks:
             "nccl" if use_nccl else "gloo", timeout=timedelta(seconds=timeout_s)
         )
     return ranks
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    """Which host a rank runs on. Hosts in containers or network namespaces often share one
+    host name, so a host is its name, its address and torchrun's node rank together."""
+
+    name: str  # HARNESS_HOST_NAME, else the host name
+    address: str  # this host's address towards the job's store (or GLOO_SOCKET_IFNAME's)
+    node_rank: int  # torchrun's GROUP_RANK
+    rank: int  # the global rank that reported it
+
+    def label(self) -> str:
+        return f"{self.name} ({self.address}, node rank {self.node_rank})"
+
+
+def this_host(rank: int) -> HostIdentity:
+    """The identity of the host this rank runs on (see :class:`HostIdentity`)."""
+    name = os.environ.get("HARNESS_HOST_NAME") or socket.gethostname()
+    node_rank = int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")))
+    return HostIdentity(name, _host_address(), node_rank, rank)
+
+
+def _host_address() -> str:
+    """GLOO_SOCKET_IFNAME's address where it is set; else the source address of the route to
+    the job's store (MASTER_ADDR), which is the interface the ranks talk over."""
+    interface = os.environ.get("GLOO_SOCKET_IFNAME", "").split(",")[0]
+    if interface:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                request = struct.pack("256s", interface.encode()[:15])
+                answer = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
+                return socket.inet_ntoa(answer[20:24])
+        except OSError:
+            pass
+    master = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((master, int(os.environ.get("MASTER_PORT", "29500"))))  # no packet
+            return str(probe.getsockname()[0])
+    except OSError:
+        return master
+
+
+def join_hosts(ranks: Ranks) -> list[HostIdentity]:
+    """Every rank's host, in rank order, on every rank (at start: all ranks are there)."""
+    own = this_host(ranks.rank)
+    if not ranks.distributed:
+        return [own]
+    found: list[Any] = [None] * ranks.world
+    dist.all_gather_object(found, own)
+    return found
+
+
+ENDED_KEY = "harness/ended/"
+
+
+def note_ended(ranks: Ranks) -> None:
+    """Tell the job's store that this rank's loop has ended (however): a rank that never says
+    so by the time rank 0 gathers the records is on a lost or hung host."""
+    if not ranks.distributed:
+        return
+    # the store's host gone: rank 0 is lost too, and nobody writes results
+    with contextlib.suppress(Exception):
+        _store().set(f"{ENDED_KEY}{ranks.rank}", "1")
+
+
+def silent_ranks(ranks: Ranks, wait_s: float) -> list[int]:
+    """The ranks that have not said their loop ended, after waiting up to ``wait_s`` for
+    them (rank 0, after a collective with a partner failed)."""
+    if not ranks.distributed:
+        return []
+    store = _store()
+    deadline = time.monotonic() + wait_s
+    while True:
+        silent = [r for r in range(ranks.world) if not store.check([f"{ENDED_KEY}{r}"])]
+        if not silent or time.monotonic() >= deadline:
+            return silent
+        time.sleep(0.1)
+
+
+def _store() -> Any:
+    """The job's key-value store (torchrun's, that every rank joined at start)."""
+    return dist.distributed_c10d._get_default_store()
 
 
 def broadcast(value: Any, ranks: Ranks) -> Any:

@@ -1,0 +1,280 @@
+"""A job across two hosts: two network namespaces joined by a veth pair, a torchrun in each
+(c10d and static rendezvous), one merged result on the first; a host killed or stopped mid-run
+ends it within ``collective_timeout_s`` + 5 s, named, with nothing judged."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, run_harness, tiny_collage_scenario
+
+from harness.scenario.model import Thresholds
+from harness.summary import (
+    JobHosts,
+    RankRecords,
+    collector_metrics,
+    host_figure,
+    lost_host_sentence,
+    threshold_verdicts,
+)
+from harness.train.distributed import HostIdentity
+
+
+@dataclass(frozen=True)
+class Host:
+    namespace: str
+    interface: str
+    address: str
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple[Host, Host]]:
+    """Two namespaces of this test's own (named after its pid), always removed."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for ip netns")
+    tag = f"{os.getpid() % 100000}"
+    subnet = f"10.226.{os.getpid() % 250}"
+    hosts = (
+        Host(f"h26a{tag}", f"v26a{tag}", f"{subnet}.1"),
+        Host(f"h26b{tag}", f"v26b{tag}", f"{subnet}.2"),
+    )
+    made = []
+    try:
+        for host in hosts:
+            added = _ip("netns", "add", host.namespace)
+            if added.returncode != 0:
+                pytest.skip(f"ip netns add: {added.stderr.strip()}")
+            made.append(host.namespace)
+        a, b = hosts
+        link = _ip(
+            "link", "add", a.interface, "netns", a.namespace, "type", "veth",
+            "peer", "name", b.interface, "netns", b.namespace,
+        )  # fmt: skip
+        assert link.returncode == 0, link.stderr
+        for host in hosts:
+            for command in (
+                ("addr", "add", f"{host.address}/24", "dev", host.interface),
+                ("link", "set", host.interface, "up"),
+                ("link", "set", "lo", "up"),
+            ):
+                done = _ip("-n", host.namespace, *command)
+                assert done.returncode == 0, done.stderr
+        yield hosts
+    finally:
+        for namespace in made:
+            _ip("netns", "delete", namespace)
+
+
+def _scenario(tmp_path: Path, write_scenario, **training) -> Path:
+    scenario = tiny_collage_scenario(
+        tmp_path,
+        pipeline__workers=0,
+        dataset__generate__width=320,
+        dataset__generate__height=256,
+        training__eval_samples=0,
+    )
+    scenario["training"].update(training)
+    path = write_scenario(scenario)
+    for command in ("datagen", "cache"):
+        done = run_harness(command, str(path))
+        assert done.returncode == 0, done.stderr
+    return path
+
+
+def _torchrun(
+    host: Host, node_rank: int, first: Host, rendezvous: str, path: Path, results: Path
+) -> subprocess.Popen:
+    """This host's torchrun (one rank) in its namespace, in a session of its own."""
+    port = str(29600 + os.getpid() % 300)
+    if rendezvous == "c10d":
+        flags = [
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{first.address}:{port}",
+            "--rdzv-id", "h26", "--local-addr", host.address,
+            "--rdzv-conf", f"join_timeout=60{',is_host=1' if node_rank == 0 else ''}",
+        ]  # fmt: skip
+    else:
+        flags = [
+            "--master-addr", first.address, "--master-port", port,
+            "--node-rank", str(node_rank),
+        ]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "GLOO_SOCKET_IFNAME": host.interface,
+        "HARNESS_HOST_NAME": f"client{node_rank + 1}",
+        "HARNESS_STREAM_MAX_AGE_S": "1",  # steps on disk at once: the test sees them start
+    }
+    command = [
+        "ip", "netns", "exec", host.namespace,
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+        *flags, "-m", "harness", "run", str(path), "--results", str(results), "--quiet",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _signal_tree(pid: int, sig: signal.Signals) -> None:
+    for member in _tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, sig)
+
+
+def _summary(results: Path) -> dict:
+    (folder,) = [p for p in results.iterdir() if p.is_dir()]
+    return json.loads((folder / "summary.json").read_text())
+
+
+def _started(results: Path, timeout_s: float = 60) -> None:
+    """Wait until the first host's run has streamed its first steps (rows at most 1 s old)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(results.glob("*/stream/steps-rank0-*.parquet")):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the run never started its steps")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_two_hosts_merge_into_one_result(
+    tmp_path: Path, write_scenario, two_hosts, rendezvous: str
+) -> None:
+    first, second = two_hosts
+    path = _scenario(tmp_path, write_scenario, steps=6)
+    results = tmp_path / "r"
+    runs = [
+        _torchrun(host, n, first, rendezvous, path, results) for n, host in enumerate(two_hosts)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    summary = _summary(results)
+    assert summary["complete"] and summary["ranks"] == 2 and summary["missing_ranks"] == []
+    hosts = summary["hosts"]
+    assert [(h["name"], h["address"], h["node_rank"], h["ranks"]) for h in hosts] == [
+        ("client1", first.address, 0, [0]),
+        ("client2", second.address, 1, [1]),
+    ]
+    assert not any(h["lost"] for h in hosts) and all(h["samples_per_s"] for h in hosts)
+    assert summary["metrics"]["samples_per_s"]["scope"] == "job"
+    assert summary["metrics"]["read_MBps"]["scope"] == summary["metrics"]["read_bytes"]["scope"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["kill", "stop"])
+def test_a_lost_host_ends_the_run_named_and_judges_nothing(
+    tmp_path: Path, write_scenario, two_hosts, how: signal.Signals
+) -> None:
+    first, second = two_hosts
+    timeout_s = 10
+    path = _scenario(
+        tmp_path, write_scenario, steps=None, duration_s=120, collective_timeout_s=timeout_s
+    )
+    path.write_text(path.read_text() + "thresholds:\n  min_samples_per_s: 0.001\n")
+    results = tmp_path / "r"
+    runs = [_torchrun(h, n, first, "static", path, results) for n, h in enumerate(two_hosts)]
+    try:
+        _started(results)
+        time.sleep(2)
+        _signal_tree(runs[1].pid, how)
+        lost_at = time.monotonic()
+        _out, err = runs[0].communicate(timeout=60)
+        took = time.monotonic() - lost_at
+    finally:
+        _signal_tree(runs[1].pid, signal.SIGKILL)
+        runs[1].communicate(timeout=30)
+    print(f"{how.name}: the first host exited {runs[0].returncode} after {took:.1f} s")
+    assert runs[0].returncode == 1, err
+    assert took <= timeout_s + 5, took
+    summary = _summary(results)
+    assert not summary["complete"]
+    assert f"host client2 ({second.address}, node rank 1) lost at step" in summary["reason"]
+    assert summary["ranks"] == 2 and summary["missing_ranks"] == [1]
+    assert [h["lost"] for h in summary["hosts"]] == [False, True]
+    assert summary["hosts"][0]["samples_per_s"] > 0  # what the surviving host measured
+    (verdict,) = summary["thresholds"]
+    assert verdict["pass"] is None and verdict["reason"].startswith("not judged: host client2")
+
+
+def _job() -> JobHosts:
+    """Two hosts sharing a name (namespaces), two ranks each; the second host lost."""
+    joined = [
+        HostIdentity("vm", "10.0.0.1", 0, 0),
+        HostIdentity("vm", "10.0.0.1", 0, 1),
+        HostIdentity("vm", "10.0.0.2", 1, 2),
+        HostIdentity("vm", "10.0.0.2", 1, 3),
+    ]
+    return JobHosts(joined, silent=[2, 3])
+
+
+def _part(rank: int, counted_by: str, **figures: float) -> RankRecords:
+    metrics = {
+        name: {"value": v, "unit": "MB/s", "direction": "context"} for name, v in figures.items()
+    }
+    return RankRecords(rank, [], [], collector_metrics=metrics, io_mount={"counted_by": counted_by})
+
+
+def test_hosts_are_told_apart_by_address_and_node_rank_and_a_lost_one_is_named() -> None:
+    job = _job()
+    assert [[i.rank for i in group] for group in job.groups()] == [[0, 1], [2, 3]]
+    steps = pd.DataFrame({"step": [0, 1, 2], "rank": [0, 0, 0]})
+    assert lost_host_sentence(job, steps) == (
+        "host vm (10.0.0.2, node rank 1) lost at step 3: rank(s) 2, 3 sent nothing"
+    )
+    one_rank = JobHosts(job.joined, silent=[3])
+    assert lost_host_sentence(one_rank, steps).startswith("rank(s) 3 of host vm (10.0.0.2")
+    assert lost_host_sentence(JobHosts(job.joined), steps) is None
+
+
+def test_no_threshold_passes_when_a_host_was_lost() -> None:
+    metrics = {"samples_per_s": {"value": 50.0}}
+    thresholds = Thresholds(min_samples_per_s=10)
+    (judged,) = threshold_verdicts(thresholds, metrics)
+    assert judged["pass"] is True and "reason" not in judged
+    (verdict,) = threshold_verdicts(thresholds, metrics, not_judged="host vm lost at step 3")
+    assert verdict["pass"] is None and verdict["reason"] == "not judged: host vm lost at step 3"
+
+
+def test_read_figures_are_summed_over_hosts_never_over_one_hosts_ranks() -> None:
+    # FUSE/network mounts: a host-wide miss counter that each host's local rank 0 reports
+    fuse = [_part(0, "pipeline", read_MBps=5.0), _part(1, "pipeline"),
+            _part(2, "pipeline", read_MBps=3.0), _part(3, "pipeline")]  # fmt: skip
+    metrics = collector_metrics(fuse, JobHosts(_job().joined))
+    assert metrics["read_MBps"]["value"] == 8.0 and metrics["read_MBps"]["scope"] == "job"
+    # NFS mount counters are host-wide too, though every rank reports them
+    nfs = [_part(r, "nfs", read_MBps=4.0) for r in range(4)]
+    assert collector_metrics(nfs, JobHosts(_job().joined))["read_MBps"]["value"] == 8.0
+    # block devices: each rank counts its own process tree
+    block = [_part(r, "block", read_MBps=1.0, cpu_pct=10.0) for r in range(4)]
+    metrics = collector_metrics(block, JobHosts(_job().joined))
+    assert metrics["read_MBps"]["value"] == 4.0
+    assert metrics["cpu_pct"]["scope"] == "host" and metrics["cpu_pct[rank1]"]["scope"] == "host"
+    assert host_figure(fuse[2:], "read_MBps") == 3.0
