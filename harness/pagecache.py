@@ -31,27 +31,34 @@ WINDOW = 2**30  # bytes mapped and queried per mincore() call: bounds the vector
 _LOW_BIT = bytes(b & 1 for b in range(256))  # mincore(2): only the lowest bit of each byte counts
 
 
-def evict(paths: Iterable[Path]) -> int:
+def evict(paths: Iterable[Path], *, flush: bool = True) -> int:
     """Drop the cached pages of every file; return the bytes the files hold.
 
-    Dirty pages cannot be dropped, so each file is flushed (``fdatasync``) first. The kernel may
-    still keep pages that another process has mapped or locked; :func:`resident_bytes` tells.
+    Dirty pages cannot be dropped, so each file is flushed (``fdatasync``) first, unless
+    ``flush`` is False (the caller synced the whole file system just before: on a network mount
+    a flush per file is a round trip to the server per file). The kernel may still keep pages
+    that another process has mapped or locked; :func:`resident_bytes` tells.
     """
     covered = 0
     for path in paths:
         with _open(path) as (fd, size):
-            try:
-                os.fdatasync(fd)
-            except OSError as exc:
-                # Filesystems with nothing to flush (read-only, some FUSE) may refuse; that is fine.
-                if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
-                    raise _error(path, "cannot flush", exc) from None
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError as exc:
-                raise _error(path, "cannot evict from the page cache", exc) from None
+            _evict_open(path, fd, flush)
             covered += size
     return covered
+
+
+def _evict_open(path: Path, fd: int, flush: bool) -> None:
+    try:
+        if flush:
+            os.fdatasync(fd)
+    except OSError as exc:
+        # Filesystems with nothing to flush (read-only, some FUSE) may refuse; that is fine.
+        if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+            raise _error(path, "cannot flush", exc) from None
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError as exc:
+        raise _error(path, "cannot evict from the page cache", exc) from None
 
 
 def warm(paths: Iterable[Path]) -> int:
@@ -93,13 +100,20 @@ def resident_page_bytes(paths: Iterable[Path]) -> int:
     return sum(whole_pages for _in_file, whole_pages, _size in _residency(paths))
 
 
-def _residency(paths: Iterable[Path]) -> Iterator[tuple[int, int, int]]:
-    """Per file: (resident bytes within its size, resident bytes in whole pages, size)."""
+def _residency(
+    paths: Iterable[Path], *, evict_first: bool = False, flush: bool = True
+) -> Iterator[tuple[int, int, int]]:
+    """Per file: (resident bytes within its size, resident bytes in whole pages, size).
+    ``evict_first``: evict the file (``evict``, flushing it first with ``flush``) in the same
+    open, just before asking: one open per file, which on a network mount is a call to the
+    server."""
     page = os.sysconf("SC_PAGE_SIZE")
     window = max(page, WINDOW // page * page)
     vector = (ctypes.c_ubyte * (window // page))()
     for path in paths:
         with _open(path) as (fd, size):
+            if evict_first:
+                _evict_open(path, fd, flush)
             if size == 0:
                 continue
             in_file = whole = 0
@@ -296,7 +310,8 @@ def prepare(
     total = sum(path.stat().st_size for path in files)
     started = time.monotonic()
     evictions = 0
-    resident = None
+    resident: int | None = None
+    pages_at_start: int | None = None
     if act and condition == "cold":
         from harness.files import sync_filesystem
 
@@ -309,18 +324,24 @@ def prepare(
             # and reading it back would show up as reads the pipeline never made.
             for folder in {path.parent for path in files[:1]} | {dataset_root}:
                 sync_filesystem(folder)
-            evict(files)
-            evict(served_from)
+            # The file systems were just synced: a second try flushes file by file as well.
+            evict(served_from, flush=evictions > 0)
+            # evicted and asked in one open per file: a network mount pays a call per open
+            found = list(_residency(files, evict_first=True, flush=evictions > 0))
             evictions += 1
-            resident, _ = resident_bytes(files)
+            resident = sum(in_file for in_file, _whole, _size in found)
+            pages_at_start = sum(whole for _in_file, whole, _size in found)
             if resident <= COLD_RESIDENT_LIMIT * total:
                 break
     elif act:
         warm(files)
     if resident is None:
-        resident, _ = resident_bytes(files)
+        found = list(_residency(files))
+        resident = sum(in_file for in_file, _whole, _size in found)
+        pages_at_start = sum(whole for _in_file, whole, _size in found)
     # whole pages, as the kernel reads them: the start of what a cold run brings in
-    pages_at_start = resident_page_bytes(files) if condition == "cold" else None
+    if condition != "cold":
+        pages_at_start = None
     achieved = condition
     if condition == "cold" and total and resident > COLD_RESIDENT_LIMIT * total:
         achieved = "partly warm"
