@@ -59,9 +59,11 @@ DLIO_PEER = REPO.parent / "shared" / "tools" / "dlio_peer.sh"
 
 def run_dlio(
     peer: Path, data: Path, out: Path, *, ranks: int, samples: int, record_bytes: int,
-    batch: int, workers: int, compute_s: float, cold: bool,
+    batch: int, workers: int, compute_s: float, cold: bool, generate: str = "auto",
 ) -> dict:  # fmt: skip
-    """One DLIO epoch through dlio_peer.sh; its summary and per-rank step records."""
+    """One DLIO epoch through dlio_peer.sh; its summary and per-rank step records.
+    ``generate``: dlio_peer.sh's GENERATE ("0": DLIO reads the npz files already in
+    ``data/train``, e.g. the harness's, bench_mlperf.py)."""
     environment = os.environ | {
         "DATA_DIR": str(data),
         "OUT_DIR": str(out),
@@ -73,6 +75,7 @@ def run_dlio(
         "EPOCHS": "1",
         "NP": str(ranks),
         "DROP_CACHES": "1" if cold else "0",
+        "GENERATE": generate,
     }
     if not cold:  # every file read once first, so that the epoch reads memory
         from harness import pagecache

@@ -299,3 +299,19 @@ def test_a_tiny_run_with_preprocessing_emulated_from_a_calibrated_profile(tmp_pa
     assert summary["metrics"]["requested_MBps"]["value"] > 0
     for server in range(2):  # the run's semaphores are gone with it
         assert not (Path("/dev/shm") / f"sem.{slots_name(folder.name, server)[1:]}").exists()
+    # the report says what was emulated and from which profiles, in the HTML and the PDF
+    from pypdf import PdfReader
+
+    from harness.report import write_report
+
+    html, pdf = write_report([folder], tmp_path / "report")
+    page = html.read_text()
+    pdf_text = " ".join(p.extract_text() for p in PdfReader(pdf).pages)
+    for text in (
+        "What was emulated, and from which profile",
+        "emulated: profile pre (measured on",
+        "2 per host",
+        "profile flat-5ms",
+    ):
+        assert text in page, text
+        assert " ".join(text.split()) in " ".join(pdf_text.split()), text

@@ -157,6 +157,15 @@ class Run:
             return mean, "gpu"
         return self.value("busy_pct"), "busy"
 
+    @property
+    def emulation(self) -> dict[str, Any] | None:
+        """What the run emulated (compute and preprocessing profiles, server shape): the
+        summary's ``emulation`` block, else the manifest's; None for a run on real compute."""
+        for document in (self.summary, self.manifest):
+            if document is not None and document.emulation is not None:
+                return document.emulation
+        return None
+
     def dlio(self) -> DlioBlock | None:
         """The run's figures by DLIO's definitions: its summary's block, else computed the same
         way from its tables (runs written before the block); None without steps."""

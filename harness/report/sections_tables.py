@@ -77,7 +77,97 @@ def runs_section(runs: list[Run]) -> Section:
         rows,
         styles,
     )
-    return Section("runs", "Runs", "Each run, how it was fed and where it ran.", [table])
+    blocks: list[Block] = [table]
+    emulation = emulation_table(runs)
+    if emulation is not None:
+        blocks.append(emulation)
+    return Section("runs", "Runs", "Each run, how it was fed and where it ran.", blocks)
+
+
+def _seconds(value: Any) -> str:
+    """A time per step or per sample in ms (a dash when not recorded)."""
+    return f"{fmt(float(value) * 1e3)} ms" if isinstance(value, int | float) else NOT_MEASURED
+
+
+def emulation_rows(emulation: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """What a run emulated and from which profile, as (row label, cell) pairs, from the
+    ``emulation`` block of its summary (or manifest): None is a run on real compute."""
+    if emulation is None:
+        return [
+            ("compute", "real (trained)"),
+            ("preprocessing", "real"),
+            ("preprocessing speed factor", NOT_MEASURED),
+            ("preprocessing cores", NOT_MEASURED),
+            ("server shape", NOT_MEASURED),
+        ]
+    device = emulation.get("profile_device") or "unknown"
+    compute = (
+        f"emulated: profile {emulation.get('profile', 'unknown')} ({device}-class, mean step "
+        f"{_seconds(emulation.get('profile_mean_step_s'))})"
+    )
+    if emulation.get("scaling") == "flops":
+        compute += f", scaled by FLOPs {fmt(emulation.get('scale'), 'x')}"
+    rows = [("compute", compute)]
+    if emulation.get("preprocess") == "emulated":
+        measured_on = emulation.get("preprocess_profile_cpu") or "unknown CPU"
+        cores = emulation.get("preprocess_profile_cores")
+        if cores:
+            measured_on += f", {cores} cores"
+        rows += [
+            (
+                "preprocessing",
+                f"emulated: profile {emulation.get('preprocess_profile', 'unknown')} "
+                f"(measured on {measured_on}; {emulation.get('preprocess_profile_format')}, "
+                f"mean {_seconds(emulation.get('preprocess_profile_mean_sample_s'))} a sample)",
+            ),
+            (
+                "preprocessing speed factor",
+                f"{fmt_field(emulation.get('preprocess_speed'))} (mean "
+                f"{_seconds(emulation.get('preprocess_mean_sample_s'))} a sample here)",
+            ),
+            (
+                "preprocessing cores",
+                f"{fmt_field(emulation.get('preprocess_cores'))} per "
+                f"{emulation.get('preprocess_cores_per', 'host')}",
+            ),
+        ]
+    else:
+        rows += [
+            ("preprocessing", "real (this client's CPU)"),
+            ("preprocessing speed factor", NOT_MEASURED),
+            ("preprocessing cores", NOT_MEASURED),
+        ]
+    server = emulation.get("server")
+    shape = NOT_MEASURED
+    if isinstance(server, dict):
+        shape = f"{server.get('accelerators')} accelerators, {server.get('cores')} cores"
+    rows.append(("server shape", shape))
+    return rows
+
+
+def emulation_table(runs: list[Run]) -> Table | None:
+    """A column per run: what it emulated and from which profile; None when no run emulated."""
+    blocks = [run.emulation for run in runs]
+    if all(block is None for block in blocks):
+        return None
+    columns = [emulation_rows(block) for block in blocks]
+    labels = [label for label, _ in columns[0]]
+    rows = [[label, *[column[i][1] for column in columns]] for i, label in enumerate(labels)]
+    styles = [["", *["muted" if cell == NOT_MEASURED else "" for cell in row[1:]]] for row in rows]
+    return Table(
+        "table-emulation",
+        "What was emulated, and from which profile",
+        ["", *[run.label for run in runs]],
+        rows,
+        styles,
+        split_columns=True,
+        caption="Emulated compute draws each step's time from a compute profile (harness "
+        "calibrate); emulated preprocessing reads the same bytes as the real pipeline, then "
+        "waits a per-sample time drawn from a preprocessing profile (harness calibrate "
+        "--preprocess), divided by the speed factor, at most the cores given at once: the "
+        "test client's CPU is not the limit. A server shape sets accelerators and cores per "
+        "server. From summary.json's emulation block (docs/emulation.md).",
+    )
 
 
 SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
