@@ -169,6 +169,7 @@ def lab_machine() -> Iterator[None]:
 
 def _nothing_left(pids: list[tuple[int, int]]) -> None:
     assert system.lab_namespaces() == []
+    assert list(plan.NETNS_ETC.glob(f"{plan.NAMESPACE_PREFIX}*")) == []  # their /etc/hosts
     assert system.mounts_under(plan.MOUNT_ROOT) == []
     assert not plan.MOUNT_ROOT.exists()
     assert [pid for pid, ticks in pids if system.alive(pid, ticks)] == []
@@ -240,3 +241,15 @@ def test_a_delay_needs_netem_and_a_refused_up_leaves_nothing(
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("lab not available: --delay-ms needs tc's netem qdisc")
     _nothing_left([])
+
+
+def test_every_lab_namespace_names_the_lab_hosts_in_its_etc_hosts() -> None:
+    text = plan.hosts_file(2, "127.0.0.1 localhost\n")
+    assert text.splitlines() == [
+        "127.0.0.1 localhost",
+        "# harness lab",
+        "10.201.1.1 storage",
+        "10.201.2.1 storage-link2",
+        "10.201.1.2 client1",
+        "10.201.2.2 client2",
+    ]

@@ -130,6 +130,11 @@ def _make_namespaces(state: LabState, state_dir: Path) -> None:
         state.namespaces.append(name)
         write_state(state, state_dir)
         system.run(["ip", "-n", name, "link", "set", "lo", "up"])
+    base = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
+    for name in names:
+        folder = plan.NETNS_ETC / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hosts").write_text(plan.hosts_file(state.clients, base))
     # The storage host routes between its links, so that clients reach each other (a multi-host
     # run's rendezvous between client namespaces).
     system.run(
@@ -343,6 +348,8 @@ def down(state_dir: Path = plan.STATE_DIR) -> list[str]:
         if point.is_dir() and not system.is_mounted(point):
             with suppress(OSError):
                 point.rmdir()
+    for folder in plan.NETNS_ETC.glob(f"{plan.NAMESPACE_PREFIX}*"):
+        shutil.rmtree(folder, ignore_errors=True)  # the namespaces' /etc/hosts
     if not problems:  # kept otherwise: the next down still knows the pids and paths
         shutil.rmtree(state_dir, ignore_errors=True)
     return problems if unreadable is None else [unreadable, *problems]

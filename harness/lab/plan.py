@@ -43,6 +43,19 @@ TOOLS = {
 }
 
 
+NETNS_ETC = Path("/etc/netns")  # ``ip netns exec NAME`` binds /etc/netns/NAME/* over /etc/*
+
+
+def hosts_file(clients: int, base: str) -> str:
+    """The /etc/hosts every lab namespace sees: this machine's, plus a name for each lab address
+    (``storage``, ``client1``...): a process there that asks the name of a peer's address
+    (torch's rendezvous does, for each connection) gets it at once instead of a warning."""
+    lines = [base.rstrip("\n"), "# harness lab", f"{storage_address(1)} storage"]
+    lines += [f"{storage_address(n)} storage-link{n}" for n in range(2, clients + 1)]
+    lines += [f"{client_address(n)} client{n}" for n in range(1, clients + 1)]
+    return "\n".join(lines) + "\n"
+
+
 def client_namespace(client: int) -> str:
     return f"{NAMESPACE_PREFIX}client{client}"
 
