@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_harness, tiny_collage_scenario
+from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario
 
 from harness.scenario.model import Thresholds
 from harness.summary import (
@@ -97,9 +97,17 @@ def _scenario(tmp_path: Path, write_scenario, **training) -> Path:
 
 
 def _torchrun(
-    host: Host, node_rank: int, first: Host, rendezvous: str, path: Path, results: Path
+    host: Host,
+    node_rank: int,
+    first: Host,
+    rendezvous: str,
+    path: Path,
+    results: Path,
+    command: tuple[str, ...] = ("run",),
+    options: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """This host's torchrun (one rank) in its namespace, in a session of its own."""
+    """This host's torchrun (one rank) in its namespace, in a session of its own, running
+    ``harness COMMAND path --results results OPTIONS``."""
     port = str(29600 + os.getpid() % 300)
     if rendezvous == "c10d":
         flags = [
@@ -122,7 +130,8 @@ def _torchrun(
     command = [
         "ip", "netns", "exec", host.namespace,
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-        *flags, "-m", "harness", "run", str(path), "--results", str(results), "--quiet",
+        *flags, "-m", "harness", *command, str(path), "--results", str(results), "--quiet",
+        *options,
     ]  # fmt: skip
     return subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -222,6 +231,80 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     assert summary["hosts"][0]["samples_per_s"] > 0  # what the surviving host measured
     (verdict,) = summary["thresholds"]
     assert verdict["pass"] is None and verdict["reason"].startswith("not judged: host client2")
+
+
+@pytest.mark.slow
+def test_a_host_lost_during_a_capacity_probe_ends_the_search_in_one_line(
+    tmp_path: Path, write_scenario, two_hosts
+) -> None:
+    """Two controllers search together; the second host is killed during the second probe: the
+    first ends the search in one line, capacity.json names the host and the probe and keeps the
+    first probe."""
+    first, second = two_hosts
+    timeout_s = 10
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = {
+        "steps": 10,
+        "warmup_steps": 2,
+        "model": {"width": 8, "depth": 2},
+        "profile": str(profile),
+        "collective_timeout_s": timeout_s,
+    }
+    path = write_scenario(scenario)
+    assert run_harness("datagen", str(path)).returncode == 0
+    out = tmp_path / "capacity.json"
+    options = (
+        "--probe-s", "3", "--repeat", "1", "--ceiling-s", "1", "--max-accelerators", "2",
+        "--min-busy", "1", "--min-busy-each", "1", "--json", str(out),
+    )  # fmt: skip
+    results = [tmp_path / "r0", tmp_path / "r1"]
+    searches = [
+        _torchrun(h, n, first, "static", path, results[n], ("capacity",), options)
+        for n, h in enumerate(two_hosts)
+    ]
+    try:
+        try:
+            _probing(results[1], probe=2, timeout_s=40)
+            time.sleep(1.5)
+        except AssertionError:
+            for search in searches:
+                _signal_tree(search.pid, signal.SIGKILL)
+            print([search.communicate(timeout=30) for search in searches])
+            print(list(tmp_path.rglob("*")))
+            raise
+        _signal_tree(searches[1].pid, signal.SIGKILL)
+        lost_at = time.monotonic()
+        output, err = searches[0].communicate(timeout=60)
+        took = time.monotonic() - lost_at
+    finally:
+        _signal_tree(searches[1].pid, signal.SIGKILL)
+        searches[1].communicate(timeout=30)
+    print(f"capacity: the first host exited {searches[0].returncode} after {took:.1f} s")
+    assert searches[0].returncode == 1, err
+    # the probe's ranks wait up to the collective timeout, then the heartbeats tell who is gone
+    assert took <= timeout_s + 8, took
+    assert "[rank0]: Traceback" not in err, err  # torchrun prints its own on exit 1
+    lost = f"host client2 ({second.address}, node rank 1) lost during probe 2 (2 accelerators)"
+    assert lost in output + err
+    document = json.loads(out.read_text())
+    assert document["stopped"].startswith(lost) and not document["complete"]
+    (entry,) = document["scenarios"]
+    assert [p["accelerators"] for p in entry["probes"]] == [1]  # the probe before is kept
+    assert [(h["host"], h["address"], h["node_rank"]) for h in entry["hosts"]] == [
+        ("client1", first.address, 0),
+        ("client2", second.address, 1),
+    ]
+
+
+def _probing(results: Path, probe: int, timeout_s: float = 90) -> None:
+    """Wait until this host's ``probe``-th probe has started (its run folder has a manifest)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(list(results.glob("*/manifest.json"))) >= probe:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"probe {probe} never started")
 
 
 def _job() -> JobHosts:

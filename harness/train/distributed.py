@@ -137,6 +137,9 @@ def _store() -> Any:
     return dist.distributed_c10d._get_default_store()
 
 
+job_store = _store  # for the controllers of a capacity search (``harness.capacity.hosts``)
+
+
 def broadcast(value: Any, ranks: Ranks) -> Any:
     """Rank 0's ``value`` on every rank."""
     if not ranks.distributed:
