@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario
+from conftest import REPO, copy_golden, flat_profile, run_harness, tiny_collage_scenario
 
 from harness.scenario.model import Thresholds
 from harness.summary import (
@@ -361,3 +361,51 @@ def test_read_figures_are_summed_over_hosts_never_over_one_hosts_ranks() -> None
     assert metrics["read_MBps"]["value"] == 4.0
     assert metrics["cpu_pct"]["scope"] == "host" and metrics["cpu_pct[rank1]"]["scope"] == "host"
     assert host_figure(fuse[2:], "read_MBps") == 3.0
+
+
+LOST = "host client2 (10.0.0.2, node rank 1) lost at step 32: rank(s) 1 sent nothing"
+
+
+def _lost_host_run(folder: Path) -> Path:
+    """The golden collage run as if it had run on two hosts and lost the second."""
+    run = copy_golden("collage", folder)
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(complete=False, reason=LOST, ranks=2, missing_ranks=[1])
+    summary["hosts"] = [
+        {"name": "client1", "address": "10.0.0.1", "node_rank": 0, "ranks": [0],
+         "samples_per_s": 35.2, "busy_pct": 99.8, "read_MBps": 0.94},
+        {"name": "client2", "address": "10.0.0.2", "node_rank": 1, "ranks": [1], "lost": True},
+    ]  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.mark.slow  # a whole report, PDF included (5 s)
+def test_the_report_has_a_hosts_table_and_marks_a_lost_host(tmp_path: Path) -> None:
+    import re
+
+    from pypdf import PdfReader
+
+    from harness.report import write_report
+    from harness.report.runs import load_runs
+    from harness.report.sections_tables import hosts_table
+
+    one_host = copy_golden("collage", tmp_path / "one")
+    assert hosts_table(load_runs([one_host])) is None  # no run across hosts: no table
+    html, pdf = write_report([_lost_host_run(tmp_path / "two"), one_host], tmp_path / "out")
+    table = re.search(r'<table id="table-hosts".*?</table>', html.read_text(), re.S)
+    assert table is not None
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", table[0])]
+    assert cells[1:9] == ["client1", "10.0.0.1", "0", "0", "35.20", "99.8", "0.940", "no"]
+    assert cells[10:13] == ["client2", "10.0.0.2", "1"] and cells[-1] == "lost"
+    assert len(cells) == 18  # the one-host run has no rows
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(pdf).pages).split())
+    assert "Hosts of each run across several" in text and "client2 10.0.0.2" in text
+
+
+def test_compare_counts_a_run_that_lost_a_host_as_incomplete(tmp_path: Path, cli) -> None:
+    baseline = copy_golden("collage", tmp_path / "baseline")
+    current = _lost_host_run(tmp_path / "current")
+    done = cli("compare", baseline, current)
+    assert "[INCOMPLETE]" in done.stdout
+    assert "is incomplete: compared, and marked" in done.stderr and LOST in done.stderr
