@@ -28,7 +28,7 @@ from harness.summary import (
     lost_host_sentence,
     threshold_verdicts,
 )
-from harness.train.distributed import HostIdentity
+from harness.train.distributed import HostIdentity, missing_at_join
 
 
 @dataclass(frozen=True)
@@ -409,3 +409,31 @@ def test_compare_counts_a_run_that_lost_a_host_as_incomplete(tmp_path: Path, cli
     done = cli("compare", baseline, current)
     assert "[INCOMPLETE]" in done.stdout
     assert "is incomplete: compared, and marked" in done.stderr and LOST in done.stderr
+
+
+def test_a_launch_across_hosts_names_the_node_rank_that_never_joined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check before each probe's static rendezvous: node rank 1 never comes, node rank 0
+    says so once the join timeout is over, instead of the launcher's nameless failure."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=5))
+    started = time.monotonic()
+    assert missing_at_join(store, "10.0.0.1:29501", 0, 2, timeout_s=0.5) == [1]
+    assert 0.5 <= time.monotonic() - started < 3
+    assert missing_at_join(store, "10.0.0.1:29501", 1, 2, timeout_s=0.5) == []
+    assert missing_at_join(store, "10.0.0.1:29502", 0, 2, timeout_s=0) == [1]  # a fresh launch
+    # the emulated launcher's one line, in the run's reason
+    from harness.run import Nodes, accelerators
+
+    monkeypatch.setattr(accelerators, "job_store", lambda: store)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    labels = ("client1 (10.0.0.1, node rank 0)", "client2 (10.0.0.2, node rank 1)")
+    nodes = Nodes(2, 0, "10.0.0.1:29503", labels)
+    assert accelerators._unjoined(nodes, 0.2) == (
+        "host client2 (10.0.0.2, node rank 1) did not join the launch at 10.0.0.1:29503 "
+        "within 0.2 s"
+    )

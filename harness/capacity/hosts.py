@@ -166,4 +166,5 @@ class Hosts:
             return None
         self.launches += 1
         address, port = self.master.rsplit(":", 1)
-        return Nodes(self.count, self.rank, f"{address}:{int(port) + self.launches}")
+        endpoint = f"{address}:{int(port) + self.launches}"
+        return Nodes(self.count, self.rank, endpoint, tuple(h.label() for h in self.identities))
