@@ -152,7 +152,7 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
         try:
             parts = hosts.gather(host_result(outcome, hosts.here))
         except HostLost as lost:  # the probes before are in capacity.json already
-            where = f"during probe {probe} ({accelerators} accelerators)"
+            where = f"during probe {probe} ({accelerators} accelerator{'s' * (accelerators > 1)})"
             raise _Stopped(f"{lost.who()} lost {where}", ExitCode.FAILED) from None
         if hosts.is_first:
             record = combine(accelerators, parts, entry, run.settings)
