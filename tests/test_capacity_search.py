@@ -331,9 +331,18 @@ def test_the_cli_takes_defaults_and_bounds_from_the_settings_model(
     assert scenario_json_schema()["$defs"]["Suite"]["properties"]["capacity"]
 
 
-def host(name: str, busy: float, least: float, read: float) -> HostResult:
+def host(name: str, busy: float, least: float, read: float, node_rank: int = 0) -> HostResult:
     measured = {"busy_pct": busy, "busy_pct_min": least, "read_MBps": read}
-    return HostResult(name, 0, True, None, f"results/{name}", measured, {})
+    return HostResult(
+        host=name,
+        address=f"10.0.0.{node_rank + 1}",
+        node_rank=node_rank,
+        exit_code=0,
+        complete=True,
+        reason=None,
+        run=f"results/{name}",
+        metrics=measured,
+    )
 
 
 def test_capacity_json_is_written_as_read(tmp_path: Path) -> None:
@@ -344,10 +353,15 @@ def test_capacity_json_is_written_as_read(tmp_path: Path) -> None:
         workers=1,
         hosts=[HostCeiling(host=h, ceiling_MBps=100.0, client_cores=2) for h in "ab"],
     )
-    record = combine(
-        2, [host("a", 95, 91, 50.0), host("b", 89, 86, 60.0)], entry, CapacitySettings()
-    )
+    # namespaces or containers share a host name: address and node rank tell them apart
+    parts = [host("vm", 95, 91, 50.0), host("vm", 89, 86, 60.0, node_rank=1)]
+    record = combine(2, parts, entry, CapacitySettings())
     assert (record.busy_pct, record.busy_pct_min, record.verdict) == (92.0, 86.0, "pass")
+    assert record.evidence.endswith("(host vm, 10.0.0.2, node rank 1)")
+    assert record.hosts and [(h.address, h.node_rank) for h in record.hosts] == [
+        ("10.0.0.1", 0),
+        ("10.0.0.2", 1),
+    ]
     assert record.metrics["read_MBps"] == 110.0 and record.accelerators_total == 4
     entry.probes.append(record)
     document = CapacityFile(command=["harness", "capacity"], hosts=2, scenarios=[entry])
@@ -413,3 +427,17 @@ def test_bytes_that_crossed_a_link_are_never_called_memory() -> None:
     for names the link or storage, never the page cache."""
     name = limiter_on_a_network_mount(server_disk_util_pct=5.0)
     assert name not in ("page cache", "synchronisation")
+
+
+def test_the_answer_names_the_profiles_accelerator_class_not_the_calibrating_host() -> None:
+    entry = ScenarioSearch(scenario="s", max_accelerators=3, hosts=[HostCeiling(host="intel")])
+    entry.profile.profile, entry.profile.profile_device = "cpu2", "cpu: AMD EPYC (1 threads)"
+    sentence = answer_sentence(entry)
+    assert "feed 3 emulated CPU accelerator(s) (profile cpu2)" in sentence
+    assert "AMD" not in sentence
+    for device, named in [
+        ("NVIDIA H200", "NVIDIA H200"),
+        ("H100 (MLPerf Storage's computation_time, not measured here)", "H100"),
+    ]:
+        entry.profile.profile_device = device
+        assert f"feed 3 emulated {named} accelerator(s)" in answer_sentence(entry)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_harness, tiny_collage_scenario
+from conftest import REPO, copy_golden, flat_profile, run_harness, tiny_collage_scenario
 
 from harness.scenario.model import Thresholds
 from harness.summary import (
@@ -28,7 +28,7 @@ from harness.summary import (
     lost_host_sentence,
     threshold_verdicts,
 )
-from harness.train.distributed import HostIdentity
+from harness.train.distributed import HostIdentity, missing_at_join
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,17 @@ def _scenario(tmp_path: Path, write_scenario, **training) -> Path:
 
 
 def _torchrun(
-    host: Host, node_rank: int, first: Host, rendezvous: str, path: Path, results: Path
+    host: Host,
+    node_rank: int,
+    first: Host,
+    rendezvous: str,
+    path: Path,
+    results: Path,
+    command: tuple[str, ...] = ("run",),
+    options: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """This host's torchrun (one rank) in its namespace, in a session of its own."""
+    """This host's torchrun (one rank) in its namespace, in a session of its own, running
+    ``harness COMMAND path --results results OPTIONS``."""
     port = str(29600 + os.getpid() % 300)
     if rendezvous == "c10d":
         flags = [
@@ -122,7 +130,8 @@ def _torchrun(
     command = [
         "ip", "netns", "exec", host.namespace,
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-        *flags, "-m", "harness", "run", str(path), "--results", str(results), "--quiet",
+        *flags, "-m", "harness", *command, str(path), "--results", str(results), "--quiet",
+        *options,
     ]  # fmt: skip
     return subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -194,7 +203,7 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     tmp_path: Path, write_scenario, two_hosts, how: signal.Signals
 ) -> None:
     first, second = two_hosts
-    timeout_s = 10
+    timeout_s = 5
     path = _scenario(
         tmp_path, write_scenario, steps=None, duration_s=120, collective_timeout_s=timeout_s
     )
@@ -203,7 +212,7 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     runs = [_torchrun(h, n, first, "static", path, results) for n, h in enumerate(two_hosts)]
     try:
         _started(results)
-        time.sleep(2)
+        time.sleep(0.5)  # some steps of both hosts in the stream
         _signal_tree(runs[1].pid, how)
         lost_at = time.monotonic()
         _out, err = runs[0].communicate(timeout=60)
@@ -222,6 +231,75 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     assert summary["hosts"][0]["samples_per_s"] > 0  # what the surviving host measured
     (verdict,) = summary["thresholds"]
     assert verdict["pass"] is None and verdict["reason"].startswith("not judged: host client2")
+
+
+@pytest.mark.slow
+def test_a_host_lost_during_a_capacity_probe_ends_the_search_in_one_line(
+    tmp_path: Path, write_scenario, two_hosts
+) -> None:
+    """Two controllers search together; the second host is killed during the second probe (the
+    repeat of the first count, one accelerator per host: the least there is to start): the first
+    ends the search in one line, capacity.json names the host and the probe and keeps the first
+    probe."""
+    first, second = two_hosts
+    timeout_s = 5
+    profile = flat_profile(tmp_path / "flat.json", 0.02)
+    scenario = tiny_collage_scenario(tmp_path, pipeline__batch_size=4, pipeline__crop=48)
+    scenario["training"] = {
+        "steps": 10,
+        "warmup_steps": 2,
+        "model": {"width": 8, "depth": 2},
+        "profile": str(profile),
+        "collective_timeout_s": timeout_s,
+    }
+    path = write_scenario(scenario)
+    assert run_harness("datagen", str(path)).returncode == 0
+    out = tmp_path / "capacity.json"
+    options = (
+        "--probe-s", "2", "--repeat", "2", "--ceiling-s", "0.5", "--max-accelerators", "1",
+        "--min-busy", "1", "--min-busy-each", "1", "--json", str(out),
+    )  # fmt: skip
+    results = [tmp_path / "r0", tmp_path / "r1"]
+    searches = [
+        _torchrun(h, n, first, "static", path, results[n], ("capacity",), options)
+        for n, h in enumerate(two_hosts)
+    ]
+    try:
+        _probing(results[1], probe=2)
+        time.sleep(1)  # well inside the probe: its ranks are stepping
+        _signal_tree(searches[1].pid, signal.SIGKILL)
+        lost_at = time.monotonic()
+        output, err = searches[0].communicate(timeout=60)
+        took = time.monotonic() - lost_at
+    finally:
+        _signal_tree(searches[1].pid, signal.SIGKILL)
+        searches[1].communicate(timeout=30)
+    print(f"capacity: the first host exited {searches[0].returncode} after {took:.1f} s")
+    assert searches[0].returncode == 1, err
+    # the probe's ranks wait up to the collective timeout, then the heartbeats tell who is gone
+    assert took <= timeout_s + 8, took
+    assert "[rank0]: Traceback" not in err, err  # torchrun prints its own on exit 1
+    lost = f"host client2 ({second.address}, node rank 1) lost during probe 2 (1 accelerator)"
+    assert lost in output + err
+    document = json.loads(out.read_text())
+    assert document["stopped"].startswith(lost) and not document["complete"]
+    (entry,) = document["scenarios"]
+    assert [p["accelerators"] for p in entry["probes"]] == [1]  # the probe before is kept
+    assert [h["address"] for h in entry["probes"][0]["hosts"]] == [first.address, second.address]
+    assert [(h["host"], h["address"], h["node_rank"]) for h in entry["hosts"]] == [
+        ("client1", first.address, 0),
+        ("client2", second.address, 1),
+    ]
+
+
+def _probing(results: Path, probe: int, timeout_s: float = 60) -> None:
+    """Wait until this host's ``probe``-th probe has started (its run folder has a manifest)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(list(results.glob("*/manifest.json"))) >= probe:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"probe {probe} never started")
 
 
 def _job() -> JobHosts:
@@ -278,3 +356,79 @@ def test_read_figures_are_summed_over_hosts_never_over_one_hosts_ranks() -> None
     assert metrics["read_MBps"]["value"] == 4.0
     assert metrics["cpu_pct"]["scope"] == "host" and metrics["cpu_pct[rank1]"]["scope"] == "host"
     assert host_figure(fuse[2:], "read_MBps") == 3.0
+
+
+LOST = "host client2 (10.0.0.2, node rank 1) lost at step 32: rank(s) 1 sent nothing"
+
+
+def _lost_host_run(folder: Path) -> Path:
+    """The golden collage run as if it had run on two hosts and lost the second."""
+    run = copy_golden("collage", folder)
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(complete=False, reason=LOST, ranks=2, missing_ranks=[1])
+    summary["hosts"] = [
+        {"name": "client1", "address": "10.0.0.1", "node_rank": 0, "ranks": [0],
+         "samples_per_s": 35.2, "busy_pct": 99.8, "read_MBps": 0.94},
+        {"name": "client2", "address": "10.0.0.2", "node_rank": 1, "ranks": [1], "lost": True},
+    ]  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+@pytest.mark.slow  # a whole report, PDF included (5 s)
+def test_the_report_has_a_hosts_table_and_marks_a_lost_host(tmp_path: Path) -> None:
+    import re
+
+    from pypdf import PdfReader
+
+    from harness.report import write_report
+    from harness.report.runs import load_runs
+    from harness.report.sections_tables import hosts_table
+
+    one_host = copy_golden("collage", tmp_path / "one")
+    assert hosts_table(load_runs([one_host])) is None  # no run across hosts: no table
+    html, pdf = write_report([_lost_host_run(tmp_path / "two"), one_host], tmp_path / "out")
+    table = re.search(r'<table id="table-hosts".*?</table>', html.read_text(), re.S)
+    assert table is not None
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td.*?</td>", table[0])]
+    assert cells[1:9] == ["client1", "10.0.0.1", "0", "0", "35.20", "99.8", "0.940", "no"]
+    assert cells[10:13] == ["client2", "10.0.0.2", "1"] and cells[-1] == "lost"
+    assert len(cells) == 18  # the one-host run has no rows
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(pdf).pages).split())
+    assert "Hosts of each run across several" in text and "client2 10.0.0.2" in text
+
+
+def test_compare_counts_a_run_that_lost_a_host_as_incomplete(tmp_path: Path, cli) -> None:
+    baseline = copy_golden("collage", tmp_path / "baseline")
+    current = _lost_host_run(tmp_path / "current")
+    done = cli("compare", baseline, current)
+    assert "[INCOMPLETE]" in done.stdout
+    assert "is incomplete: compared, and marked" in done.stderr and LOST in done.stderr
+
+
+def test_a_launch_across_hosts_names_the_node_rank_that_never_joined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check before each probe's static rendezvous: node rank 1 never comes, node rank 0
+    says so once the join timeout is over, instead of the launcher's nameless failure."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=timedelta(seconds=5))
+    started = time.monotonic()
+    assert missing_at_join(store, "10.0.0.1:29501", 0, 2, timeout_s=0.5) == [1]
+    assert 0.5 <= time.monotonic() - started < 3
+    assert missing_at_join(store, "10.0.0.1:29501", 1, 2, timeout_s=0.5) == []
+    assert missing_at_join(store, "10.0.0.1:29502", 0, 2, timeout_s=0) == [1]  # a fresh launch
+    # the emulated launcher's one line, in the run's reason
+    from harness.run import Nodes, accelerators
+
+    monkeypatch.setattr(accelerators, "job_store", lambda: store)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    labels = ("client1 (10.0.0.1, node rank 0)", "client2 (10.0.0.2, node rank 1)")
+    nodes = Nodes(2, 0, "10.0.0.1:29503", labels)
+    assert accelerators._unjoined(nodes, 0.2) == (
+        "host client2 (10.0.0.2, node rank 1) did not join the launch at 10.0.0.1:29503 "
+        "within 0.2 s"
+    )

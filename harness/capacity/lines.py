@@ -37,11 +37,11 @@ def answer_sentence(entry: ScenarioSearch) -> str:
     who = "this client feed" if hosts == 1 else f"these {hosts} clients feed"
     each = "" if hosts == 1 else f" each ({(count or 0) * hosts} in all)"
     limiter = "n/a" if entry.limiter is None else entry.limiter
-    fed = f"{count} emulated {entry.profile.profile_device} accelerator(s)"
+    fed = f"{count} emulated {entry.profile.accelerator_class} accelerator(s)"
     server = entry.server
     if server is not None and entry.max_servers is not None:
         fed = (
-            f"{entry.max_servers} server(s) ({count} emulated {entry.profile.profile_device} "
+            f"{entry.max_servers} server(s) ({count} emulated {entry.profile.accelerator_class} "
             f"accelerators; {server.accelerators} accelerators and {server.cores} cores each)"
         )
         each = "" if hosts == 1 else f" each ({entry.max_servers * hosts} servers in all)"

@@ -8,7 +8,6 @@ writes; every host runs its share of each probe.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.capacity.ceiling import search_ceiling
-from harness.capacity.hosts import Hosts
+from harness.capacity.hosts import HostLost, Hosts
 from harness.capacity.lines import answer_sentence, ceiling_line, probe_line
 from harness.capacity.probes import ProbeRequest, combine, host_result, probe_here, probe_overrides
 from harness.capacity.search import Probe, Search
@@ -43,7 +42,9 @@ class CapacityResult:
 
     document: CapacityFile
     path: Path  # capacity.json (written by the first host only)
-    exit_code: int  # OK, BAD_INPUT when a probe was refused, INTERRUPTED or TERMINATED
+    # OK, BAD_INPUT when a probe was refused, FAILED when a host was lost, INTERRUPTED or
+    # TERMINATED
+    exit_code: int
     run_folders: list[Path]  # the probes' run folders on this host
     is_first_host: bool  # the host that decided, wrote capacity.json and printed
 
@@ -122,6 +123,8 @@ def search_capacity(
         document.complete = True
     finally:
         hosts.close()
+    if document.stopped is not None:
+        say(f"capacity search stopped: {document.stopped}")
     if hosts.is_first:
         run.save()
     return CapacityResult(document, out, code, run.folders, hosts.is_first)
@@ -139,12 +142,18 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
     )
     started = time.monotonic()
     hosts = run.hosts
-    while (count := hosts.share(search.next_count() if hosts.is_first else None)) is not None:
+    probe = 0
+    while (count := _between(hosts, search, f"after probe {probe}")) is not None:
         accelerators = count * per_server
+        probe += 1
         outcome = probe_here(request, accelerators, hosts)
         if outcome.folder is not None:
             run.folders.append(outcome.folder)
-        parts = hosts.gather(host_result(outcome))
+        try:
+            parts = hosts.gather(host_result(outcome, hosts.here))
+        except HostLost as lost:  # the probes before are in capacity.json already
+            where = f"during probe {probe} ({accelerators} accelerator{'s' * (accelerators > 1)})"
+            raise _Stopped(f"{lost.who()} lost {where}", ExitCode.FAILED) from None
         if hosts.is_first:
             record = combine(accelerators, parts, entry, run.settings)
             if server is not None:
@@ -182,6 +191,14 @@ def _search_scenario(run: _Run, item: LoadedScenario) -> ScenarioSearch:
     return entry
 
 
+def _between(hosts: Hosts, search: Search, where: str) -> int | None:
+    """The count the first host decided to probe next (None: the search is over)."""
+    try:
+        return hosts.share(search.next_count() if hosts.is_first else None)
+    except HostLost as lost:
+        raise _Stopped(f"{lost.who()} lost {where}", ExitCode.FAILED) from None
+
+
 def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSearch:
     """The scenario's entry in capacity.json, with every host's read ceiling measured."""
     scenario = item.scenario
@@ -194,8 +211,11 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         run.settings.ceiling_s,
         with_fio=run.settings.ceiling_fio,
     )
+    identity = run.hosts.here
     here = HostCeiling(
-        host=socket.gethostname(),
+        host=identity.name,
+        address=identity.address,
+        node_rank=identity.node_rank,
         ceiling_MBps=round(ceiling.MBps, 3),
         ceiling_how=ceiling.how,
         ceiling=ceiling.record(),
@@ -205,7 +225,7 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         scenario=scenario.name,
         scenario_file=str(item.file),
         profile=CapacityProfile.model_validate(compute_times.document()),
-        hosts=run.hosts.gather(here),
+        hosts=_ceilings(run.hosts, here, scenario.name),
         ceiling_MBps=round(ceiling.MBps, 3),
         ceiling_how=ceiling.how,
         ceiling=ceiling.record(),
@@ -219,6 +239,15 @@ def _begin(run: _Run, item: LoadedScenario, prepared: PreparedRun) -> ScenarioSe
         run.document.scenarios.append(entry)
         run.say(ceiling_line(entry, ceiling, compute_times.scale, run.hosts.count))
     return entry
+
+
+def _ceilings(hosts: Hosts, here: HostCeiling, scenario: str) -> list[HostCeiling]:
+    try:
+        return hosts.gather(here)
+    except HostLost as lost:
+        raise _Stopped(
+            f"{lost.who()} lost measuring {scenario}'s read ceiling", ExitCode.FAILED
+        ) from None
 
 
 def _name_limiter(entry: ScenarioSearch, search: Search, per_server: int = 1) -> None:

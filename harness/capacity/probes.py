@@ -5,7 +5,6 @@ the hosts' results combined into one record of ``capacity.json`` with its verdic
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from harness.results.capacity_file import (
 from harness.run import RunOutcome, prepare_run, run_accelerators
 from harness.scenario import CapacitySettings, load_scenario
 from harness.scenario.capacity_settings import server_shape
+from harness.train.distributed import HostIdentity
 
 # Rates that add up across hosts; the other metrics of a probe are the first host's.
 SUMMED_METRICS = ("samples_per_s", "read_MBps", "requested_MBps", "consumed_MBps")
@@ -87,7 +87,9 @@ def probe_here(request: ProbeRequest, count: int, hosts: Hosts) -> RunOutcome:
 class HostResult:
     """One host's share of a probe, as the hosts send it to the first."""
 
-    host: str
+    host: str  # its name; hosts that share one are told apart by address and node rank
+    address: str
+    node_rank: int
     exit_code: int
     complete: bool
     reason: str | None
@@ -98,10 +100,12 @@ class HostResult:
     mount: dict[str, Any] = field(default_factory=dict)
 
 
-def host_result(outcome: RunOutcome) -> HostResult:
+def host_result(outcome: RunOutcome, identity: HostIdentity) -> HostResult:
     summary = outcome.summary
     return HostResult(
-        host=socket.gethostname(),
+        host=identity.name,
+        address=identity.address,
+        node_rank=identity.node_rank,
         exit_code=outcome.exit_code,
         complete=outcome.complete,
         reason=outcome.reason,
@@ -150,7 +154,12 @@ def combine(
         complete=complete,
         verdict="pass" if passed else "fail",
         limiter=worst.limiter,
-        evidence=worst.evidence + (f" (host {worst.host})" if len(hosts) > 1 else ""),
+        evidence=worst.evidence
+        + (
+            f" (host {worst.host}, {worst.address}, node rank {worst.node_rank})"
+            if len(hosts) > 1
+            else ""
+        ),
         page_cache_hit_share=hit_share(totals),
         metrics=totals,
         run=parts[0].run,
@@ -177,6 +186,8 @@ def _host_probe(
     )
     return HostProbe(
         host=part.host,
+        address=part.address,
+        node_rank=part.node_rank,
         run=part.run,
         complete=part.complete,
         reason=part.reason,

@@ -58,7 +58,7 @@ class CapacityScenario:
     scenario: str
     scenario_file: str
     profile: str
-    device: str
+    device: str  # the accelerator class (CapacityProfile.accelerator_class)
     step_s: float | None
     scaling: str
     scale: float | None
@@ -181,7 +181,7 @@ def _scenario(entry: ScenarioSearch, clients: int) -> CapacityScenario:
         scenario=entry.scenario,
         scenario_file=entry.scenario_file,
         profile=profile.profile or "unknown profile",
-        device=profile.profile_device,
+        device=profile.accelerator_class,
         step_s=_float(profile.profile_mean_step_s),
         scaling=profile.scaling or "none",
         scale=_float(profile.scale),

@@ -78,9 +78,9 @@ def runs_section(runs: list[Run]) -> Section:
         styles,
     )
     blocks: list[Block] = [table]
-    emulation = emulation_table(runs)
-    if emulation is not None:
-        blocks.append(emulation)
+    for extra in (hosts_table(runs), emulation_table(runs)):
+        if extra is not None:
+            blocks.append(extra)
     return Section("runs", "Runs", "Each run, how it was fed and where it ran.", blocks)
 
 
@@ -167,6 +167,56 @@ def emulation_table(runs: list[Run]) -> Table | None:
         "--preprocess), divided by the speed factor, at most the cores given at once: the "
         "test client's CPU is not the limit. A server shape sets accelerators and cores per "
         "server. From summary.json's emulation block (docs/emulation.md).",
+    )
+
+
+def hosts_table(runs: list[Run]) -> Table | None:
+    """Per run across several hosts: each host (name, address, node rank), its ranks and its
+    share; a lost host's row says so. None when no run had more than one host."""
+    rows, styles = [], []
+    for run in runs:
+        hosts = (run.summary and run.summary.hosts) or []
+        if len(hosts) < 2:
+            continue
+        for host in hosts:
+            values = (host.samples_per_s, host.busy_pct, host.read_MBps)
+            rows.append(
+                [
+                    run.label,
+                    host.name,
+                    host.address,
+                    str(host.node_rank),
+                    ", ".join(map(str, host.ranks)),
+                    *(fmt(v, u) for v, u in zip(values, ("", "%", ""), strict=True)),
+                    "lost" if host.lost else "no",
+                ]
+            )
+            styles.append(
+                ["", "", "", "num", "num", *map(num_style, values), "fail" if host.lost else ""]
+            )
+    if not rows:
+        return None
+    return Table(
+        "table-hosts",
+        "Hosts of each run across several",
+        [
+            "run",
+            "host",
+            "address",
+            "node rank",
+            "ranks",
+            "samples/s",
+            "busy %",
+            "read (MB/s)",
+            "lost",
+        ],
+        rows,
+        styles,
+        caption="Each host as it joined at start: hosts in containers or network namespaces "
+        "often share a name, so the address and torchrun's node rank say which it was. "
+        "samples/s is its ranks' sum over the measured window, busy % their mean, read MB/s "
+        "what its collectors counted. A lost host died or hung: the run is incomplete and no "
+        "threshold was judged; its figures, where any, stop where it stopped.",
     )
 
 

@@ -104,6 +104,16 @@ class CapacityThresholds(_Section):
     repeat: int | None = None
 
 
+def accelerator_class(device: str) -> str:
+    """The class of accelerator a profile emulates, from its ``device``: "NVIDIA H200" as it is,
+    "H100" of "H100 (MLPerf Storage's computation_time, ...)", and "CPU" for a profile calibrated
+    on a processor ("cpu: AMD EPYC (1 threads)"): the processor that calibrated it is not the
+    client that runs the search, and naming it would say so."""
+    if device.lower().startswith("cpu"):
+        return "CPU"
+    return device.split(" (", 1)[0].strip() or "unknown"
+
+
 class CapacityProfile(_Section):
     """The compute profile the accelerators emulate, and its scaling to the scenario."""
 
@@ -116,6 +126,10 @@ class CapacityProfile(_Section):
     scale: Number | None = None
     scenario_flops_per_batch: Number | None = None
     profile_flops_per_batch: Number | None = None
+
+    @property
+    def accelerator_class(self) -> str:
+        return accelerator_class(self.profile_device)
 
 
 class FioCeiling(_Section):
@@ -154,7 +168,9 @@ class CeilingRecord(_Section):
 class HostCeiling(_Section):
     """One host's read ceiling and cores (several hosts search together under torchrun)."""
 
-    host: TextOrEmpty = ""
+    host: TextOrEmpty = ""  # its name (HARNESS_HOST_NAME, else the host name)
+    address: Text | None = None  # hosts that share a name are told apart by these two
+    node_rank: int | None = None
     ceiling_MBps: Number | None = None
     ceiling_how: TextOrEmpty = ""
     ceiling: CeilingRecord | None = None
@@ -165,6 +181,8 @@ class HostProbe(_Section):
     """One host's share of a probe run across several hosts."""
 
     host: TextOrEmpty = ""
+    address: Text | None = None
+    node_rank: int | None = None
     run: Text | None = None
     complete: Annotated[bool, _null_is(lambda: True)] = True
     reason: Text | None = None

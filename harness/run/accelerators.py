@@ -56,7 +56,7 @@ from harness.run.prepare import (
 from harness.run.single import train_and_collect
 from harness.scenario import LoadedScenario
 from harness.summary import STEP_COLUMNS, RankRecords, measured_window
-from harness.train.distributed import Ranks
+from harness.train.distributed import Ranks, job_store, missing_at_join
 from harness.train.emulated import (
     PARTNER_FAILED,
     RANKS_FOLDER,
@@ -93,6 +93,11 @@ class Nodes:
     count: int
     rank: int
     endpoint: str  # host:port of this launch's own static rendezvous (host 0 serves it)
+    # each node rank's host as the job knows it, e.g. "client2 (10.0.0.2, node rank 1)"
+    labels: tuple[str, ...] = ()
+
+    def label(self, rank: int) -> str:
+        return self.labels[rank] if rank < len(self.labels) else f"node rank {rank}"
 
 
 def run_accelerators(
@@ -114,7 +119,8 @@ def run_accelerators(
     write_stream_context(context, prepared)
     ledger = ledger_path(folder.name)  # the host's: its ranks and their workers count a page once
     prepared.source.share_ledger(ledger, create=True)
-    config = _launch_config(folder, accelerators, nodes)
+    join_s = scenario.training.collective_timeout_s
+    config = _launch_config(folder, accelerators, nodes, join_s)
     _quiet_launcher_logs()
     t0 = time.monotonic()
     collectors = collectors_for(scenario, t0, context.ranks, folder.name)
@@ -124,7 +130,12 @@ def run_accelerators(
     for collector in collectors:
         collector.start()
     try:
-        launch_failure, exit_code = _launch(config, RankJob(prepared.loaded, folder, t0, quiet))
+        launch_failure = _unjoined(nodes, join_s)
+        if launch_failure is None:
+            job = RankJob(prepared.loaded, folder, t0, quiet)
+            launch_failure, exit_code = _launch(config, job)
+        else:
+            exit_code = ExitCode.FAILED
     finally:
         for sig in LAUNCHER_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
@@ -172,16 +183,32 @@ def _host_context(prepared: PreparedRun, folder: Path, quiet: bool) -> RunContex
     )
 
 
-def _launch_config(folder: Path, accelerators: int, nodes: Nodes | None) -> LaunchConfig:
+def _unjoined(nodes: Nodes | None, timeout_s: float) -> str | None:
+    """With ``nodes``, check that every host's controller came to this launch within
+    ``timeout_s`` (in the store of the job that joined them): the one line naming those that did
+    not, else None."""
+    if nodes is None or not torch.distributed.is_initialized():
+        return None
+    store = job_store()
+    missing = missing_at_join(store, nodes.endpoint, nodes.rank, nodes.count, timeout_s)
+    if not missing:
+        return None
+    who = ", ".join(f"host {nodes.label(rank)}" for rank in missing)
+    return f"{who} did not join the launch at {nodes.endpoint} within {timeout_s:g} s"
+
+
+def _launch_config(
+    folder: Path, accelerators: int, nodes: Nodes | None, join_s: float
+) -> LaunchConfig:
     """One launch of this host's ranks: a rendezvous of its own on this host alone, or the
-    static one of every host's controller with ``nodes``."""
+    static one of every host's controller with ``nodes`` (waiting ``join_s`` for them)."""
     rendezvous: dict[str, Any] = (
         {"rdzv_backend": "c10d", "rdzv_endpoint": "127.0.0.1:0"}
         if nodes is None
         else {
             "rdzv_backend": "static",
             "rdzv_endpoint": nodes.endpoint,
-            "rdzv_configs": {"rank": nodes.rank},
+            "rdzv_configs": {"rank": nodes.rank, "timeout": max(1, round(join_s))},
         }
     )
     return LaunchConfig(

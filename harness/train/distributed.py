@@ -137,6 +137,24 @@ def _store() -> Any:
     return dist.distributed_c10d._get_default_store()
 
 
+job_store = _store  # for the controllers of a capacity search (``harness.capacity.hosts``)
+
+JOINED_KEY = "harness/joined/"
+
+
+def missing_at_join(store: Any, launch: str, rank: int, count: int, timeout_s: float) -> list[int]:
+    """Say in ``store`` that node ``rank`` joined ``launch``, and wait up to ``timeout_s`` for the
+    other ``count`` - 1: the node ranks that had not joined by then (none: all are there). A
+    launcher's own rendezvous would wait as long, then fail without saying which one is missing."""
+    store.set(f"{JOINED_KEY}{launch}/{rank}", "1")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = [r for r in range(count) if not store.check([f"{JOINED_KEY}{launch}/{r}"])]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(0.1)
+
+
 def broadcast(value: Any, ranks: Ranks) -> Any:
     """Rank 0's ``value`` on every rank."""
     if not ranks.distributed:
