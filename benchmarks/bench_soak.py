@@ -106,13 +106,15 @@ def main() -> int:
         f"soak: {args.minutes:g} min, {ACCELERATORS} emulated accelerators, "
         f"{args.step_ms:g} ms a step"
     )
-    print(f"  {'minute':>6} {'RSS MB':>9}")
+    print(f"  {'minute':>6} {'RSS MB (median of the minute)':>30}")
     while process.poll() is None:
         now = time.monotonic() - started
         times.append(now)
         rss.append(tree_rss_bytes(process.pid))
         if now >= next_minute:
-            print(f"  {now / 60:6.1f} {rss[-1] / 1e6:9.1f}", flush=True)
+            # the median of the minute's samples: the tree's RSS jumps as workers come and go
+            minute = [r for t, r in zip(times, rss, strict=True) if t >= next_minute - 60.0]
+            print(f"  {next_minute / 60:6.0f} {np.median(minute) / 1e6:30.1f}", flush=True)
             next_minute += 60.0
         time.sleep(SAMPLE_EVERY_S)
     _, err = process.communicate()
@@ -122,6 +124,8 @@ def main() -> int:
     (folder,) = list(results.iterdir())
     summary = json.loads((folder / "summary.json").read_text())
     t, r = np.array(times), np.array(rss, dtype=np.float64)
+    raw = work / f"soak-rss-{time.strftime('%Y%m%dT%H%M%S')}.csv"  # every sample, for a plot
+    np.savetxt(raw, np.column_stack([t, r]), delimiter=",", header="t_s,rss_bytes", fmt="%.3f")
     warmup_s = min(60.0, 0.2 * t[-1]) if len(t) else 0.0
     growth = growth_per_hour(t, r, warmup_s)
     size = folder_bytes(folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import threading
 import time
 import uuid
@@ -315,3 +316,24 @@ def test_a_tiny_run_with_preprocessing_emulated_from_a_calibrated_profile(tmp_pa
     ):
         assert text in page, text
         assert " ".join(text.split()) in " ".join(pdf_text.split()), text
+
+
+def test_a_semaphore_no_process_maps_is_swept_and_a_live_one_kept(tmp_path: Path) -> None:
+    """A killed run leaves its semaphores in /dev/shm: the next run removes those that no
+    process maps any more, never one a run is using."""
+    from harness.pipeline.preprocess import HostSlots, remove_stale_slots, slots_name
+
+    live = HostSlots(slots_name(f"live-{os.getpid()}", 0), 2)
+    live.open()
+    dead = HostSlots(slots_name(f"dead-{os.getpid()}", 0), 2)
+    dead.open()
+    dead_file = Path("/dev/shm") / f"sem.{dead.name.lstrip('/')}"
+    dead.close()  # as a SIGKILLed run leaves it: the name stays, nobody maps it
+    try:
+        assert dead_file.exists()
+        removed = remove_stale_slots()
+        assert dead_file in removed and not dead_file.exists()
+        assert (Path("/dev/shm") / f"sem.{live.name.lstrip('/')}").exists()
+    finally:
+        live.unlink()
+        dead.unlink()

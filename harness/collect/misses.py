@@ -2,9 +2,9 @@
 cannot count them (FUSE, other file systems without per-process read accounting).
 
 Before each read the pipeline asks ``mincore`` which of the pages it is about to read are absent
-from the page cache; of those, the pages no process of the host asked for before (the host's
-page ledger, ``harness.pipeline.accounting``) are bytes this read makes the storage serve, once
-per page per host. Every rank and worker of the host adds them to one counter in shared memory
+from the page cache: those are the bytes this read makes the storage serve (a page evicted and
+read again is served again; the host's page ledger, ``harness.pipeline.accounting``, keeps the
+first-time count apart). Every rank and worker of the host adds them to one counter in shared memory
 (``MissCounter``, a file next to the ledger); the io collector samples it as it samples
 ``/proc/<pid>/io``, so its rate over the measured window is the run's read MB/s on such a mount.
 

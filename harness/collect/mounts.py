@@ -10,8 +10,8 @@ a network. So each path gets the source that is right for its file system:
 * ``nfs``      - an NFS mount: that mount's bytes from the server (``/proc/self/mountstats``);
                  the process tree's ``read_bytes`` is the cross-check;
 * ``pipeline`` - anything else (FUSE, 9p, unknown): the pipeline's own cache-miss accounting
-                 (pages asked for the first time that ``mincore`` found absent just before the
-                 read, counted once per page per host: ``harness.collect.misses``); the
+                 (the pages ``mincore`` found absent just before each read, which the read
+                 makes the storage send, summed per host: ``harness.collect.misses``); the
                  interface on the route to the mount's server (``ip route get``) counts the
                  bytes that crossed the link, the cross-check.
 
@@ -37,7 +37,7 @@ NFS_TYPES = frozenset({"nfs", "nfs4"})
 SOURCE_NAMES: dict[str, str] = {
     "block": "block device: the process tree's read_bytes (/proc/<pid>/io)",
     "nfs": "NFS mount: bytes from the server (/proc/self/mountstats)",
-    "pipeline": "pipeline cache misses: pages first asked for and absent (mincore) before the read",
+    "pipeline": "pipeline cache misses: pages absent (mincore) just before each read",
 }
 
 

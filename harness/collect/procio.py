@@ -350,7 +350,7 @@ class IoCollector(Collector):
         # The run's read figure from the source that sees this mount's reads (mounts.py).
         if self.mount.counted_by == "nfs":
             read_MBps = storage.get("nfs_read_MBps", {}).get("value")
-            read_bytes = None if read_MBps is None else read_MBps * MB * (end - start)
+            read_bytes = delta("nfs_server_read_bytes")
         elif self.mount.counted_by == "pipeline":
             read_MBps, read_bytes = rate("missed_bytes"), delta("missed_bytes")
         else:

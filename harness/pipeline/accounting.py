@@ -56,24 +56,26 @@ class PageLedger:
     ) -> int:
         """Mark ``pages`` (page numbers) of ``path`` as asked for; return the bytes of those
         that were not asked for before. ``absent``: the pages ``mincore`` found out of the page
-        cache just before the read; those asked for the first time are cache misses, counted
-        (``missed_bytes``, or the host's counter) as bytes the storage served."""
+        cache just before the read: the read makes the storage send them, so they are counted
+        (``missed_bytes``, or the host's counter) as bytes the storage served, first time or
+        not (a page evicted and read again is sent again: a dataset larger than RAM)."""
         seen = self._seen.get(path)
         if seen is None:
             seen = self._seen[path] = np.zeros(-(-file_size // PAGE), dtype=bool)
         pages = pages[pages < seen.size]
         fresh = np.unique(pages[~seen[pages]])
         seen[fresh] = True
-        self._count_missed(fresh, absent, file_size)
+        self._count_missed(pages, absent, file_size)
         return int(fresh.size) * PAGE
 
-    def _count_missed(self, fresh: np.ndarray, absent: np.ndarray | None, file_size: int) -> None:
-        """Add the bytes of the pages both first asked for and absent: the file's own bytes
-        (its last page only up to its end), what the storage sends, not the page rounding the
-        block layer's read_bytes shows."""
-        if absent is None or not fresh.size:
+    def _count_missed(self, pages: np.ndarray, absent: np.ndarray | None, file_size: int) -> None:
+        """Add the bytes of the pages read that were absent: the file's own bytes (its last
+        page only up to its end), what the storage sends, not the page rounding the block
+        layer's read_bytes shows. (Two processes reading one absent page at the same instant
+        count it twice, where the kernel fetches it once: rare, and said in the README.)"""
+        if absent is None or not pages.size:
             return
-        missed = np.intersect1d(fresh, absent, assume_unique=True)
+        missed = np.intersect1d(pages, absent)
         count = missed.size * PAGE
         last, tail = divmod(file_size, PAGE)
         if tail and missed.size and missed[-1] == last:
@@ -197,7 +199,7 @@ class SharedPageLedger(PageLedger):
                 seen[fresh] = True
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._count_missed(fresh, absent, file_size)
+        self._count_missed(pages, absent, file_size)
         return int(fresh.size) * PAGE
 
     def _add_missed(self, count: int) -> None:
@@ -266,6 +268,7 @@ class Reads:
 
 
 READ_AHEAD_PAGES = 256  # pages after a read checked for read-ahead: 1 MiB, 8x Linux's default
+READ_AHEAD_BYTES = READ_AHEAD_PAGES * PAGE  # asked before a read too: which of them it fetches
 
 
 class CountingFile(io.FileIO):
@@ -310,10 +313,10 @@ class CountingFile(io.FileIO):
     def _count(self, offset: int, count: int, absent: np.ndarray | None) -> None:
         first_time = self.ledger.note_range(self.key, offset, count, self.size, absent)
         if count > 0:
-            first_time += self._read_ahead(offset + count)
+            first_time += self._read_ahead(offset + count, absent)
         self.reads.add(count, first_time)
 
-    def _read_ahead(self, end: int) -> int:
+    def _read_ahead(self, end: int, absent: np.ndarray | None) -> int:
         """First-time bytes of the resident pages right after a read that ended at ``end``,
         from the first page nobody has asked for yet, as far as they are resident. Earlier
         reads' read-ahead is counted already: on sequential reads the check runs only when
@@ -333,12 +336,12 @@ class CountingFile(io.FileIO):
             return 0
         if run == 0:
             return 0
-        pages = np.arange(first, first + run)  # what this read made the kernel fetch: misses
-        return self.ledger.note(self.key, pages, self.size, absent=pages)
+        # what this read made the kernel fetch: those of them absent before it are misses
+        return self.ledger.note(self.key, np.arange(first, first + run), self.size, absent)
 
     def readinto(self, buffer: Any) -> int | None:
         offset = self.tell()
-        absent = self._absent(offset, memoryview(buffer).nbytes)
+        absent = self._absent(offset, memoryview(buffer).nbytes + READ_AHEAD_BYTES)
         count = super().readinto(buffer)
         if count:
             self._count(offset, count, absent)
@@ -346,7 +349,7 @@ class CountingFile(io.FileIO):
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
         offset = self.tell()
-        absent = self._absent(offset, self.size - offset if size < 0 else size)
+        absent = self._absent(offset, (self.size - offset if size < 0 else size) + READ_AHEAD_BYTES)
         data = super().read(size)
         self._count(offset, len(data), absent)
         return data

@@ -258,6 +258,12 @@ class HostSlots:
         _c().sem_getvalue(self.open()._handle, ctypes.byref(value))
         return value.value
 
+    def close(self) -> None:
+        """Release this process's mapping of the semaphore (the name stays: ``unlink``)."""
+        if self._handle is not None:
+            _c().sem_close(self._handle)
+            self._handle = None
+
     def unlink(self) -> None:
         """Remove the name (processes that have it open keep using it)."""
         _c().sem_unlink(self.name.encode())
@@ -272,6 +278,29 @@ def slots_name(run_id: str, server: int) -> str:
 def remove_slots(run_id: str, servers: int) -> None:
     for server in range(servers):
         HostSlots(slots_name(run_id, server), 1).unlink()
+
+
+SHM = Path("/dev/shm")
+
+
+def remove_stale_slots() -> list[Path]:
+    """Remove the semaphores of runs that are gone (killed before they could remove theirs): a
+    named semaphore is a file ``/dev/shm/sem.NAME`` that every process using it maps, so one
+    that no process maps any more belongs to nobody. Returns what was removed."""
+    stale = set(SHM.glob("sem.harness-preprocess-*"))
+    if not stale:
+        return []
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        stale = {path for path in stale if str(path) not in text}
+        if not stale:
+            return []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(stale)
 
 
 # --- a run's emulation --------------------------------------------------------------------------

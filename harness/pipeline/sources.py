@@ -72,7 +72,7 @@ class Source:
     def __getstate__(self) -> dict[str, Any]:
         # Workers start with nothing open and nothing asked for: handles and ledgers stay home.
         state = dict(self.__dict__)
-        for key in ("_ledger", "_maps", "_open", "_tracks", "_masks", "read_ahead"):
+        for key in ("_ledger", "_maps", "_open", "_last", "_tracks", "_masks", "read_ahead"):
             state.pop(key, None)
         return state
 

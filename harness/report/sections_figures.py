@@ -192,7 +192,7 @@ def mount_table(runs: list[Run]) -> Table | None:
         rows,
         styles,
         caption="The per-process read_bytes misses FUSE and some network file systems: on those "
-        "the read rate is the pipeline's cache misses (pages first asked for that mincore "
+        "the read rate is the pipeline's cache misses (the pages mincore "
         "found absent before the read), and the interface on the route to the server counts "
         "what crossed the link (protocol overhead included). The server's own disks are not "
         "this client's: see the server view where a Prometheus source was scraped.",

@@ -35,7 +35,7 @@ from harness.env import environment
 from harness.errors import HarnessError, one_line
 from harness.files import write_json_atomic
 from harness.pipeline.batch import Sample
-from harness.run.prepare import PreparedRun, RunContext
+from harness.run.prepare import PreparedRun, RunContext, read_root
 from harness.scenario import Scenario
 from harness.summary import (
     SAMPLE_COLUMNS,
@@ -141,7 +141,7 @@ def _surviving_ranks(context: RunContext) -> list[RankRecords]:
     streamed to the run folder (ranks on this host; a surviving host elsewhere kept its rows,
     which are lost with the gather)."""
     ranks = context.ranks
-    silent = distributed.silent_ranks(ranks, ENDED_WAIT_S)
+    silent = distributed.silent_ranks(ranks, context.folder.name, ENDED_WAIT_S)
     if context.hosts is not None:
         context.hosts = JobHosts(context.hosts.joined, silent)
     return [
@@ -298,9 +298,9 @@ def storage_records(scenario: Scenario) -> list[dict[str, Any]]:
     """The mount under each folder the scenario names (its dataset, its frame cache) and which
     source counts the bytes read from it."""
     paths = [(Path(scenario.dataset.path), "dataset")]
-    cache = scenario.pipeline.cache
-    if scenario.pipeline.mode == "cached" and cache is not None:
-        paths.append((Path(cache.path), "frame cache"))
+    root, role = read_root(scenario)
+    if role != "dataset":
+        paths.append((root, role))
     return [mounts.locate(path, role).record() for path, role in paths]
 
 

@@ -27,7 +27,12 @@ from harness.errors import HarnessError
 from harness.pipeline import Backend, BatchRequest, require_backend
 from harness.pipeline.accounting import FetchLog
 from harness.pipeline.plan import RecordPlan, SamplePlan
-from harness.pipeline.preprocess import PreprocessPlan, read_preprocess_profile, source_settings
+from harness.pipeline.preprocess import (
+    PreprocessPlan,
+    read_preprocess_profile,
+    remove_stale_slots,
+    source_settings,
+)
 from harness.pipeline.sources import Source, build_source
 from harness.scenario import LoadedScenario, Scenario
 from harness.summary import JobHosts
@@ -87,8 +92,10 @@ class PreparedRun:
         return document
 
     def batch_request(
-        self, ranks: Ranks, folder: Path, fetch_log: FetchLog | None = None
+        self, ranks: Ranks, folder: Path, fetch_log: FetchLog | None = None, host: str = ""
     ) -> BatchRequest:
+        """``host``: what names the host's shared files (``host_key``); the run's id when
+        empty (the emulated launcher's ranks: one run folder per host already)."""
         pipeline = self.scenario.pipeline
         return BatchRequest(
             source=self.source,
@@ -108,7 +115,9 @@ class PreparedRun:
             fetch_log=fetch_log,
             preprocess=None
             if self.preprocess is None
-            else self.preprocess.for_rank(folder.name, ranks.rank, self.scenario.training.seed),
+            else self.preprocess.for_rank(
+                host or folder.name, ranks.rank, self.scenario.training.seed
+            ),
         )
 
 
@@ -160,6 +169,7 @@ def preprocess_plan(scenario: Scenario, source: Source) -> PreprocessPlan | None
     pipeline, server = scenario.pipeline, scenario.training.server
     if pipeline.preprocess != "emulated":
         return None
+    remove_stale_slots()  # those of a killed run: their slots would never come back
     assert pipeline.preprocess_profile is not None  # the scenario's validation sees to it
     profile = read_preprocess_profile(Path(pipeline.preprocess_profile))
     wanted = source_settings(source, scenario.dataset.kind, pipeline.crop, pipeline.batch_size)
@@ -208,6 +218,15 @@ def prepare_page_cache(prepared: PreparedRun, *, act: bool) -> pagecache.PageCac
     )
 
 
+def host_key(run_id: str) -> str:
+    """What names the files a run's processes on one host share in /dev/shm (the page ledger,
+    the miss counter, the preprocessing slots): the run's id, with torchrun's node rank where
+    it set one, since nodes may share one /dev/shm (containers or network namespaces on one
+    machine, as in the lab) and must not share one ledger."""
+    node = os.environ.get("GROUP_RANK")
+    return run_id if node is None else f"{run_id}-node{node}"
+
+
 def read_root(scenario: Scenario) -> tuple[Path, str]:
     """The folder a run reads its samples from, and what it is: the frame cache of a cached
     video scenario, the dataset otherwise."""
@@ -217,7 +236,9 @@ def read_root(scenario: Scenario) -> tuple[Path, str]:
     return Path(scenario.dataset.path), "dataset"
 
 
-def collectors_for(scenario: Scenario, t0: float, ranks: Ranks, run_id: str) -> list[Collector]:
+def collectors_for(scenario: Scenario, t0: float, ranks: Ranks, host: str) -> list[Collector]:
+    """The scenario's collectors for this process; ``host`` names the host's shared files (the
+    miss counter: ``host_key``)."""
     names = scenario.collectors.enabled
     if ranks.local_rank != 0:  # one process per machine samples what the whole machine shares
         names = [n for n in names if n not in PER_HOST]
@@ -229,7 +250,7 @@ def collectors_for(scenario: Scenario, t0: float, ranks: Ranks, run_id: str) -> 
         dataset_path=root,
         t0=t0,
         role=role,
-        missed_counter=missed_bytes_path(run_id),
+        missed_counter=missed_bytes_path(host),
         host_counters=ranks.local_rank == 0,
         options={"prometheus": scenario.collectors.prometheus.model_dump()},
     )

@@ -40,7 +40,13 @@ from harness.run.finish import (
     write_stream_context,
     write_tables,
 )
-from harness.run.prepare import PreparedRun, RunContext, collectors_for, prepare_page_cache
+from harness.run.prepare import (
+    PreparedRun,
+    RunContext,
+    collectors_for,
+    host_key,
+    prepare_page_cache,
+)
 from harness.summary import JobHosts, RankRecords, Summary
 from harness.train import distributed
 from harness.train.emulated import emulated_step, stop_vote, write_pid
@@ -79,23 +85,35 @@ def run_single(
     torch.manual_seed(scenario.training.seed)
     model, step_function, synchronise = _training_step(context, prepared)
     fetch_log = FetchLog.create(fetch_log_path(context.folder.name, ranks.rank))
-    batches = prepared.backend.batches(prepared.batch_request(ranks, context.folder, fetch_log))
+    request = prepared.batch_request(
+        ranks, context.folder, fetch_log, host_key(context.folder.name)
+    )
+    batches = prepared.backend.batches(request)
     # Streamed where this rank sees the run folder (rank 0; others on its host or a shared
     # file system); a rank on another host keeps its rows and sends them at the end.
     streamed = context.folder.is_dir()
     records = LoopRecords.streamed(context.folder, ranks.rank) if streamed else LoopRecords()
     t0 = time.monotonic()
-    collectors = collectors_for(scenario, t0, ranks, context.folder.name)
+    collectors = collectors_for(scenario, t0, ranks, host_key(context.folder.name))
     if streamed:
         stream_collectors(collectors, context.folder, ranks.rank)
     complete, reason, exit_code = train_and_collect(
         context, step_function, batches, t0, records, collectors, synchronise, fetch_log
     )
-    distributed.note_ended(ranks)  # rank 0 tells a lost host from a slow one by this
+    # Rows still held go to their segments before this rank says it ended: rank 0 reads a
+    # survivor's segments once it has said so.
+    flush_failed: HarnessError | None = None
+    try:
+        records.close()
+    except HarnessError as exc:  # the disk is full: a failed run, said below
+        flush_failed = exc
+    # rank 0 tells a lost host from a slow one by this
+    distributed.note_ended(ranks, context.folder.name)
     if ranks.is_main and ranks.world == int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
         note_resident_at_end(prepared, context)  # every rank on this host
     try:
-        # the rows still held go to their segments first: the disk may be full by now
+        if flush_failed is not None:
+            raise flush_failed
         parts, complete, reason = gather_records(context, records, collectors, complete, reason)
         if not complete and exit_code == ExitCode.OK:  # a partner rank was gone at the gather
             exit_code = ExitCode.FAILED
@@ -112,7 +130,7 @@ def run_single(
     if ranks.local_rank == 0:
         remove_ledger(ledger)  # the processes that have it open keep their mappings
         if prepared.preprocess is not None:  # the host's semaphores, likewise
-            remove_slots(context.folder.name, prepared.preprocess.servers(ranks.world))
+            remove_slots(host_key(context.folder.name), prepared.preprocess.servers(ranks.world))
     folder = context.folder if ranks.is_main else None
     return RunOutcome(folder, complete, reason, exit_code, summary)
 
@@ -211,7 +229,8 @@ def _start(
     joined = distributed.join_hosts(ranks)  # which hosts are in the job, named in its summary
     if ranks.is_main:
         write_manifest(prepared, folder, ranks.world, command, repeat)
-    ledger = ledger_path(folder.name)  # one per host: its ranks and workers count a page once
+    # one per host: its ranks and workers count a page once
+    ledger = ledger_path(host_key(folder.name))
     if ranks.local_rank == 0:
         prepared.source.share_ledger(ledger, create=True)
     context = RunContext(

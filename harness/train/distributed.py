@@ -108,25 +108,26 @@ def join_hosts(ranks: Ranks) -> list[HostIdentity]:
 ENDED_KEY = "harness/ended/"
 
 
-def note_ended(ranks: Ranks) -> None:
+def note_ended(ranks: Ranks, run_id: str) -> None:
     """Tell the job's store that this rank's loop has ended (however): a rank that never says
     so by the time rank 0 gathers the records is on a lost or hung host."""
     if not ranks.distributed:
         return
     # the store's host gone: rank 0 is lost too, and nobody writes results
     with contextlib.suppress(Exception):
-        _store().set(f"{ENDED_KEY}{ranks.rank}", "1")
+        _store().set(f"{ENDED_KEY}{run_id}/{ranks.rank}", "1")
 
 
-def silent_ranks(ranks: Ranks, wait_s: float) -> list[int]:
-    """The ranks that have not said their loop ended, after waiting up to ``wait_s`` for
-    them (rank 0, after a collective with a partner failed)."""
+def silent_ranks(ranks: Ranks, run_id: str, wait_s: float) -> list[int]:
+    """The ranks that have not said their loop ended in run ``run_id`` (one torchrun job may
+    hold several: ``--repeat``), after waiting up to ``wait_s`` for them (rank 0, after a
+    collective with a partner failed)."""
     if not ranks.distributed:
         return []
     store = _store()
     deadline = time.monotonic() + wait_s
     while True:
-        silent = [r for r in range(ranks.world) if not store.check([f"{ENDED_KEY}{r}"])]
+        silent = [r for r in range(ranks.world) if not store.check([f"{ENDED_KEY}{run_id}/{r}"])]
         if not silent or time.monotonic() >= deadline:
             return silent
         time.sleep(0.1)
