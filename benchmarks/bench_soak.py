@@ -127,14 +127,16 @@ def main() -> int:
     raw = work / f"soak-rss-{time.strftime('%Y%m%dT%H%M%S')}.csv"  # every sample, for a plot
     np.savetxt(raw, np.column_stack([t, r]), delimiter=",", header="t_s,rss_bytes", fmt="%.3f")
     warmup_s = min(60.0, 0.2 * t[-1]) if len(t) else 0.0
-    growth = growth_per_hour(t, r, warmup_s)
+    # only while the run ran: its last samples catch the tree as it exits
+    running = t <= args.minutes * 60
+    growth = growth_per_hour(t[running], r[running], warmup_s)
     size = folder_bytes(folder)
     samples_per_s = (summary["metrics"].get("samples_per_s") or {}).get("value")
     print(f"  samples/s: {samples_per_s}")
     if growth is None:
         print("  RSS growth: too few samples after warm-up (run longer)")
     else:
-        mean = float(r[t >= warmup_s].mean())
+        mean = float(r[running & (t >= warmup_s)].mean())
         print(
             f"  RSS growth after warm-up: {growth / 1e6:+.1f} MB/h "
             f"({100 * growth / mean:+.2f} % of {mean / 1e6:.0f} MB per hour)"
