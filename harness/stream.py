@@ -110,7 +110,10 @@ class SegmentWriter:
         tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
         try:
             self.folder.mkdir(exist_ok=True)
-            pq.write_table(table, tmp)
+            # our own file object, closed however the write ends: given a path, pyarrow's stream
+            # stays open while its exception lives (a full disk kept a descriptor, the mount busy)
+            with open(tmp, "wb") as handle:
+                pq.write_table(table, handle)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from harness.pipeline.codecs import NVDEC_LIMITS
 from harness.pipeline.nvdec_backend import check_scenario
 from harness.pipeline.plan import FileInfo, SamplePlan
 from harness.pipeline.sources import DecodedVideoSource
+from harness.results.document import FORMAT_VERSION
 
 
 def test_sequences_are_consecutive_frames_inside_the_training_range() -> None:
@@ -152,7 +153,9 @@ def test_selfcheck_runs_every_backend_it_can_and_says_why_not(
     for title in ("samples/s", "GPU util %", "busy %", "read MB/s", "data-wait %"):
         assert title in header
     document = json.loads((report / "selfcheck.json").read_text())
-    assert document["format"] == "harness-selfcheck" and document["format_version"] == 1
+    assert (
+        document["format"] == "harness-selfcheck" and document["format_version"] == FORMAT_VERSION
+    )
     rows = {row["backend"]: row for row in document["rows"][:2]}
     refused, failed = document["rows"][2:]
     assert refused["status"] == "refused" and "nvdec decodes video" in refused["note"]

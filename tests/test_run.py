@@ -15,6 +15,8 @@ import pytest
 from conftest import REPO, gpu_here, run_harness, tiny_collage_scenario, tiny_video_scenario
 from test_truth import assert_headline_is_true
 
+from harness.results.document import FORMAT_VERSION
+
 pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 FAST_TRAINING = {
@@ -79,13 +81,13 @@ def test_run_trains_for_real_and_writes_results(tmp_path: Path, write_scenario, 
     folder = _only_run(results)
     assert folder.name.split("-")[0].endswith("Z")  # sortable by time
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["scenario"]["name"] == scenario["name"]
     assert manifest["command"][:2] == ["harness", "run"]
     assert {"hardware", "software"} <= set(manifest)
     assert manifest["software"]["torch"].startswith("2.")
     summary = _summary(folder)
-    assert summary["format_version"] == 1 and summary["complete"] is True
+    assert summary["format_version"] == FORMAT_VERSION and summary["complete"] is True
     metrics = summary["metrics"]
     for name in (
         "samples_per_s",
@@ -101,7 +103,8 @@ def test_run_trains_for_real_and_writes_results(tmp_path: Path, write_scenario, 
         "loss_last",
         "miou",
     ):
-        assert set(metrics[name]) == {"value", "unit", "direction"}, name
+        assert set(metrics[name]) == {"value", "unit", "direction", "scope"}, name
+        assert metrics[name]["scope"] in ("job", "host"), name
         assert metrics[name]["value"] is not None, name
     assert metrics["busy_pct"]["direction"] == "higher"
     assert metrics["fetch_latency_p99_ms"]["unit"] == "ms"

@@ -286,21 +286,29 @@ SHM = Path("/dev/shm")
 def remove_stale_slots() -> list[Path]:
     """Remove the semaphores of runs that are gone (killed before they could remove theirs): a
     named semaphore is a file ``/dev/shm/sem.NAME`` that every process using it maps, so one
-    that no process maps any more belongs to nobody. Returns what was removed."""
-    stale = set(SHM.glob("sem.harness-preprocess-*"))
-    if not stale:
-        return []
-    for maps in Path("/proc").glob("[0-9]*/maps"):
+    whose inode no process maps any more belongs to nobody. (By inode, not by name: the process
+    that created one maps it under the temporary name glibc made it with.) Returns what was
+    removed."""
+    stale = {}
+    for path in SHM.glob("sem.harness-preprocess-*"):
         try:
-            text = maps.read_text(errors="replace")
-        except OSError:  # gone meanwhile, or not ours to read
+            stale[path.stat().st_ino] = path
+        except OSError:
             continue
-        stale = {path for path in stale if str(path) not in text}
+    for maps in Path("/proc").glob("[0-9]*/maps"):
         if not stale:
             return []
-    for path in stale:
+        try:
+            lines = maps.read_text(errors="replace").splitlines()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        for line in lines:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and "/dev/shm/" in fields[5] and fields[4].isdigit():
+                stale.pop(int(fields[4]), None)
+    for path in stale.values():
         path.unlink(missing_ok=True)
-    return sorted(stale)
+    return sorted(stale.values())
 
 
 # --- a run's emulation --------------------------------------------------------------------------
