@@ -177,7 +177,7 @@ def _check_one(
     not available (then no outcome)."""
     from harness.pipeline import backend_unavailable
     from harness.run import run_scenario
-    from harness.summary import summary_lines
+    from harness.summary_lines import summary_lines
 
     try:
         loaded = load_scenario(base.file, overrides)

@@ -203,7 +203,7 @@ def test_summary_lines_tell_the_storage_story() -> None:
     from harness.results import SummaryFile
     from harness.results.summary_file import Metric
     from harness.stats import metric
-    from harness.summary import storage_lines
+    from harness.summary_lines import storage_lines
 
     metrics = {
         "disk_r_per_s": metric(45.0, "reads/s", "context"),

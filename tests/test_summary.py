@@ -333,7 +333,7 @@ def _build(
 
 
 def test_build_summary_sums_ranks_and_judges_thresholds() -> None:
-    from harness.summary import summary_lines
+    from harness.summary_lines import summary_lines
 
     other = _steps(
         [(0, 0.0, 1.0, 0.5, 0.5, 2.2, 4, True), (1, 2.0, 4.0, 0.0, 2.0, 2.1, 4, False)], 1
@@ -363,7 +363,7 @@ def test_build_summary_sums_ranks_and_judges_thresholds() -> None:
 
 
 def test_build_summary_of_an_incomplete_partly_warm_run() -> None:
-    from harness.summary import summary_lines
+    from harness.summary_lines import summary_lines
 
     parts = [_rank(0, STEPS[STEPS["warmup"]], SAMPLES.iloc[:1], 1_000_000)]
     summary = _build(parts, _page_cache("partly warm", 0.4), False, "interrupted by SIGINT")

@@ -108,7 +108,7 @@ def test_compare_shows_hostile_names_escaped_in_every_output(
 
 def test_run_summary_lines_show_hostile_text_escaped(tmp_path: Path) -> None:
     from harness import results
-    from harness.summary import summary_lines
+    from harness.summary_lines import summary_lines
 
     base, _cur = _hostile_runs(tmp_path)
     summary = results.RunFolder.read(base).summary

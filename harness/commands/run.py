@@ -70,7 +70,7 @@ def run_scenarios(args: argparse.Namespace, report: Path | None) -> int:
     from harness.run import run_scenario
     from harness.scenario import load_scenarios
     from harness.scenario.machine import check_machine
-    from harness.summary import summary_lines
+    from harness.summary_lines import summary_lines
 
     loaded = load_scenarios(args.files, args.override)
     check_machine(loaded, force=args.force)
