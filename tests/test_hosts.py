@@ -186,6 +186,7 @@ def test_two_hosts_merge_into_one_result(
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     summary = _summary(results)
+    print(f"{rendezvous}: {summary['metrics']['samples_per_s']['value']:.1f} samples/s")
     assert summary["complete"] and summary["ranks"] == 2 and summary["missing_ranks"] == []
     hosts = summary["hosts"]
     assert [(h["name"], h["address"], h["node_rank"], h["ranks"]) for h in hosts] == [
