@@ -119,12 +119,16 @@ def test_ledgers_of_runs_whose_creator_died_are_removed(tmp_path: Path, data_fil
     )
     assert dead.returncode == 0, dead.stderr
     (tmp_path / "harness-ledger-other").write_bytes(b"not a ledger at all")
+    for run in ("live", "killed", "gone"):  # the fetch logs of each run's ranks
+        (tmp_path / f"harness-fetches-{run}-rank0").write_bytes(b"")
     remove_stale_ledgers(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("harness-ledger-*")) == [
         "harness-ledger-live",
         "harness-ledger-other",
     ]
     assert live.path.exists()
+    # a fetch log stays while its run's ledger does (its run is alive), else it goes
+    assert [p.name for p in tmp_path.glob("harness-fetches-*")] == ["harness-fetches-live-rank0"]
 
 
 def test_the_ledger_lives_in_memory_not_on_the_storage() -> None:

@@ -13,6 +13,7 @@ their own reads (``Reads``); a decoder that reads through a file object is hande
 from __future__ import annotations
 
 import fcntl
+import glob
 import io
 import json
 import mmap
@@ -253,6 +254,12 @@ def remove_stale_ledgers(folder: Path) -> None:
             remove_ledger(path)
         except (OSError, struct.error):
             continue
+    # A rank killed before it could remove its fetch log (a lost host, SIGKILL) leaves it: a log
+    # whose run has no ledger here any more (the ledger outlives the logs of a run) is stale.
+    for log in folder.glob("harness-fetches-*-rank*"):
+        run_id = log.name.removeprefix("harness-fetches-").rsplit("-rank", 1)[0]
+        if not any(folder.glob(f"harness-ledger-{glob.escape(run_id)}*")):
+            log.unlink(missing_ok=True)
 
 
 @dataclass
