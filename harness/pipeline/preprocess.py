@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.files import atomic_write, read_json
+from harness.files import atomic_write, check_format, read_json
 from harness.stats import TimeDraws
 
 if TYPE_CHECKING:
@@ -111,14 +111,7 @@ def read_preprocess_profile(path: Path) -> PreprocessProfile:
     document = read_json(path)
     if document is None:
         raise HarnessError(f"pipeline.preprocess_profile {path}: no such file")
-    if document.get("format") != FORMAT:
-        raise HarnessError(f'{path}: not a preprocessing profile (no "format": "{FORMAT}")')
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise HarnessError(
-            f"{path}: preprocessing profile format version {version}; this harness reads "
-            f"version {FORMAT_VERSION} (re-run harness calibrate --preprocess)"
-        )
+    check_format(path, document, FORMAT, FORMAT_VERSION)  # the project's one-line refusal
     try:
         sample_s = [float(t) for t in document["sample_s"]]
         mean = float(document["mean_sample_s"])
