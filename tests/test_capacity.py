@@ -217,7 +217,7 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
     out = tmp_path / "c.json"
     search = subprocess.Popen(
         [
-            sys.executable, "-m", "harness", "capacity", str(file), "--probe-s", "8",
+            sys.executable, "-m", "harness", "capacity", str(file), "--probe-s", "5",
             "--repeat", "1", "--ceiling-s", "1", "--max-accelerators", "2", "--min-busy", "10",
             "--min-busy-each", "5", "--results", str(tmp_path / "results"), "--json", str(out),
             "--quiet",
@@ -230,7 +230,7 @@ def test_an_interrupted_search_keeps_its_probes_and_says_where_it_stopped(
             out.exists() and json.loads(out.read_text())["scenarios"][0]["probes"]
         ):
             time.sleep(0.5)
-        time.sleep(4)  # into the second probe (2 accelerators, 8 s measured after start-up)
+        time.sleep(3)  # into the second probe (2 accelerators, 5 s measured after start-up)
         search.send_signal(signal.SIGINT)
         _stdout, stderr = search.communicate(timeout=90)
     finally:

@@ -169,46 +169,44 @@ def hand_calculation(lab_up: Lab, rate_bits: float, per_accelerator: float) -> i
     return math.floor(link / (per_sample * per_accelerator * 0.9))
 
 
-def test_capacity_at_two_link_rates_answers_the_hand_calculation_and_names_the_link(
+def test_capacity_on_the_link_answers_the_hand_calculation_and_names_the_link(
     lab_up: Lab, tmp_path: Path
 ) -> None:
-    answers = []
-    # 5 Mbit/s feeds one ~0.5 MB/s accelerator, 10 Mbit/s two (README's hand calculation);
-    # at most 3 probed, so that the two searches take 5 probes
-    for rate, bits in (("5mbit", 5e6), ("10mbit", 10e6)):
-        done = harness("lab", "rate", rate, client=False)
-        assert done.returncode == 0, done.stderr
-        out = tmp_path / rate / "capacity.json"
-        done = harness(
-            "capacity",
-            lab_up.scenarios / "video_cached.yaml",
-            "--profile",
-            PROFILE,
-            "--repeat",
-            "1",
-            "--probe-s",
-            "4",
-            "--ceiling-s",
-            "3",
-            "--max-accelerators",
-            "3",
-            "--results",
-            tmp_path / rate / "results",
-            "--json",
-            out,
-            "--quiet",
-            *server_view(),
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        (search,) = read_capacity_file(out).scenarios
-        first = search.probes[0]
-        per_accelerator = (first.metrics.get("samples_per_s") or 0) / max(
-            (first.metrics.get("busy_pct") or 100) / 100, 0.01
-        )
-        expected = hand_calculation(lab_up, bits, per_accelerator)
-        answers.append((rate, search.max_accelerators, expected, search.limiter))
-        assert search.max_accelerators is not None
-        assert abs(search.max_accelerators - expected) <= 1, answers
-        assert search.limiter == "network link", (search.limiter, search.limiter_evidence)
-    assert answers[1][1] > answers[0][1], answers  # twice the link, more accelerators
+    # 10 Mbit/s feeds two ~0.5 MB/s accelerators (README's hand calculation): the search passes
+    # 1 and 2 and fails 3 (at most 3 probed: three probes of ~20 s each). The other rates (5 and
+    # 20 Mbit/s) are measured in docs/network-storage.md, not here: each costs the suite a minute.
+    done = harness("lab", "rate", "10mbit", client=False)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "capacity.json"
+    done = harness(
+        "capacity",
+        lab_up.scenarios / "video_cached.yaml",
+        "--profile",
+        PROFILE,
+        "--repeat",
+        "1",
+        "--probe-s",
+        "4",
+        "--ceiling-s",
+        "3",
+        "--max-accelerators",
+        "3",
+        "--results",
+        tmp_path / "results",
+        "--json",
+        out,
+        "--quiet",
+        *server_view(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (search,) = read_capacity_file(out).scenarios
+    first = search.probes[0]
+    per_accelerator = (first.metrics.get("samples_per_s") or 0) / max(
+        (first.metrics.get("busy_pct") or 100) / 100, 0.01
+    )
+    expected = hand_calculation(lab_up, 10e6, per_accelerator)
+    assert search.max_accelerators is not None
+    assert abs(search.max_accelerators - expected) <= 1, (search.max_accelerators, expected)
+    assert [probe.verdict for probe in search.probes][-1] == "fail", search.probes
+    assert search.limiter == "network link", (search.limiter, search.limiter_evidence)
