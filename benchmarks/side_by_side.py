@@ -109,9 +109,11 @@ def cpu_per_sample(cpu_pct: float, samples_per_s: float) -> float:
 
 
 def preprocess_targets(real: dict[str, float], emulated: dict[str, float]) -> list[Target]:
-    """Each dict holds ``busy``, ``read_MBps`` and ``cpu_ms_per_sample`` of one run."""
+    """Each dict holds ``busy``, ``read_MBps`` and ``pipeline_ms_per_sample`` of one run: the CPU
+    per sample of its data workers (the client's preprocessing, what the emulation replaces;
+    the ranks' loops and the collectors cost the same in both and are printed beside it)."""
     read_gap = abs(ratio(emulated["read_MBps"], real["read_MBps"]) - 1)
-    cpu_share = ratio(emulated["cpu_ms_per_sample"], real["cpu_ms_per_sample"])
+    cpu_share = ratio(emulated["pipeline_ms_per_sample"], real["pipeline_ms_per_sample"])
     return [
         Target(
             f"busy % within {BUSY_POINTS:g} points",
@@ -124,10 +126,10 @@ def preprocess_targets(real: dict[str, float], emulated: dict[str, float]) -> li
             f"{number(emulated['read_MBps'])} vs {number(real['read_MBps'])}",
         ),
         Target(
-            f"CPU per sample at most {CPU_SHARE:g} of the real one's",
+            f"data workers' CPU per sample at most {CPU_SHARE:g} of the real one's",
             cpu_share <= CPU_SHARE,
-            f"{number(emulated['cpu_ms_per_sample'], 2)} vs "
-            f"{number(real['cpu_ms_per_sample'], 2)} ms",
+            f"{number(emulated['pipeline_ms_per_sample'], 2)} vs "
+            f"{number(real['pipeline_ms_per_sample'], 2)} ms",
         ),
     ]
 

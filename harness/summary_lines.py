@@ -24,6 +24,7 @@ SHOWN_METRICS = (
     "fetch_latency_p99_ms",
     "batch_wait_p50_ms",
     "cpu_pct",
+    "pipeline_cpu_pct",
     "loss_first",
     "loss_last",
     "miou",

@@ -53,9 +53,9 @@ def test_cpu_per_sample_is_core_ms():
 
 
 def test_preprocess_targets_busy_read_and_cpu_share():
-    real = {"busy": 80.0, "read_MBps": 100.0, "cpu_ms_per_sample": 10.0}
-    good = {"busy": 82.5, "read_MBps": 104.0, "cpu_ms_per_sample": 2.0}
-    bad = {"busy": 83.5, "read_MBps": 94.0, "cpu_ms_per_sample": 2.5}
+    real = {"busy": 80.0, "read_MBps": 100.0, "pipeline_ms_per_sample": 10.0}
+    good = {"busy": 82.5, "read_MBps": 104.0, "pipeline_ms_per_sample": 2.0}
+    bad = {"busy": 83.5, "read_MBps": 94.0, "pipeline_ms_per_sample": 2.5}
     assert _verdicts(sbs.preprocess_targets(real, good)) == [True, True, True]
     assert _verdicts(sbs.preprocess_targets(real, bad)) == [False, False, False]
     missing = dict(good, read_MBps=NAN)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness.collect import make_collectors
-from harness.collect.cpu import CpuCollector
+from harness.collect.cpu import CpuCollector, parse_stat
 from harness.collect.gpu import GpuCollector
 from harness.collect.procio import IoCollector
 
@@ -282,6 +282,74 @@ def test_cpu_counts_a_busy_tree():
     assert finite.size >= per_core.size * 0.8
     assert ((finite >= 0) & (finite <= 100)).all()
     assert 0 < summary["cpu_cores_pct"]["value"] <= 100
+
+
+PIPELINE_BURNER = textwrap.dedent(
+    """
+    import os, sys, time
+    from harness.lifeline import DATA_WORKER_NAME, name_this_process
+
+    def burn(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    sys.stdin.readline()
+    child = os.fork()
+    if child == 0:  # a data worker: named as the DataLoader's are, burns 0.6 s, exits
+        name_this_process(DATA_WORKER_NAME)
+        burn(0.6)
+        os._exit(0)
+    burn(0.3)  # the rank's own share
+    os.waitpid(child, 0)  # reaped: its CPU moves into this process's cutime
+    print("reaped", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def test_cpu_tells_the_data_workers_share_apart_even_after_they_are_reaped():
+    t0 = time.monotonic()
+    root = subprocess.Popen(
+        [sys.executable, "-c", PIPELINE_BURNER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    collector = CpuCollector(rate_hz=20, t0=t0, root_pid=root.pid)
+    assert root.stdin is not None and root.stdout is not None
+    collector.start()
+    try:
+        _until(lambda: len(collector.frame()) >= 1, "a baseline")
+        root.stdin.write("go\n")
+        root.stdin.flush()
+        assert root.stdout.readline().strip() == "reaped"
+        reaped = time.monotonic() - t0
+        _until(lambda: _seen_after(collector, reaped, procs=1, rows=2), "samples after the reap")
+        root.communicate("exit\n", timeout=30)
+    finally:
+        collector.stop()
+        if root.poll() is None:
+            root.kill()
+    frame = collector.frame()
+    assert frame["pipeline_procs"].max() == 1  # the worker was seen under its name
+    # the worker's 0.6 s stay the pipeline's after its rank reaped it (not dropped, not doubled),
+    # and count once in the tree's total beside the rank's 0.3 s
+    assert 0.55 <= frame["pipeline_cpu_s"].iloc[-1] <= 0.75
+    assert 0.85 <= frame["cpu_s"].iloc[-1] <= 1.05 + 0.15
+    summary = collector.summary(0.0, float(frame["t"].iloc[-1]))
+    assert 0 < summary["pipeline_cpu_pct"]["value"] < summary["cpu_pct"]["value"]
+    # a window without a data worker alive has no pipeline figure: not measured, not 0
+    last = float(frame["t"].iloc[-1])
+    assert collector.summary(reaped + 0.1, last)["pipeline_cpu_pct"]["value"] is None
+
+
+def test_parse_stat_knows_a_data_worker_by_its_whole_name():
+    tail = " S 1 1 1 0 -1 0 0 0 0 0 7 3 2 1 20 0 1 0 100 1000 55 0"
+    assert parse_stat(f"12 (harness-data){tail}".encode()) == (13, 13, 55, 1)
+    assert parse_stat(f"12 (python3){tail}".encode()) == (13, 0, 55, 0)
+    assert parse_stat(f"12 (x (harness-data){tail}".encode())[3] == 0  # a name with ") (" in it
 
 
 @pytest.mark.no_gpu

@@ -337,3 +337,43 @@ def test_a_semaphore_no_process_maps_is_swept_and_a_live_one_kept(tmp_path: Path
     finally:
         live.unlink()
         dead.unlink()
+
+
+def test_placeholder_batches_travel_as_their_shape_and_real_pixels_as_pixels() -> None:
+    """Emulated samples (``placeholder_arrays`` from a source) become one-byte placeholder
+    tensors: stacked, pickled to a DataLoader's rank and back, a batch at crop 512 stays a few
+    hundred bytes, and reads as zeros of the right shape; real pixels are stacked and sent whole."""
+    import pickle
+
+    import torch
+
+    from harness.pipeline.batch import (
+        INLINE_PIXEL_BYTES,
+        Batch,
+        Sample,
+        is_placeholder,
+        is_placeholder_array,
+        placeholder_arrays,
+        placeholder_pixels,
+    )
+
+    image, _mask = placeholder_arrays(512)
+    assert is_placeholder_array(image) and not is_placeholder_array(image.copy())
+    samples = [
+        Sample(placeholder_pixels(3, 512, 512), placeholder_pixels(512, 512), end_ns=n)
+        for n in range(16)
+    ]
+    batch = Batch.collate(samples)
+    assert is_placeholder(batch.image) and tuple(batch.image.shape) == (16, 3, 512, 512)
+    sent = pickle.dumps(batch)
+    assert len(sent) < 4096  # not 16 x 1 MiB of zeros
+    received = pickle.loads(sent)
+    assert tuple(received.image.shape) == (16, 3, 512, 512) and received.image.dtype == torch.uint8
+    assert tuple(received.mask.shape) == (16, 512, 512) and not received.mask.any()
+    assert received.end_ns.tolist() == list(range(16))
+    # real pixels: stacked, and sent whole (inline below INLINE_PIXEL_BYTES)
+    pixels = torch.arange(3 * 8 * 8, dtype=torch.uint8).reshape(3, 8, 8)
+    real = Batch.collate([Sample(pixels, pixels[0], end_ns=0), Sample(pixels, pixels[1], end_ns=1)])
+    assert not is_placeholder(real.image) and real.image.nbytes < INLINE_PIXEL_BYTES
+    back = pickle.loads(pickle.dumps(real))
+    assert torch.equal(back.image, real.image) and torch.equal(back.mask[1], pixels[1])

@@ -9,9 +9,15 @@ same call); pages shared between forked workers count once per process, as in ``
 A core is busy for user + nice + system + irq + softirq + steal of /proc/stat and idle for
 idle + iowait; its utilisation is busy / (busy + idle) between two samples.
 
+The data pipeline's share, ``pipeline_cpu_pct``: the CPU of the tree's DataLoader workers, told
+apart by their command name (``harness.lifeline.DATA_WORKER_NAME``, set as they start): what the
+client spends reading, decoding and collating for its accelerators, as opposed to the ranks'
+loops and the harness's own collectors. None where no worker ran (``workers: 0``, DALI, nvdec).
+
 Frame columns: t, cpu_pct (tree, from the previous sample), cpu_s (tree CPU seconds since the
-first sample), cpu_cores_pct (mean over cores), rss_MiB (tree), procs (live tree members), and
-one ``cpu_core_pct[N]`` column per core (wide, named like the summary metrics).
+first sample), pipeline_cpu_s (the data workers'), cpu_cores_pct (mean over cores), rss_MiB
+(tree), procs (live tree members), pipeline_procs (live data workers), and one
+``cpu_core_pct[N]`` column per core (wide, named like the summary metrics).
 """
 
 from __future__ import annotations
@@ -25,19 +31,27 @@ import pandas as pd
 from harness.collect import CollectorContext
 from harness.collect.proctree import ProcessTree, TreeCounters
 from harness.collect.sampler import Collector, ProcFile, per_sample_rate, read_small
+from harness.lifeline import DATA_WORKER_NAME
 from harness.stats import counter_rate, metric, window_mean
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+CORE_COLUMNS = 6  # the raw columns before the per-core ones
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 MiB = 2**20
 
 
-def parse_stat(data: bytes) -> tuple[int, int]:
-    """(utime + stime + cutime + cstime in ticks, rss in pages) from /proc/<pid>/stat."""
+_DATA_WORKER = b"(" + DATA_WORKER_NAME.encode()[:15]  # as "PID (NAME" starts the stat line
+
+
+def parse_stat(data: bytes) -> tuple[int, int, int, int]:
+    """(utime + stime + cutime + cstime in ticks, the same if the process is a data worker else
+    0, rss in pages, 1 if a data worker else 0) from /proc/<pid>/stat."""
     # fields after the command name; field 3 (state) is index 0, so field N is index N - 3
-    fields = data.rpartition(b")")[2].split()
+    head, _, tail = data.rpartition(b")")
+    fields = tail.split()
     ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return ticks, int(fields[21])
+    worker = head.partition(b" ")[2] == _DATA_WORKER
+    return ticks, ticks if worker else 0, int(fields[21]), int(worker)
 
 
 def parse_cores(data: bytes) -> dict[int, tuple[int, int]]:
@@ -67,8 +81,12 @@ class CpuCollector(Collector):
             self.cores, reason = [], f"cannot read /proc/stat: {err.strerror}"
         core_columns = [f"cpu_core_pct[{core}]" for core in self.cores]
         super().__init__(
-            rate_hz=rate_hz, t0=t0, columns=("t", "cpu_s", "rss_MiB", "procs", *core_columns)
-        )
+            rate_hz=rate_hz,
+            t0=t0,
+            columns=(
+                "t", "cpu_s", "pipeline_cpu_s", "rss_MiB", "procs", "pipeline_procs", *core_columns
+            ),
+        )  # fmt: skip
         self.root_pid = root_pid
         self._stat: ProcFile | None = None
         if reason is None and not read_small(f"/proc/{root_pid}/stat"):
@@ -82,18 +100,27 @@ class CpuCollector(Collector):
             self._tree,
             "stat",
             parse_stat,
-            counters=1,
-            gauges=1,
+            counters=2,
+            gauges=2,
+            # a reaped worker's CPU goes to its rank's cutime: the tree's, not the pipeline's
+            moves_to_parent=(True, False),
         )
         self._previous: dict[int, tuple[int, int]] = {}
 
     def _sample(self) -> None:
         t = self._now()
-        (ticks,), (rss_pages,), procs = self._counters.sample()
+        (ticks, pipeline_ticks), (rss_pages, workers), procs = self._counters.sample()
         assert self._stat is not None
         now = parse_cores(self._stat.read())
         previous, self._previous = self._previous, now
-        row = [t, ticks / CLK_TCK, rss_pages * PAGE_BYTES / MiB, procs]
+        row = [
+            t,
+            ticks / CLK_TCK,
+            pipeline_ticks / CLK_TCK,
+            rss_pages * PAGE_BYTES / MiB,
+            procs,
+            workers,
+        ]
         for core in self.cores:
             pct = math.nan
             if core in now and core in previous:
@@ -111,8 +138,9 @@ class CpuCollector(Collector):
             self._stat = None
 
     def _build_frame(self, raw: np.ndarray) -> pd.DataFrame:
-        t, cpu_s, rss, procs = raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3]
-        per_core = raw[:, 4:]
+        t, cpu_s, pipeline_cpu_s = raw[:, 0], raw[:, 1], raw[:, 2]
+        rss, procs, workers = raw[:, 3], raw[:, 4], raw[:, 5]
+        per_core = raw[:, CORE_COLUMNS:]
         finite = np.isfinite(per_core)
         counts = finite.sum(axis=1)
         sums = np.where(finite, per_core, 0.0).sum(axis=1)
@@ -122,11 +150,14 @@ class CpuCollector(Collector):
             "t": t,
             "cpu_pct": per_sample_rate(t, cpu_s) * 100.0,
             "cpu_s": cpu_s,
+            "pipeline_cpu_pct": per_sample_rate(t, pipeline_cpu_s) * 100.0,
+            "pipeline_cpu_s": pipeline_cpu_s,
             "cpu_cores_pct": cores_mean,
             "rss_MiB": rss,
             "procs": procs,
+            "pipeline_procs": workers,
         }
-        for i, name in enumerate(self.columns[4:]):
+        for i, name in enumerate(self.columns[CORE_COLUMNS:]):
             columns[name] = per_core[:, i]
         return pd.DataFrame(columns)
 
@@ -136,16 +167,23 @@ class CpuCollector(Collector):
         frame = self.frame()
         t = frame["t"].to_numpy()
         busy = counter_rate(t, frame["cpu_s"].to_numpy(), start, end)
-        rss = frame["rss_MiB"].to_numpy()[(t >= start) & (t <= end)]
+        inside = (t >= start) & (t <= end)
+        rss = frame["rss_MiB"].to_numpy()[inside]
+        pipeline = None
+        if (frame["pipeline_procs"].to_numpy()[inside] > 0).any():  # else no worker to count
+            pipeline = counter_rate(t, frame["pipeline_cpu_s"].to_numpy(), start, end)
         found = {
             # the exact time-weighted mean over the window: CPU seconds / wall seconds
             "cpu_pct": metric(None if busy is None else busy * 100.0, "% of a core", "context"),
+            "pipeline_cpu_pct": metric(
+                None if pipeline is None else pipeline * 100.0, "% of a core", "context"
+            ),
             "cpu_cores_pct": metric(
                 window_mean(t, frame["cpu_cores_pct"].to_numpy(), start, end), "%", "context"
             ),
             "rss_MiB": metric(float(rss.max()) if rss.size else None, "MiB", "context"),
         }
-        for name in self.columns[4:]:
+        for name in self.columns[CORE_COLUMNS:]:
             found[name] = metric(window_mean(t, frame[name].to_numpy(), start, end), "%", "context")
         return found
 

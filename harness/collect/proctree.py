@@ -184,6 +184,9 @@ class TreeCounters:
     ``parse`` turns the text of ``/proc/<pid>/<filename>`` into ``counters`` cumulative values
     then ``gauges`` instantaneous ones (such as RSS, summed over live members only).
     ``sample()`` returns (counter totals since the first sample, gauge sums, live member count).
+    A counter that is not ``moves_to_parent`` stays with the member that counted it when the
+    member is reaped (a part of the tree's total whose parent does not belong to it: the CPU
+    of the data workers, which a rank's ``cutime`` takes over but not the rank's share of it).
 
     Each member's file stays open while the member lives and is re-read with pread: that halves
     the cost of a read, and is safe against pid reuse, because an open /proc file stays bound to
@@ -198,12 +201,14 @@ class TreeCounters:
         parse: Callable[[bytes], tuple[int, ...]],
         counters: int,
         gauges: int = 0,
+        moves_to_parent: tuple[bool, ...] | None = None,
     ) -> None:
         self.tree = tree
         self._filename = filename
         self._parse = parse
         self._counters = counters
         self._gauges = gauges
+        self._moves = moves_to_parent or (True,) * counters
         self._files: dict[int, int] = {}
         self._last: dict[int, tuple[int, ...]] = {}
         self._parents: dict[int, int | None] = {}
@@ -243,8 +248,9 @@ class TreeCounters:
             os.close(self._files.pop(pid))
         gone = self._last.keys() - current.keys()
         for pid in gone:
-            if not self._absorbed(pid, current, gone):
-                for i, value in enumerate(self._last[pid][: self._counters]):
+            absorbed = self._absorbed(pid, current, gone)
+            for i, value in enumerate(self._last[pid][: self._counters]):
+                if not (absorbed and self._moves[i]):
                     self._kept[i] += value
         n = self._counters
         totals = list(self._kept)

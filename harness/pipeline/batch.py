@@ -26,6 +26,45 @@ FileError = tuple[str, str]  # (file, one-line message)
 INLINE_PIXEL_BYTES = 1 << 20
 
 
+def placeholder_pixels(*shape: int) -> torch.Tensor:
+    """uint8 zeros of ``shape`` that hold one byte: a zero-stride view, never written to. The
+    emulated pipelines (emulated preprocessing, MLPerf records) hand these on instead of pixels:
+    stacked, pickled and received as a shape, they cost the client no copy at any crop size."""
+    return torch.zeros(1, dtype=torch.uint8).expand(*shape)
+
+
+def is_placeholder(pixels: torch.Tensor) -> bool:
+    return pixels.numel() > 1 and not any(pixels.stride())
+
+
+_PLACEHOLDERS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def placeholder_arrays(crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's (image HWC, mask HW) of zeros, as a source's ``load`` returns one, shared
+    (never written to): the backend turns them into ``placeholder_pixels``."""
+    found = _PLACEHOLDERS.get(crop)
+    if found is None:
+        found = _PLACEHOLDERS[crop] = (
+            np.zeros((crop, crop, 3), dtype=np.uint8),
+            np.zeros((crop, crop), dtype=np.uint8),
+        )
+    return found
+
+
+def is_placeholder_array(image: np.ndarray) -> bool:
+    """Whether ``image`` is one of ``placeholder_arrays``'s images."""
+    found = _PLACEHOLDERS.get(image.shape[0]) if image.ndim == 3 else None
+    return found is not None and found[0] is image
+
+
+@dataclass(frozen=True)
+class _PlaceholderState:
+    """A placeholder tensor as a batch pickles it: its shape."""
+
+    shape: tuple[int, ...]
+
+
 @dataclass
 class Sample:
     """One crop as a DataLoader worker returns it (HWC image turned CHW, HW mask)."""
@@ -61,10 +100,10 @@ class Batch:
 
     @classmethod
     def collate(cls, samples: list[Sample]) -> Batch:
-        """The DataLoader's ``collate_fn``."""
+        """The DataLoader's ``collate_fn`` (placeholders stay placeholders)."""
         return cls(
-            image=torch.stack([s.image for s in samples]),
-            mask=torch.stack([s.mask for s in samples]),
+            image=_stack([s.image for s in samples]),
+            mask=_stack([s.mask for s in samples]),
             end_ns=np.array([s.end_ns for s in samples], dtype=np.int64),
             latency_ns=_floats([s.latency_ns for s in samples]),
             requested_bytes=_floats([s.requested_bytes for s in samples]),
@@ -89,14 +128,21 @@ class Batch:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         pixels = self.image.nbytes + self.mask.nbytes
-        if pixels < INLINE_PIXEL_BYTES and not self.image.is_cuda:
-            state["image"], state["mask"] = self.image.numpy(), self.mask.numpy()
+        inline = pixels < INLINE_PIXEL_BYTES and not self.image.is_cuda
+        for name in ("image", "mask"):
+            tensor = state[name]
+            if is_placeholder(tensor):
+                state[name] = _PlaceholderState(tuple(tensor.shape))
+            elif inline:
+                state[name] = tensor.numpy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name in ("image", "mask"):
             if isinstance(state[name], np.ndarray):
                 state[name] = torch.from_numpy(state[name])
+            elif isinstance(state[name], _PlaceholderState):
+                state[name] = placeholder_pixels(*state[name].shape)
         self.__dict__.update(state)
 
     def pin_memory(self) -> Batch:
@@ -128,6 +174,12 @@ def worker_error(exc: BaseException) -> str:
     if any(line.startswith("Original Traceback") for line in lines):
         return one_line(lines[-1], 300)  # "ValueError: ..." as the worker raised it
     return f"{type(exc).__name__}: {one_line(lines[0] if lines else exc, 300)}"
+
+
+def _stack(pixels: list[torch.Tensor]) -> torch.Tensor:
+    if all(is_placeholder(p) for p in pixels):
+        return placeholder_pixels(len(pixels), *pixels[0].shape)
+    return torch.stack(pixels)
 
 
 def _floats(values: list[float]) -> np.ndarray:

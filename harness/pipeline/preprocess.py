@@ -381,18 +381,3 @@ class PreprocessEmulation:
         with self.slots.hold():
             time.sleep(seconds)
         return seconds
-
-
-_PLACEHOLDERS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def placeholder(crop: int) -> tuple[np.ndarray, np.ndarray]:
-    """A sample's (image, mask) of the right shape and dtype, shared (never written to: the
-    collate copies them into the batch)."""
-    found = _PLACEHOLDERS.get(crop)
-    if found is None:
-        found = _PLACEHOLDERS[crop] = (
-            np.zeros((crop, crop, 3), dtype=np.uint8),
-            np.zeros((crop, crop), dtype=np.uint8),
-        )
-    return found

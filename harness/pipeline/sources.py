@@ -40,6 +40,7 @@ from harness.pipeline.accounting import (
     absent_pages,
     pages_touched,
 )
+from harness.pipeline.batch import placeholder_arrays
 from harness.pipeline.plan import FileInfo, SampleRef
 from harness.pipeline.readahead import ReadAhead, read_file
 from harness.scenario import Scenario
@@ -555,7 +556,7 @@ class RecordsSource(_DatasetSource):
                 end = tfrecord.HEADER_BYTES + _record_length(path, header)
                 _check_record(path, memoryview(data)[tfrecord.HEADER_BYTES : end], data[end:])
             self._last = (ref.file, data)
-        return np.zeros((crop, crop, 3), np.uint8), np.zeros((crop, crop), np.uint8), reads
+        return (*placeholder_arrays(crop), reads)
 
     def _read_record(self, file: int, record: int, path: Path, reads: Reads) -> None:
         """Read record ``record`` of a TFRecord file: the headers before it that this process has

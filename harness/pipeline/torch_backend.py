@@ -22,13 +22,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harness.errors import HarnessError, one_line
-from harness.lifeline import die_with_parent
+from harness.lifeline import DATA_WORKER_NAME, die_with_parent, name_this_process
 from harness.pipeline import BatchRequest
 from harness.pipeline.accounting import FetchLog
-from harness.pipeline.batch import Batch, FileError, Sample, sample_failure
+from harness.pipeline.batch import (
+    Batch,
+    FileError,
+    Sample,
+    is_placeholder_array,
+    placeholder_arrays,
+    placeholder_pixels,
+    sample_failure,
+)
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.prefetch import BackgroundBatches
-from harness.pipeline.preprocess import PreprocessEmulation, placeholder
+from harness.pipeline.preprocess import PreprocessEmulation
 from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
 from harness.scenario import CollageGenerate, RecordsGenerate, Scenario
@@ -107,7 +115,7 @@ class SegmentationSamples(Dataset):
                 else:
                     reads = self.source.read(ref, self.crop)
                     self.preprocess.wait()
-                    image, mask = placeholder(self.crop)
+                    image, mask = placeholder_arrays(self.crop)
             except Exception as exc:  # any failure of one sample: one line, never a traceback
                 frame = ref.frame if self.source.files[ref.file].frames > 1 else None
                 errors.append(sample_failure(self.source.describe(ref), frame, exc))
@@ -117,9 +125,14 @@ class SegmentationSamples(Dataset):
             ended = time.monotonic_ns()
             if ahead is not None and ahead.earliest_taken is not None:
                 started = min(started, ahead.earliest_taken)  # its reads began before it did
+            pixels, labels = (
+                (placeholder_pixels(3, *mask.shape), placeholder_pixels(*mask.shape))
+                if is_placeholder_array(image)
+                else (torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask))
+            )
             return Sample(
-                image=torch.from_numpy(image).permute(2, 0, 1),
-                mask=torch.from_numpy(mask),
+                image=pixels,
+                mask=labels,
                 end_ns=ended,
                 latency_ns=ended - started,
                 requested_bytes=reads.requested,
@@ -179,6 +192,7 @@ def _worker_init(_worker_id: int, parent: int) -> None:
     # blocked writing a batch into a pipe that its sibling workers still hold open, keeps it from
     # exiting. Dying with the parent ends it (and what it reads from the storage) at once.
     die_with_parent(parent)
+    name_this_process(DATA_WORKER_NAME)  # its CPU is the data pipeline's (pipeline_cpu_pct)
     # One compute thread per worker: workers decode, the main process trains.
     torch.set_num_threads(1)
     # The main process owns interruption: it shuts the workers down and keeps the results.

@@ -233,6 +233,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("batch_wait_p50_ms", "batch wait p50", "ms"),
     ("batch_wait_p99_ms", "batch wait p99", "ms"),
     ("cpu_pct", "CPU of the run's processes", "% of a core"),
+    ("pipeline_cpu_pct", "  of which its data workers (read, decode, collate)", "% of a core"),
     ("rss_MiB", "memory of the run's processes (RSS)", "MiB"),
     ("loss_first", "training loss, first step", ""),
     ("loss_last", "training loss, last 5 steps", ""),
@@ -247,7 +248,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-OPTIONAL_ROWS = ("cache_bytes", "expansion", "distinct_block_pct", "zstd_ratio")
+OPTIONAL_ROWS = ("cache_bytes", "expansion", "distinct_block_pct", "zstd_ratio", "pipeline_cpu_pct")
 
 
 def _summary_value(run: Run, name: str) -> float | None:
