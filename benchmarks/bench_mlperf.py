@@ -140,6 +140,7 @@ def main() -> int:
         peer_data.mkdir(exist_ok=True)
         if not (peer_data / "train").is_symlink():
             (peer_data / "train").symlink_to(records, target_is_directory=True)
+        (peer_data / "valid").mkdir(exist_ok=True)  # DLIO lists it even with no evaluation
         mean_bytes = sum(f.stat().st_size for f in records.glob("*.npz")) / files
         print(
             f"{files} npz files of {args.record_mb:g} +- {args.stdev_mb:g} MiB (mean file "

@@ -20,12 +20,15 @@ the client's preprocessing, which the emulation replaces; the ranks' loops and t
 cost the same either way). Targets: busy % within 3 points, read MB/s within 5 %, the emulated
 client's data workers' CPU per sample at most a fifth of the real one's.
 
-``--capacity`` (root, cgroup-v1 blkio, losetup and mkfs.ext4): a capacity search at the H200
-profile (``h200-unet-w64-512-bf16-b16``, ``profile_scaling: flops``) with emulated preprocessing,
-on an ext4 loop device whose reads are capped at ``--cap-mbps`` (blkio, as tests/test_capacity.py
-does), the hand calculation beside it: cap / (bytes a sample costs x batch / step time). Targets:
-the answer within 1 of it, the limiter the storage. ``--server 8x40`` searches in whole servers
-(the study's DGX-1), the hand calculation then in accelerators.
+``--capacity`` (root, cgroup-v1 blkio, losetup and mkfs.ext4; frames of at least 512 px:
+``--size 1920x1080``): a capacity search at the H200 profile (``h200-unet-w64-512-bf16-b16``,
+its own model, crop 512 and batch 16, so its steps unscaled) with emulated preprocessing
+calibrated here at that crop, ``--preprocess-cores`` emulated cores (default 40: the client is
+not the limit), 6 workers per accelerator, on an ext4 loop device whose reads are capped at
+``--cap-mbps`` (blkio, as tests/test_capacity.py does), the hand calculation beside it: cap /
+(bytes a sample costs x batch / step time). Targets: the answer within 1 of it, the limiter the
+storage. ``--server 8x40`` searches in whole servers (the study's DGX-1), the hand calculation
+then in accelerators, rounded down to whole servers.
 
 Not in ``make bench``: the four runs and the calibration take about 4 minutes on 2 cores (the
 real runs decode every frame); ``--capacity`` a few minutes more. Results: docs/emulation.md.
@@ -66,6 +69,7 @@ from side_by_side import (
 
 CPU_PROFILE = "cpu2-unet-w16-128-fp32-b8"
 H200_PROFILE = "h200-unet-w64-512-bf16-b16"
+H200_CROP, H200_BATCH = 512, 16  # the profile's settings: a run at them uses its steps unscaled
 BLKIO = Path("/sys/fs/cgroup/blkio")
 
 
@@ -162,40 +166,52 @@ def throttled_disk(folder: Path, size: str = "2G") -> Iterator[tuple[Path, Path,
             cgroup.rmdir()
 
 
-def capacity(work: Path, cap_MBps: float, server: str | None) -> list[Target]:
-    with throttled_disk(work) as (mount, cgroup, numbers):
-        base = quick_scenario("video_cached", mount)
-        prepare = write_scenario(work, "capacity-prepare", base)
+def capacity(
+    work: Path, base: dict, cap_MBps: float, server: str | None, cores: int, frames: int
+) -> list[Target]:
+    """A search at the H200 profile as measured (its model, crop 512 and batch 16: no scaling),
+    on the same frames, copied to a throttled loop device, each accelerator's preprocessing
+    emulated from a profile calibrated here at that crop."""
+    generate = base["dataset"]["generate"]
+    if min(generate["width"], generate["height"]) < H200_CROP:
+        sys.exit(f"--capacity needs frames of at least {H200_CROP} px (the H200 profile's crop): "
+                 "--size 1920x1080")  # fmt: skip
+    with throttled_disk(work, "4G") as (mount, cgroup, numbers):
+        moved = quick_scenario("video_cached", mount)
+        # more frames than the probes read: a repeat comes from the page cache, not the disk
+        videos = -(-frames // generate["frames"])
+        moved["dataset"]["generate"] = {**generate, "videos": videos}
+        moved["pipeline"] |= {"crop": H200_CROP, "batch_size": H200_BATCH, "workers": 6}
+        moved["training"]["model"] = {"width": 64, "depth": 4}
+        prepare = write_scenario(work, "capacity-prepare", moved)
         harness("datagen", str(prepare))
         harness("cache", str(prepare))
         profile = work / "preprocess-capacity.json"
         harness("calibrate", "--preprocess", str(prepare), "--out", str(profile))
-        scenario = with_emulated_preprocess(
-            emulated(base, Path(H200_PROFILE), 60, profile_scaling="flops"),
-            profile,
-            os.cpu_count() or 1,
-        )
+        scenario = with_emulated_preprocess(emulated(moved, Path(H200_PROFILE), 60), profile, cores)
         file = write_scenario(work, "capacity", scenario)
         out = work / "capacity.json"
         (cgroup / "blkio.throttle.read_bps_device").write_text(f"{numbers} {int(cap_MBps * 1e6)}")
         command = (  # inside the cgroup: every rank and worker the search starts is capped
             f"echo $$ > {cgroup}/cgroup.procs && exec {sys.executable} -m harness capacity "
-            f"{file} --quiet --results {work / 'results'} --json {out}"
+            f"{file} --results {work / 'results'} --json {out}"
             + (f" --server {server}" if server else "")
         )
-        done = subprocess.run(["sh", "-c", command], cwd=REPO, capture_output=True, text=True)
+        print(f"capacity search, reads capped at {cap_MBps:g} MB/s   {load()}", flush=True)
+        done = subprocess.run(["sh", "-c", command], cwd=REPO, text=True, stdout=subprocess.PIPE)
+        print(done.stdout, flush=True)
         if done.returncode != 0:
-            sys.exit(f"harness capacity failed:\n{done.stderr[-3000:]}")
+            sys.exit("harness capacity failed (its lines above)")
     (entry,) = json.loads(out.read_text())["scenarios"]
     first = entry["probes"][0]["metrics"]
     sample_bytes = first["read_MBps"] * 1e6 / first["samples_per_s"]
     step_s = entry["profile"]["profile_mean_step_s"] * entry["profile"]["scale"]
-    batch = base["pipeline"]["batch_size"]
+    batch = H200_BATCH
     by_hand = capacity_by_hand(cap_MBps, sample_bytes, batch, step_s)
     answer = entry["max_accelerators"]
     servers = f" ({entry.get('max_servers')} servers)" if server else ""
     print(
-        f"\ncapacity at {H200_PROFILE} (FLOPs-scaled step {step_s * 1e3:.1f} ms, batch {batch}), "
+        f"\ncapacity at {H200_PROFILE} (step {step_s * 1e3:.1f} ms, batch {batch}), "
         f"emulated preprocessing, reads capped at {cap_MBps:g} MB/s: {answer} accelerators"
         f"{servers}, limiter {entry.get('limiter')}\nby hand: {cap_MBps:g} MB/s / "
         f"({sample_bytes / 1e3:.1f} kB a sample x {batch} / {step_s:.4f} s) = {by_hand}"
@@ -230,6 +246,19 @@ def main() -> int:
     parser.add_argument("--capacity", action="store_true", help="the capacity part (root)")
     parser.add_argument("--cap-mbps", type=float, default=20.0, help="--capacity: read cap")
     parser.add_argument("--server", default=None, help="--capacity: a server shape, AxC")
+    parser.add_argument(
+        "--capacity-frames",
+        type=int,
+        default=7200,
+        help="--capacity: frames of its dataset (in videos of --frames each): enough distinct "
+        "frames that a probe's random ones seldom repeat",
+    )
+    parser.add_argument(
+        "--preprocess-cores",
+        type=int,
+        default=40,
+        help="--capacity: the emulated client's cores (default a DGX-1's 40)",
+    )
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args()
     data = args.dir.resolve()
@@ -247,10 +276,12 @@ def main() -> int:
         prepare = write_scenario(work, "prepare", base)
         harness("datagen", str(prepare))
         harness("cache", str(prepare))
-        accelerators = [int(n) for n in args.accelerators.split(",")]
+        accelerators = [int(n) for n in args.accelerators.split(",") if n]
         targets = compare(work, base, accelerators, args.steps)
         if args.capacity:
-            targets += capacity(work, args.cap_mbps, args.server)
+            targets += capacity(
+                work, base, args.cap_mbps, args.server, args.preprocess_cores, args.capacity_frames
+            )
     print("\ntargets")
     for target in targets:
         print(target.line())

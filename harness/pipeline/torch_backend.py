@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -283,6 +284,9 @@ def batches(request: BatchRequest) -> BackgroundBatches:
     )
     if request.preprocess is not None:
         request.preprocess.slots.open()  # here, so that the forked workers inherit it
+        # Emulated workers mostly sleep in their slots: more of them than this machine's cores
+        # is the point (the emulated client's), not the slowness torch warns of.
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
     loader = build_loader(
         dataset,
         sampler,

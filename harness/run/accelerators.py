@@ -278,7 +278,8 @@ def accelerator_rank(job: RankJob) -> None:
     training = job.loaded.scenario.training
     write_pid(job.folder, rank)
     torch.set_num_threads(1)  # no model: the cores are the pipelines'
-    records = LoopRecords.streamed(job.folder, rank)  # the ranks share the host's run folder
+    # the ranks share the host's run folder
+    records = LoopRecords.streamed(job.folder, rank, job.loaded.scenario.pipeline.batch_size)
     result = RankResult(False, "did not start", ExitCode.FAILED, None)
     try:
         init_group(training.collective_timeout_s)

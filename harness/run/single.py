@@ -92,7 +92,11 @@ def run_single(
     # Streamed where this rank sees the run folder (rank 0; others on its host or a shared
     # file system); a rank on another host keeps its rows and sends them at the end.
     streamed = context.folder.is_dir()
-    records = LoopRecords.streamed(context.folder, ranks.rank) if streamed else LoopRecords()
+    records = (
+        LoopRecords.streamed(context.folder, ranks.rank, context.scenario.pipeline.batch_size)
+        if streamed
+        else LoopRecords()
+    )
     t0 = time.monotonic()
     collectors = collectors_for(scenario, t0, ranks, host_key(context.folder.name))
     if streamed:

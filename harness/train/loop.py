@@ -37,6 +37,9 @@ from harness.stream import RowLog, SegmentWriter
 DEFAULT_STREAM_ENV = "HARNESS_DEFAULT_STREAM"
 
 
+PROGRESS_STEPS = 20  # the live progress line's figures are over the last this many steps
+
+
 class RunFailed(Exception):
     """The run could not go on (a worker died, a rank vanished): reported in one line, exit 1."""
 
@@ -54,12 +57,16 @@ class LoopRecords:
     unconsumed: list[dict[str, Any]] | None = None
 
     @classmethod
-    def streamed(cls, run_folder: Any, rank: int) -> LoopRecords:
+    def streamed(cls, run_folder: Any, rank: int, batch_size: int) -> LoopRecords:
         """Records whose steps and samples go to ``run_folder``'s segment files as the loop
-        runs (memory flat in run length; a killed run leaves what was flushed)."""
+        runs (memory flat in run length; a killed run leaves what was flushed). In memory stay
+        only the rows the progress line reads (its last ``PROGRESS_STEPS`` steps and their
+        samples), with room to spare: a larger tail only took longer to fill (4,096 steps kept
+        grew each rank's memory for seven minutes of a 20 ms step)."""
+        keep = 2 * PROGRESS_STEPS
         return cls(
-            steps=RowLog(SegmentWriter(run_folder, "steps", rank)),
-            samples=RowLog(SegmentWriter(run_folder, "samples", rank), keep=8192),
+            steps=RowLog(SegmentWriter(run_folder, "steps", rank), keep=keep),
+            samples=RowLog(SegmentWriter(run_folder, "samples", rank), keep=keep * batch_size),
         )
 
     def close(self) -> None:
@@ -376,7 +383,7 @@ class TrainingProgress:
     def __call__(self, records: LoopRecords) -> None:
         if not self._status.due():
             return
-        recent = records.steps.tail(20)
+        recent = records.steps.tail(PROGRESS_STEPS)
         wall = recent[-1]["t_end"] - recent[0]["t_start"] if recent else 0
         if wall <= 0:
             return
