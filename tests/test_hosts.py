@@ -162,14 +162,17 @@ def _summary(results: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
-def _started(results: Path, timeout_s: float = 60) -> None:
-    """Wait until the first host's run has streamed its first steps (rows at most 1 s old)."""
+def _started(results: Path, steps: int = 1, timeout_s: float = 60) -> None:
+    """Wait until the first host's run has streamed ``steps`` steps (rows at most 1 s old)."""
+    import pyarrow.parquet as pq
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(results.glob("*/stream/steps-rank0-*.parquet")):
+        paths = list(results.glob("*/stream/steps-rank0-*.parquet"))
+        if sum(pq.read_metadata(path).num_rows for path in paths) >= steps:
             return
         time.sleep(0.2)
-    raise AssertionError("the run never started its steps")
+    raise AssertionError(f"the run never streamed {steps} steps")
 
 
 @pytest.mark.slow
@@ -212,8 +215,9 @@ def test_a_lost_host_ends_the_run_named_and_judges_nothing(
     results = tmp_path / "r"
     runs = [_torchrun(h, n, first, "static", path, results) for n, h in enumerate(two_hosts)]
     try:
-        _started(results)
-        time.sleep(0.5)  # some steps of both hosts in the stream
+        # past the warm-up (2 steps): the surviving host has measured steps to report, however
+        # slowly a loaded machine runs them
+        _started(results, steps=6)
         _signal_tree(runs[1].pid, how)
         lost_at = time.monotonic()
         _out, err = runs[0].communicate(timeout=60)
