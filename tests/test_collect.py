@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -233,10 +234,18 @@ def test_io_device_of_a_dataset_without_a_block_device():
     assert "total of all real disks" in collector.device_note
 
 
-def test_cpu_counts_a_busy_tree():
+@contextlib.contextmanager
+def _cpu_of(script: str):
+    """A Python ``script`` in a process the cpu collector samples from before it starts: the
+    script waits for a line on stdin ("go", sent once the collector has a baseline), and for
+    another before it exits (``communicate("exit\\n")``). Yields (process, collector, t0)."""
     t0 = time.monotonic()
     root = subprocess.Popen(
-        [sys.executable, "-c", BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     collector = CpuCollector(rate_hz=20, t0=t0, root_pid=root.pid)
     assert root.stdin is not None and root.stdout is not None
@@ -245,15 +254,20 @@ def test_cpu_counts_a_busy_tree():
         _until(lambda: len(collector.frame()) >= 1, "a baseline")
         root.stdin.write("go\n")
         root.stdin.flush()
+        yield root, collector, t0
+    finally:
+        collector.stop()
+        if root.poll() is None:
+            root.kill()
+
+
+def test_cpu_counts_a_busy_tree():
+    with _cpu_of(BURNER) as (root, collector, t0):
         phase = json.loads(root.stdout.readline())
         ended = phase["ended"] - t0
         # the tree lives on until a sample after its busy phase has its final CPU time
         _until(lambda: _seen_after(collector, ended, procs=1), "a sample after the busy phase")
         root.communicate("exit\n", timeout=30)
-    finally:
-        collector.stop()
-        if root.poll() is None:
-            root.kill()
     assert collector.error is None
     frame = collector.frame()
     began = phase["began"] - t0
@@ -309,29 +323,11 @@ PIPELINE_BURNER = textwrap.dedent(
 
 
 def test_cpu_tells_the_data_workers_share_apart_even_after_they_are_reaped():
-    t0 = time.monotonic()
-    root = subprocess.Popen(
-        [sys.executable, "-c", PIPELINE_BURNER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    collector = CpuCollector(rate_hz=20, t0=t0, root_pid=root.pid)
-    assert root.stdin is not None and root.stdout is not None
-    collector.start()
-    try:
-        _until(lambda: len(collector.frame()) >= 1, "a baseline")
-        root.stdin.write("go\n")
-        root.stdin.flush()
+    with _cpu_of(PIPELINE_BURNER) as (root, collector, t0):
         assert root.stdout.readline().strip() == "reaped"
         reaped = time.monotonic() - t0
         _until(lambda: _seen_after(collector, reaped, procs=1, rows=2), "samples after the reap")
         root.communicate("exit\n", timeout=30)
-    finally:
-        collector.stop()
-        if root.poll() is None:
-            root.kill()
     frame = collector.frame()
     assert frame["pipeline_procs"].max() == 1  # the worker was seen under its name
     # the worker's 0.6 s stay the pipeline's after its rank reaped it (not dropped, not doubled),
