@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 
 from harness.pipeline.accounting import FETCH_RECORD, FetchLog
-from harness.pipeline.window import NEVER, Timeline, fill_batches, not_taken, window_figures
+from harness.pipeline.window import NEVER, Timeline, fill_batches, window_figures
 from harness.summary import (
     bytes_cross_check,
     first_requested_bytes,
     loop_metrics,
     window_record,
 )
-from harness.train.loop import LoopRecords, TrainingProgress, note_unconsumed, run_seconds
+from harness.train.loop import LoopRecords, PendingFetches, TrainingProgress, run_seconds
 
 STEP_COLUMNS = ["step", "t_start", "t_end", "wait_s", "compute_s", "loss", "samples", "warmup"]
 SAMPLE_COLUMNS = ["t_end", "latency_ms", "requested_bytes", "first_time_bytes", "step"]
@@ -165,12 +165,6 @@ def test_fill_batches_is_the_prefetch_depth_and_the_queue(
     assert fill_batches(workers, prefetch) == expected
 
 
-def test_not_taken_is_a_multiset_difference() -> None:
-    fetched = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
-    assert not_taken(fetched, [2.0, 4.0, 1.0]).tolist() == [False, False, True, True, False]
-    assert not_taken(fetched, []).all()
-
-
 def test_fetch_log_keeps_records_of_every_process(tmp_path: Path) -> None:
     log = FetchLog.create(tmp_path / "fetches")
     log.note(1_000_000_000, 4096.0, 4096.0)
@@ -189,9 +183,11 @@ def test_fetch_log_keeps_records_of_every_process(tmp_path: Path) -> None:
     assert len(log.read()[0]) == 0
 
 
-def _records(t0: float, ends_ns: list[int]) -> LoopRecords:
-    """Records of one step that took the samples fetched at ``ends_ns``."""
+def _records(t0: float, ends_ns: list[int], log: FetchLog | None = None) -> LoopRecords:
+    """Records of one step that took the samples fetched at ``ends_ns`` (matched to ``log``)."""
     records = LoopRecords()
+    if log is not None:
+        records.fetches = PendingFetches(log, t0)
     ends = run_seconds(np.array(ends_ns, dtype=np.int64), t0)
     for end in ends.tolist():
         records.samples.append(
@@ -202,6 +198,8 @@ def _records(t0: float, ends_ns: list[int]) -> LoopRecords:
         {"step": 0, "t_start": 2.0, "t_end": 3.0, "wait_s": 0.0, "compute_s": 1.0}
         | {"barrier_s": 0.0, "loss": math.nan, "samples": len(ends_ns), "warmup": False}
     )
+    if records.fetches is not None:
+        records.fetches.took(ends.tolist())
     return records
 
 
@@ -211,14 +209,47 @@ def test_samples_the_loop_never_took_are_noted_from_the_log(tmp_path: Path) -> N
     ends = [124_000_000_001, 124_500_000_003, 125_000_000_007]
     for end in ends:
         log.note(end, 10.0, 10.0)
-    records = _records(t0, ends[:2])
-    note_unconsumed(records, log, t0)
-    assert records.unconsumed is not None and len(records.unconsumed) == 1
-    assert records.unconsumed[0]["t_end"] == run_seconds(np.array([ends[2]]), t0)[0]
+    records = _records(t0, ends[:2], log)
+    assert records.fetches is not None
+    assert records.fetches.unconsumed() == [
+        {"t_end": run_seconds(np.array([ends[2]]), t0)[0]}
+        | {"requested_bytes": 10.0, "first_time_bytes": 10.0}
+    ]
     # A log that misses samples the loop took (a backend that does not log): not known.
-    empty = _records(t0, ends)
-    note_unconsumed(empty, FetchLog.create(tmp_path / "other"), t0)
-    assert empty.unconsumed is None
+    empty = _records(t0, ends, log=FetchLog.create(tmp_path / "other"))
+    assert empty.fetches is not None and empty.fetches.unconsumed() is None
+
+
+def test_pending_fetches_match_as_a_multiset_and_free_the_log_as_they_go(tmp_path: Path) -> None:
+    """Two samples may share a moment; a sample taken before its record was read is matched
+    when the log is read; what has been read is punched out of the file (its memory freed),
+    the later records still read at their offsets."""
+    t0 = 0.0  # run seconds = monotonic seconds
+    log = FetchLog.create(tmp_path / "fetches")
+    pending = PendingFetches(log, t0, every_s=math.inf)  # read only when asked
+    moments = [11.0, 12.0, 12.0, 13.0, 14.0]
+    for moment in moments:
+        log.note(int(moment * 1e9), 1.0, 0.5)
+    pending.took([12.0, 14.0])  # taken before the log was read
+    pending.update()
+    pending.took([11.0, 12.0])  # taken after
+    assert pending.waiting(since=0.0).fetched.tolist() == [13.0]
+    assert pending.waiting(since=13.5).fetched.tolist() == []
+    assert pending.known
+    # many records, all taken: the file keeps its size, its pages before the offset read are gone
+    many = [20.0 + i / 1000 for i in range(20_000)]  # 480 kB of records
+    for moment in many:
+        log.note(int(moment * 1e9), 1.0, 1.0)
+    blocks = os.stat(log.path).st_blocks
+    pending.took(run_seconds(np.array([int(m * 1e9) for m in many]), t0).tolist())
+    pending.update()
+    assert os.stat(log.path).st_size == (len(moments) + len(many)) * FETCH_RECORD.size
+    assert os.stat(log.path).st_blocks < blocks / 10
+    log.note(int(99.0 * 1e9), 3.0, 3.0)  # a worker appends after the punch
+    assert pending.unconsumed() == [
+        {"t_end": 13.0, "requested_bytes": 1.0, "first_time_bytes": 0.5},
+        {"t_end": 99.0, "requested_bytes": 3.0, "first_time_bytes": 3.0},
+    ]
 
 
 def test_progress_line_counts_the_fetches_still_prefetched(
@@ -229,8 +260,8 @@ def test_progress_line_counts_the_fetches_still_prefetched(
     ends = [int((t0 + moment) * 1e9) for moment in (1.5, 2.5, 2.6)]  # 2.5, 2.6: not yet taken
     for end in ends:
         log.note(end, 1e6, 1e6)
-    records = _records(t0, ends[:1])  # one step, 2 .. 3 s, took the first
-    TrainingProgress(None, fetch_log=log, t0=t0)(records)
+    records = _records(t0, ends[:1], log)  # one step, 2 .. 3 s, took the first
+    TrainingProgress(None)(records)
     line = capsys.readouterr().err
     assert "1.0 samples/s" in line
     assert "2.0 MB/s requested" in line  # the two fetches that ended in the step's second

@@ -12,7 +12,9 @@ their own reads (``Reads``); a decoder that reads through a file object is hande
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import functools
 import glob
 import io
 import json
@@ -386,13 +388,15 @@ class FetchLog:
     the background thread's) when the loop stops never reach it, yet their bytes were read. Each
     process that fetches for the rank (its DataLoader workers, or the rank itself) appends one
     record per sample to this file in shared memory (``O_APPEND``: whole records, never
-    interleaved): when its read ended and its bytes. The rank reads it back after its workers
-    have stopped (``read``); the live progress line reads what has been added (``offset``)."""
+    interleaved): when its read ended and its bytes. The rank reads what has been added as the
+    loop goes (``read`` from an offset) and frees what it has read (``release``), so the file
+    holds about what is still prefetched, whatever the run's length."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
         self._pid = 0
+        self._released = 0  # bytes freed from the start (-1: the file system cannot)
 
     @classmethod
     def create(cls, path: Path) -> FetchLog:
@@ -404,7 +408,7 @@ class FetchLog:
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path, self._fd, self._pid = Path(state["path"]), None, 0
+        self.path, self._fd, self._pid, self._released = Path(state["path"]), None, 0, 0
 
     def note(self, end_ns: int, requested: float, first_time: float) -> None:
         """One sample fetched: its read ended at ``end_ns`` (``time.monotonic_ns``)."""
@@ -427,8 +431,49 @@ class FetchLog:
         dtype = np.dtype([("end_ns", "<i8"), ("requested", "<f8"), ("first_time", "<f8")])
         return np.frombuffer(data[:whole], dtype=dtype), offset + whole
 
+    def release(self, offset: int) -> None:
+        """Free the memory of the records before byte ``offset`` (read already): their pages
+        are punched out of the file (``fallocate``), whose size and later offsets stay as they
+        are, so the processes appending meanwhile are not disturbed. A 24-byte record a sample
+        is 100 MB an hour at 1,200 samples/s: kept whole, the log grew a tmpfs (memory) for as
+        long as the run ran. Where the file system cannot punch holes the records stay."""
+        end = offset - offset % mmap.PAGESIZE  # whole pages only: a partial one is not freed
+        if end <= self._released or self._released < 0:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            punched = _punch_hole(fd, end)
+        finally:
+            os.close(fd)
+        self._released = end if punched else -1  # -1: this file system cannot; not tried again
+
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02  # <linux/falloc.h>
+
+
+@functools.cache
+def _fallocate() -> Any:
+    """The C library's ``fallocate`` (Linux), or None."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):  # not Linux's C library
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    return function
+
+
+def _punch_hole(fd: int, length: int) -> bool:
+    """Deallocate bytes [0, ``length``) of the file open as ``fd`` (``fallocate``: the standard
+    library has only ``posix_fallocate``, which allocates). False where unsupported."""
+    fallocate = _fallocate()
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    return fallocate is not None and fallocate(fd, mode, 0, length) == 0
 
 
 def fetch_log_path(run_id: str, rank: int) -> Path:

@@ -16,7 +16,6 @@ summary (``harness.summary``), so that both say the same.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,16 +135,3 @@ def window_figures(timeline: Timeline, start: float, end: float) -> WindowFigure
         in_flight_at_start=Count.of(requested[(fetched < start) & (taken >= start)]),
         in_flight_at_end=Count.of(requested[(fetched < end) & (taken >= end)]),
     )
-
-
-def not_taken(fetched: Any, taken_fetched: Any) -> np.ndarray:
-    """Which of ``fetched`` (when each fetch the pipeline logged ended) are not among
-    ``taken_fetched`` (the same moments of the samples steps took, computed the same way, so
-    equal to the bit): a mask, True for the samples no step took. Matched as a multiset."""
-    left = Counter(np.asarray(taken_fetched, dtype=np.float64).tolist())
-    mask = np.ones(len(fetched), dtype=bool)
-    for index, moment in enumerate(np.asarray(fetched, dtype=np.float64).tolist()):
-        if left[moment] > 0:
-            left[moment] -= 1
-            mask[index] = False
-    return mask

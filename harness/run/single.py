@@ -53,9 +53,9 @@ from harness.train.emulated import emulated_step, stop_vote, write_pid
 from harness.train.loop import (
     Evaluation,
     LoopRecords,
+    PendingFetches,
     RunFailed,
     StepFunction,
-    note_unconsumed,
     progress_printer,
     real_step,
     train,
@@ -305,6 +305,8 @@ def train_and_collect(
     try:
         for collector in collectors:
             collector.start()
+        if fetch_log is not None:
+            records.fetches = PendingFetches(fetch_log, t0)
         iterator = iter(batches)
         signals.arm()
         train(
@@ -317,9 +319,7 @@ def train_and_collect(
             duration_s=scenario.training.duration_s,
             records=records,
             synchronise=synchronise,
-            progress=None
-            if quiet or not ranks.is_main
-            else progress_printer(steps, fetch_log=fetch_log, t0=t0),
+            progress=None if quiet or not ranks.is_main else progress_printer(steps),
         )
         complete, exit_code = True, ExitCode.OK
     except (Interrupted, Exception) as exc:
@@ -330,8 +330,9 @@ def train_and_collect(
         for collector in collectors:
             collector.stop()
         _stop_batches(iterator)
+        if records.fetches is not None:
+            records.unconsumed = records.fetches.unconsumed()
         if fetch_log is not None:
-            note_unconsumed(records, fetch_log, t0)
             fetch_log.remove()
         signals.restore()
     return complete, reason, exit_code

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict, runtime_checkable
@@ -26,7 +27,7 @@ from torch import nn
 from harness.errors import HarnessError
 from harness.pipeline.accounting import FetchLog
 from harness.pipeline.batch import Batch, FileError, worker_error
-from harness.pipeline.window import NEVER, Timeline, not_taken, window_figures
+from harness.pipeline.window import NEVER, Timeline, window_figures
 from harness.progress import StatusLine
 from harness.stream import RowLog, SegmentWriter
 
@@ -53,8 +54,10 @@ class LoopRecords:
     errors: list[FileError] = field(default_factory=list)
     # Samples the pipeline fetched that no step took (still prefetched when the run stopped),
     # rows of t_end, requested_bytes and first_time_bytes; None: the backend does not log its
-    # fetches (``note_unconsumed``)
+    # fetches (``PendingFetches``)
     unconsumed: list[dict[str, Any]] | None = None
+    # The fetch log's records no step has taken yet, matched as the steps take samples
+    fetches: PendingFetches | None = None
 
     @classmethod
     def streamed(cls, run_folder: Any, rank: int, batch_size: int) -> LoopRecords:
@@ -243,26 +246,89 @@ def run_seconds(end_ns: np.ndarray, t0: float) -> np.ndarray:
     return end_ns / 1e9 - t0
 
 
-def note_unconsumed(records: LoopRecords, fetch_log: FetchLog, t0: float) -> None:
-    """Once the pipeline has stopped: the samples its fetch log holds that no step took. Left
-    None when the log misses samples the steps took (a backend that does not log)."""
-    logged, _ = fetch_log.read()
-    ends = run_seconds(logged["end_ns"], t0)
-    taken = records.samples.frame()
-    left = not_taken(ends, taken["t_end"].to_numpy() if len(taken) else [])
-    if len(logged) - int(left.sum()) < len(records.samples):
-        records.unconsumed = None
-        return
-    columns = zip(
-        ends[left].tolist(),
-        logged["requested"][left].tolist(),
-        logged["first_time"][left].tolist(),
-        strict=True,
-    )
-    records.unconsumed = [
-        {"t_end": end, "requested_bytes": requested, "first_time_bytes": first_time}
-        for end, requested, first_time in columns
-    ]
+class PendingFetches:
+    """The fetches of one rank's log (``FetchLog``) that no step has taken yet, matched as the
+    loop goes, so that what is kept, in memory and in the log's file, is about what the pipeline
+    holds prefetched, whatever the run's length.
+
+    A taken sample and its fetch's record meet by the moment the fetch ended (both computed by
+    ``run_seconds``, so equal to the bit), as a multiset: two samples may share a moment. A
+    sample's record is written before the sample can reach a step (its worker writes it first),
+    so once the log has been read, every sample taken before has found its record; one that has
+    not means the backend does not log its fetches, and what was never taken is then not known
+    (``known`` False). The log is read at most every ``every_s`` as the steps report their
+    samples, and what has been read is released from its file."""
+
+    def __init__(self, log: FetchLog, t0: float, every_s: float = 1.0) -> None:
+        self._log, self._t0, self._every_s = log, t0, every_s
+        self._offset = 0  # read up to here
+        self._read_at = time.monotonic()
+        # fetched moment -> (requested, first-time bytes) of each record not taken yet
+        self._pending: dict[float, list[tuple[float, float]]] = {}
+        self._taken: Counter[float] = Counter()  # taken; their records not read yet
+        self.known = True
+
+    def took(self, fetched: Iterable[float]) -> None:
+        """A step took the samples whose fetches ended at ``fetched`` (run seconds)."""
+        if not self.known:
+            return
+        for moment in fetched:
+            records = self._pending.get(moment)
+            if records:
+                records.pop()
+                if not records:
+                    del self._pending[moment]
+            else:
+                self._taken[moment] += 1
+        if time.monotonic() - self._read_at >= self._every_s:
+            self.update()
+
+    def update(self) -> None:
+        """Read the records the log gained, match them, release them from the file."""
+        if not self.known:
+            return
+        self._read_at = time.monotonic()
+        logged, self._offset = self._log.read(self._offset)
+        columns = zip(
+            run_seconds(logged["end_ns"], self._t0).tolist(),
+            logged["requested"].tolist(),
+            logged["first_time"].tolist(),
+            strict=True,
+        )
+        for moment, requested, first_time in columns:
+            if self._taken[moment] > 0:
+                self._taken[moment] -= 1
+                if not self._taken[moment]:
+                    del self._taken[moment]
+            else:
+                self._pending.setdefault(moment, []).append((requested, first_time))
+        if self._taken:  # taken, yet not in the log: the backend does not log its fetches
+            self.known = False
+            self._pending.clear()
+            self._taken.clear()
+        self._log.release(self._offset)
+
+    def waiting(self, since: float) -> Timeline:
+        """The fetches not taken yet that ended at ``since`` or later (run seconds)."""
+        pending = [
+            (moment, requested)
+            for moment, records in self._pending.items()
+            if moment >= since
+            for requested, _ in records
+        ]
+        return Timeline.of([m for m, _ in pending], [NEVER] * len(pending), [r for _, r in pending])
+
+    def unconsumed(self) -> list[dict[str, Any]] | None:
+        """Once the pipeline has stopped: the samples it fetched that no step took, as rows
+        of ``LoopRecords.unconsumed``, in the order their fetches ended; None when not known."""
+        self.update()
+        if not self.known:
+            return None
+        return [
+            {"t_end": moment, "requested_bytes": requested, "first_time_bytes": first_time}
+            for moment in sorted(self._pending)
+            for requested, first_time in self._pending[moment]
+        ]
 
 
 def _record_samples(records: LoopRecords, batch: Batch, step: int, t0: float) -> None:
@@ -285,6 +351,8 @@ def _record_samples(records: LoopRecords, batch: Batch, step: int, t0: float) ->
                 "step": step,
             }
         )
+    if records.fetches is not None:
+        records.fetches.took(ends.tolist())
 
 
 @torch.no_grad()
@@ -366,19 +434,11 @@ class TrainingProgress:
     """A live line: steps, samples/s, busy %, MB/s requested over the last 20 steps (rewritten
     every ``every_s`` on a terminal, a line every ten seconds in logs). MB/s requested follows
     the summary's window rule (``harness.pipeline.window``): the bytes of the fetches that ended
-    in those steps' time, the ones still prefetched included (read from the fetch log)."""
+    in those steps' time, the ones still prefetched included (``LoopRecords.fetches``)."""
 
-    def __init__(
-        self,
-        total_steps: int | None,
-        every_s: float = 1.0,
-        fetch_log: FetchLog | None = None,
-        t0: float = 0.0,
-    ) -> None:
+    def __init__(self, total_steps: int | None, every_s: float = 1.0) -> None:
         self.total_steps = total_steps
         self._status = StatusLine(every_s=every_s, log_every_s=10.0, keep=True)
-        self._log, self._t0, self._offset = fetch_log, t0, 0
-        self._logged = Timeline.of([], [], [])  # recent fetches of the log, taken or not
 
     def __call__(self, records: LoopRecords) -> None:
         if not self._status.due():
@@ -398,8 +458,8 @@ class TrainingProgress:
         )
 
     def _timeline(self, records: LoopRecords, recent: list[dict[str, Any]]) -> Timeline:
-        """The samples the ``recent`` steps took, and the fetches logged since they began that
-        no step took yet."""
+        """The samples the ``recent`` steps took, and the fetches that ended since they began
+        that no step took yet (older ones cannot fall in the window)."""
         count = sum(r["samples"] for r in recent)
         taken_at = {r["step"]: r["t_start"] + r["wait_s"] for r in recent}
         consumed = records.samples.tail(count)
@@ -408,29 +468,15 @@ class TrainingProgress:
             [taken_at.get(s["step"], NEVER) for s in consumed],
             [s["requested_bytes"] for s in consumed],
         )
-        if self._log is None:
+        if records.fetches is None:
             return timeline
-        logged, self._offset = self._log.read(self._offset)
-        start = recent[0]["t_start"]
-        fetched = np.concatenate([self._logged.fetched, run_seconds(logged["end_ns"], self._t0)])
-        requested = np.concatenate([self._logged.requested, logged["requested"]])
-        keep = fetched >= start  # older fetches cannot fall in a later window
-        fetched, requested = fetched[keep], requested[keep]
-        self._logged = Timeline.of(fetched, np.full(fetched.size, NEVER), requested)
-        waiting = not_taken(fetched, timeline.fetched)
-        return timeline + Timeline.of(
-            fetched[waiting], np.full(int(waiting.sum()), NEVER), requested[waiting]
-        )
+        records.fetches.update()
+        return timeline + records.fetches.waiting(since=recent[0]["t_start"])
 
     def close(self) -> None:
         self._status.close()
 
 
-def progress_printer(
-    total_steps: int | None,
-    every_s: float = 1.0,
-    fetch_log: FetchLog | None = None,
-    t0: float = 0.0,
-) -> TrainingProgress:
+def progress_printer(total_steps: int | None, every_s: float = 1.0) -> TrainingProgress:
     """The live line of a run's training loop (see ``TrainingProgress``)."""
-    return TrainingProgress(total_steps, every_s, fetch_log, t0)
+    return TrainingProgress(total_steps, every_s)
