@@ -35,7 +35,7 @@ from harness.data.cache import read_cache_manifest
 from harness.data.manifest import require_complete
 from harness.pipeline.plan import SamplePlan
 from harness.pipeline.sources import build_source
-from harness.pipeline.torch_backend import RankSampler, SegmentationSamples, build_loader
+from harness.pipeline.torch_loader import RankSampler, SegmentationSamples, build_loader
 from harness.scenario import load_scenario
 
 WORKERS = 2

@@ -32,12 +32,12 @@ from harness.results.summary_file import (
 )
 from harness.scenario import Scenario, Thresholds
 from harness.stats import Direction, mean_gpu_util, metric, percentiles, ratio
-from harness.train.distributed import HostIdentity
 
 if TYPE_CHECKING:  # types only: the summary stays pure (no torch, no data readers imported)
     from harness.data.cache import CacheManifest
     from harness.data.manifest import DatasetManifest
     from harness.pagecache import PageCacheRecord
+    from harness.train.distributed import HostIdentity
     from harness.train.loop import Evaluation
 
 STEP_COLUMNS = (

@@ -28,7 +28,7 @@ from harness.data.video_reader import VideoReader
 from harness.errors import HarnessError
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import CollageSource, DecodedVideoSource
-from harness.pipeline.torch_backend import SegmentationSamples
+from harness.pipeline.torch_loader import SegmentationSamples
 from harness.scenario import ImageCollageDataset, VideoDataset
 
 CROP = 16

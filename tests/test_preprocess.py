@@ -194,7 +194,7 @@ def _samples(scenario_file: Path, emulation: PreprocessEmulation | None, numbers
     from harness.data.index import dataset_manifest
     from harness.pipeline.plan import SamplePlan
     from harness.pipeline.sources import build_source
-    from harness.pipeline.torch_backend import SegmentationSamples
+    from harness.pipeline.torch_loader import SegmentationSamples
     from harness.scenario import load_scenario
 
     loaded = load_scenario(scenario_file, [])

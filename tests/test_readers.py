@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 from harness.pipeline.batch import INLINE_PIXEL_BYTES, Batch
 from harness.pipeline.plan import SamplePlan, SampleRef
 from harness.pipeline.sources import CollageSource, _array_from_npy_bytes
-from harness.pipeline.torch_backend import RankSampler, SegmentationSamples
+from harness.pipeline.torch_loader import RankSampler, SegmentationSamples
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

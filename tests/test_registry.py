@@ -66,6 +66,27 @@ def test_reading_the_registry_imports_no_entry() -> None:
     )
 
 
+def test_checking_a_scenario_and_reading_results_import_no_torch(tmp_path: Path) -> None:
+    """``harness validate`` asks the torch backend which settings it ignores (the shipped cached
+    scenario sets some), ``report`` and ``compare`` read run folders: none imports torch (a CI's
+    pre-check, and every such CLI call of the tests, paid 0.8 s for it)."""
+    repo = Path(__file__).parents[1]
+    scenario = repo / "scenarios" / "quick" / "video_cached.yaml"
+    golden = repo / "tests" / "data" / "golden" / "collage"
+    calls = [
+        ["validate", str(scenario)],
+        ["report", str(golden), "--out", str(tmp_path / "report")],
+        ["compare", str(golden), str(golden)],
+    ]
+    code = (
+        "import sys\nfrom harness.cli import main\n"
+        f"codes = [main(call) for call in {calls!r}]\n"
+        "print(*codes, 'torch' in sys.modules, 'harness.pipeline.torch_backend' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-5:] == ["0", "0", "0", "False", "True"], done.stdout + done.stderr
+
+
 def test_a_missing_optional_module_leaves_the_others_loading(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

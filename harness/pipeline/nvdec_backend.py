@@ -42,7 +42,7 @@ from harness.pipeline.batch import NOT_MEASURED, Batch, FileError, Sample
 from harness.pipeline.codecs import check_nvdec_limits, refuse_awkward_video
 from harness.pipeline.plan import SampleRef
 from harness.pipeline.sources import DecodedVideoSource, Source
-from harness.pipeline.torch_backend import MAX_SKIPS
+from harness.pipeline.torch_loader import MAX_SKIPS
 from harness.scenario import Scenario
 
 MAX_OPEN = 16  # decoder sessions per thread: the study's 12 cameras stay open

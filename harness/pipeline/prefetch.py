@@ -13,9 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.pipeline.batch import Batch
+if TYPE_CHECKING:  # the summary reads QUEUE_DEPTH without importing torch
+    from harness.pipeline.batch import Batch
 
 _END = object()
 QUEUE_DEPTH = 1  # batches the thread holds ready for the loop, beyond the backend's own prefetch

@@ -1,4 +1,5 @@
-"""The PyTorch DataLoader backend: worker processes, pinned memory on CUDA, prefetch.
+"""The PyTorch DataLoader backend's loader: worker processes, pinned memory on CUDA, prefetch
+(its registry entry, ``torch_backend``, imports it only when batches are asked for).
 
 Each sample is timed inside the worker (read + decode + crop: the fetch latency) and carries the
 bytes it asked the storage for, so that latency and the bytes cross-check need no side channel:
@@ -40,7 +41,6 @@ from harness.pipeline.prefetch import BackgroundBatches
 from harness.pipeline.preprocess import PreprocessEmulation
 from harness.pipeline.readahead import ReadAhead
 from harness.pipeline.sources import Source
-from harness.scenario import CollageGenerate, RecordsGenerate, Scenario
 
 MAX_SKIPS = 16  # replacement samples tried for one corrupt sample before giving up
 
@@ -235,42 +235,7 @@ def build_loader(
     )
 
 
-# --- the "torch" entry of the backend registry (harness.registry.BACKENDS) ------------------------
-
-
-def unavailable() -> str | None:
-    return None  # this module imported torch: nothing else is needed
-
-
-def check_scenario(source: Source, use_cuda: bool) -> None:
-    """The torch backend reads every dataset kind."""
-
-
-def ignored_settings(scenario: Scenario) -> dict[str, str]:
-    """The backend settings it does not act on for this scenario's data, each with why."""
-    pipeline, dataset = scenario.pipeline, scenario.dataset
-    ignored = {}
-    if pipeline.workers == 0:
-        ignored["prefetch_factor"] = "with workers 0 the training process reads each batch itself"
-    decoded_video = dataset.kind == "video" and pipeline.mode != "cached"
-    if dataset.kind != "video":
-        ignored["decoder_threads"] = f"{dataset.kind} data has no video to decode"
-    elif not decoded_video:
-        ignored["decoder_threads"] = "the frame cache holds frames already decoded"
-    if decoded_video:
-        ignored["read_threads"] = "video is decoded from its file, not read whole"
-    elif (
-        isinstance(dataset.generate, RecordsGenerate)
-        and dataset.generate.format == "tfrecord"
-        and dataset.generate.records_per_file > 1
-    ):
-        ignored["read_threads"] = "TFRecord files of several records are read record by record"
-    elif isinstance(dataset.generate, CollageGenerate) and dataset.generate.format == "npy":
-        ignored["read_threads"] = "npy crops are read through a memory map, not as whole files"
-    return ignored
-
-
-def batches(request: BatchRequest) -> BackgroundBatches:
+def loader_batches(request: BatchRequest) -> BackgroundBatches:
     """The DataLoader's batches, received by a thread of the training process (see prefetch)."""
     sampler = RankSampler(request.rank, request.world, request.batch_size, request.steps)
     dataset = SegmentationSamples(

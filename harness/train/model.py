@@ -111,7 +111,7 @@ def evaluate_model(
     receives the first held-out samples as read (up to ``harness.train.samples.SAMPLES``), so
     that the run's thumbnails need not read them again. None when ``training.eval_samples``
     is 0."""
-    from harness.pipeline.torch_backend import SegmentationSamples
+    from harness.pipeline.torch_loader import SegmentationSamples
     from harness.train.samples import SAMPLES
 
     count = scenario.training.eval_samples

@@ -129,7 +129,7 @@ def _keep(
     no_prediction: str | None,
     read: list[Sample] | None,
 ) -> dict[str, Any]:
-    from harness.pipeline.torch_backend import SegmentationSamples
+    from harness.pipeline.torch_loader import SegmentationSamples
 
     classes = int(dataset_manifest["classes"])
     held_out = SegmentationSamples(source, plan, crop, "skip", held_out=True)
