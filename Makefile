@@ -60,8 +60,13 @@ system-tools:
 	  else echo "note: install $(SYSTEM_PACKAGES) to run all the tests"; fi; \
 	fi
 
+# Two at a time (pytest-xdist, a file's tests together) the tests that disturb no other: on two
+# cores half their time is waiting (emulated steps, subprocesses starting, a disk); then, one at
+# a time, those marked `alone` (pyproject.toml's markers). `python -m pytest` alone runs all,
+# one at a time.
 test: lint system-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not alone" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m alone
 
 # Performance checks (ratios measured side by side in one run); needs ffmpeg, dd and fio. The
 # performance floors live here, not in the tests: `make bench STRICT=1` fails on a missed one

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -95,6 +96,14 @@ def run_harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> Re
     )
     assert "Traceback" not in done.stderr, done.stderr
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def free_port() -> int:
+    """A TCP port no one listens on now (the kernel's pick) for a launcher's store: tests that
+    run side by side (``pytest -n``) must not derive theirs from a process id and meet."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def copy_golden(name: str, target: Path) -> Path:

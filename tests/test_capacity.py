@@ -14,9 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import (
+    REPO,
+    flat_profile,
+    free_port,
+    run_harness,
+    tiny_collage_scenario,
+    tiny_video_scenario,
+)
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.alone,
+]  # capacity answers checked against a hand calculation under a cap
 
 BLKIO = Path("/sys/fs/cgroup/blkio")
 FRAME_BYTES = 320 * 240 * 3 + 320 * 240  # an npy frame and its mask
@@ -137,7 +147,7 @@ def test_two_hosts_search_together_under_torchrun(tmp_path: Path, write_scenario
     scenario["training"] = emulated_training(profile)
     file = write_scenario(scenario)
     assert run_harness("datagen", str(file)).returncode == 0
-    port = str(29900 + os.getpid() % 90)
+    port = str(free_port())
     controllers = [
         subprocess.Popen(
             [

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, flat_profile, run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import (
+    REPO,
+    flat_profile,
+    free_port,
+    run_harness,
+    tiny_collage_scenario,
+    tiny_video_scenario,
+)
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
@@ -261,7 +268,7 @@ def _torchrun(file: Path, results: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-            "--master-port", str(29700 + os.getpid() % 200),
+            "--master-port", str(free_port()),
             "-m", "harness", "run", str(file), "--results", str(results), "--quiet",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=240,

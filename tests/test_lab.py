@@ -18,6 +18,8 @@ from harness.lab import lifecycle, plan, system
 from harness.lab.state import LabMount, LabState, export_side, read_state, write_state
 from harness.pagecache import evict
 
+pytestmark = pytest.mark.alone  # the lab's namespaces and names are the machine's
+
 # --- pure parts ---------------------------------------------------------------------------------
 
 

@@ -26,7 +26,10 @@ from harness.results.capacity_file import read_capacity_file
 from harness.results.summary_file import read_summary
 from harness.summary import LINK_OVERHEAD
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.alone,
+]  # the lab's namespaces, link counters and a capacity answer on its link
 ROOT = Path(__file__).resolve().parents[1]
 MOUNT = plan.mount_point(1)
 EXPORTER = "http://10.201.1.1:9100/metrics"

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, gpu_here, run_harness, tiny_collage_scenario, tiny_video_scenario
+from conftest import (
+    REPO,
+    free_port,
+    gpu_here,
+    run_harness,
+    tiny_collage_scenario,
+    tiny_video_scenario,
+)
 from test_truth import assert_headline_is_true
 
 from harness.results.document import FORMAT_VERSION
@@ -304,7 +311,7 @@ def _torchrun(path: Path, results: Path) -> subprocess.Popen:
             "--nproc-per-node",
             "2",
             "--master-port",
-            str(29500 + os.getpid() % 1000),
+            str(free_port()),
             "-m",
             "harness",
             "run",
