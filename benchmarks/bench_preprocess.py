@@ -2,7 +2,8 @@
 storage as the real pipeline does, for a fraction of the client's CPU?
 
     python benchmarks/bench_preprocess.py [--dir DIR] [--accelerators 1,2] [--steps N]
-                                          [--capacity [--cap-mbps MB/S] [--server AxC]]
+                                          [--capacity [--cap-mbps MB/S] [--server AxC]
+                                                      [--capacity-profile h200|cpu]]
                                           [--strict]
 
 The quick cached scenario (scenarios/quick/video_cached.yaml: random frames of a JPEG frame
@@ -28,7 +29,9 @@ not the limit), 6 workers per accelerator, on an ext4 loop device whose reads ar
 ``--cap-mbps`` (blkio, as tests/test_capacity.py does), the hand calculation beside it: cap /
 (bytes a sample costs x batch / step time). Targets: the answer within 1 of it, the limiter the
 storage. ``--server 8x40`` searches in whole servers (the study's DGX-1), the hand calculation
-then in accelerators, rounded down to whole servers.
+then in accelerators, rounded down to whole servers. ``--capacity-profile cpu`` searches at the
+CPU profile instead (crop 128, batch 8, 2 workers an accelerator): eight H200-class ranks a
+server (1,900 samples/s) are more than this 2-core client runs, eight of this machine's are not.
 
 Not in ``make bench``: the four runs and the calibration take about 4 minutes on 2 cores (the
 real runs decode every frame); ``--capacity`` a few minutes more. Results: docs/emulation.md.
@@ -45,6 +48,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench_emulated import (
@@ -70,6 +74,26 @@ from side_by_side import (
 CPU_PROFILE = "cpu2-unet-w16-128-fp32-b8"
 H200_PROFILE = "h200-unet-w64-512-bf16-b16"
 H200_CROP, H200_BATCH = 512, 16  # the profile's settings: a run at them uses its steps unscaled
+
+
+@dataclass(frozen=True)
+class SearchProfile:
+    """An accelerator profile for ``--capacity`` with the settings it was measured at (a run at
+    them uses its steps unscaled) and the DataLoader workers each accelerator gets."""
+
+    name: str
+    crop: int
+    batch: int
+    model: dict[str, int]
+    workers: int
+
+
+SEARCH_PROFILES = {
+    "h200": SearchProfile(H200_PROFILE, H200_CROP, H200_BATCH, {"width": 64, "depth": 4}, 6),
+    # 16 samples/s an accelerator: eight a server (the DGX-1 shape) and three servers are within
+    # this 2-core client's reach, which eight H200-class ranks (1,900 samples/s) are not
+    "cpu": SearchProfile(CPU_PROFILE, 128, 8, {"width": 16, "depth": 3}, 2),
+}
 BLKIO = Path("/sys/fs/cgroup/blkio")
 
 
@@ -167,28 +191,38 @@ def throttled_disk(folder: Path, size: str = "2G") -> Iterator[tuple[Path, Path,
 
 
 def capacity(
-    work: Path, base: dict, cap_MBps: float, server: str | None, cores: int, frames: int
+    work: Path,
+    base: dict,
+    cap_MBps: float,
+    server: str | None,
+    cores: int,
+    frames: int,
+    search: SearchProfile,
 ) -> list[Target]:
-    """A search at the H200 profile as measured (its model, crop 512 and batch 16: no scaling),
-    on the same frames, copied to a throttled loop device, each accelerator's preprocessing
+    """A search at ``search``'s profile as measured (its model, crop and batch: no scaling), on
+    the same frames, copied to a throttled loop device, each accelerator's preprocessing
     emulated from a profile calibrated here at that crop."""
     generate = base["dataset"]["generate"]
-    if min(generate["width"], generate["height"]) < H200_CROP:
-        sys.exit(f"--capacity needs frames of at least {H200_CROP} px (the H200 profile's crop): "
+    if min(generate["width"], generate["height"]) < search.crop:
+        sys.exit(f"--capacity needs frames of at least {search.crop} px (the profile's crop): "
                  "--size 1920x1080")  # fmt: skip
     with throttled_disk(work, "4G") as (mount, cgroup, numbers):
         moved = quick_scenario("video_cached", mount)
         # more frames than the probes read: a repeat comes from the page cache, not the disk
         videos = -(-frames // generate["frames"])
         moved["dataset"]["generate"] = {**generate, "videos": videos}
-        moved["pipeline"] |= {"crop": H200_CROP, "batch_size": H200_BATCH, "workers": 6}
-        moved["training"]["model"] = {"width": 64, "depth": 4}
+        moved["pipeline"] |= {
+            "crop": search.crop,
+            "batch_size": search.batch,
+            "workers": search.workers,
+        }
+        moved["training"]["model"] = dict(search.model)
         prepare = write_scenario(work, "capacity-prepare", moved)
         harness("datagen", str(prepare))
         harness("cache", str(prepare))
         profile = work / "preprocess-capacity.json"
         harness("calibrate", "--preprocess", str(prepare), "--out", str(profile))
-        scenario = with_emulated_preprocess(emulated(moved, Path(H200_PROFILE), 60), profile, cores)
+        scenario = with_emulated_preprocess(emulated(moved, Path(search.name), 60), profile, cores)
         file = write_scenario(work, "capacity", scenario)
         out = work / "capacity.json"
         (cgroup / "blkio.throttle.read_bps_device").write_text(f"{numbers} {int(cap_MBps * 1e6)}")
@@ -206,12 +240,12 @@ def capacity(
     first = entry["probes"][0]["metrics"]
     sample_bytes = first["read_MBps"] * 1e6 / first["samples_per_s"]
     step_s = entry["profile"]["profile_mean_step_s"] * entry["profile"]["scale"]
-    batch = H200_BATCH
+    batch = search.batch
     by_hand = capacity_by_hand(cap_MBps, sample_bytes, batch, step_s)
     answer = entry["max_accelerators"]
     servers = f" ({entry.get('max_servers')} servers)" if server else ""
     print(
-        f"\ncapacity at {H200_PROFILE} (step {step_s * 1e3:.1f} ms, batch {batch}), "
+        f"\ncapacity at {search.name} (step {step_s * 1e3:.1f} ms, batch {batch}), "
         f"emulated preprocessing, reads capped at {cap_MBps:g} MB/s: {answer} accelerators"
         f"{servers}, limiter {entry.get('limiter')}\nby hand: {cap_MBps:g} MB/s / "
         f"({sample_bytes / 1e3:.1f} kB a sample x {batch} / {step_s:.4f} s) = {by_hand}"
@@ -247,6 +281,13 @@ def main() -> int:
     parser.add_argument("--cap-mbps", type=float, default=20.0, help="--capacity: read cap")
     parser.add_argument("--server", default=None, help="--capacity: a server shape, AxC")
     parser.add_argument(
+        "--capacity-profile",
+        choices=sorted(SEARCH_PROFILES),
+        default="h200",
+        help="--capacity: the accelerator profile (cpu: this machine's, 16 samples/s each, so "
+        "that whole DGX-1-shaped servers fit this client)",
+    )
+    parser.add_argument(
         "--capacity-frames",
         type=int,
         default=7200,
@@ -280,7 +321,13 @@ def main() -> int:
         targets = compare(work, base, accelerators, args.steps)
         if args.capacity:
             targets += capacity(
-                work, base, args.cap_mbps, args.server, args.preprocess_cores, args.capacity_frames
+                work,
+                base,
+                args.cap_mbps,
+                args.server,
+                args.preprocess_cores,
+                args.capacity_frames,
+                SEARCH_PROFILES[args.capacity_profile],
             )
     print("\ntargets")
     for target in targets:
